@@ -1,0 +1,970 @@
+//! The collector's configuration file.
+//!
+//! The same YAML is written by hand for a standalone collector and rendered by the operator into a
+//! ConfigMap in a cluster. Loading reports the exact field path of every mistake and what is allowed
+//! there; unknown fields are errors, because a misspelt option silently ignored is a security hole
+//! in a log shipper.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole collector: one source, several outputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Friendly source name carried into every event (azlog's `<name>` in `<name>.<subscriptionId>`).
+    pub name: String,
+    /// The Azure subscription the source reads, carried into events that do not name their own.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    pub source: SourceConfig,
+    pub outputs: Vec<OutputConfig>,
+    /// Directory for the checkpoint and the dead-letter file.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("azlog-state")
+}
+
+/// Exactly one source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Realistic simulated Azure records; needs no Azure account.
+    Simulate(SimulateConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulateConfig {
+    /// Events per second; absent means as fast as the outputs take them.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Stop after this many events; absent means run forever.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// The same seed always yields the same events.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The subscription id written into simulated records.
+    #[serde(default = "default_sim_subscription")]
+    pub subscription_id: String,
+    #[serde(default)]
+    pub mix: SimulateMix,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_sim_subscription() -> String {
+    "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f".to_owned()
+}
+
+/// Relative weights of the simulated record kinds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulateMix {
+    #[serde(default)]
+    pub wad: u32,
+    #[serde(default)]
+    pub activity_log: u32,
+    #[serde(default)]
+    pub security_alert: u32,
+    #[serde(default)]
+    pub directory_audit: u32,
+    #[serde(default)]
+    pub diagnostic_log: u32,
+}
+
+impl Default for SimulateMix {
+    fn default() -> Self {
+        SimulateMix {
+            wad: 4,
+            activity_log: 3,
+            security_alert: 1,
+            directory_audit: 2,
+            diagnostic_log: 2,
+        }
+    }
+}
+
+/// One output. Several of the same type may be listed; give them distinct `name`s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum OutputConfig {
+    File(FileOutputConfig),
+    Syslog(SyslogOutputConfig),
+    Stdout(StdoutOutputConfig),
+}
+
+impl OutputConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OutputConfig::File(_) => "file",
+            OutputConfig::Syslog(_) => "syslog",
+            OutputConfig::Stdout(_) => "stdout",
+        }
+    }
+
+    /// The name used in metrics and logs: the configured one, or `<type>-<index>`.
+    pub fn name(&self, index: usize) -> String {
+        let configured = match self {
+            OutputConfig::File(c) => &c.name,
+            OutputConfig::Syslog(c) => &c.name,
+            OutputConfig::Stdout(c) => &c.name,
+        };
+        configured
+            .clone()
+            .unwrap_or_else(|| format!("{}-{index}", self.type_name()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JsonFormat {
+    /// One JSON object per line: the Azure record with an `azlog` member added.
+    Ndjson,
+    /// One JSON-LD node per line, with an inline `@context`.
+    Jsonld,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileOutputConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Root directory; events land in per-kind folders below it (AzureResourceManagerJson, …).
+    pub directory: PathBuf,
+    #[serde(default = "default_json_format")]
+    pub format: JsonFormat,
+    /// Finish a file once it reaches this many bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Finish a file once it is this old, so forwarders see quiet sources too.
+    #[serde(default = "default_max_file_age", with = "humantime_serde")]
+    pub max_file_age: Duration,
+    /// fsync every batch before reporting it delivered (survives power loss, not only crashes).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn default_json_format() -> JsonFormat {
+    JsonFormat::Ndjson
+}
+
+fn default_max_file_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_max_file_age() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdoutOutputConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_json_format")]
+    pub format: JsonFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyslogProtocol {
+    Rfc5424,
+    Rfc3164,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Framing {
+    /// RFC 6587 octet counting: `LEN SP MSG`. Messages may contain newlines.
+    OctetCounting,
+    /// One message per line; newlines inside a message are escaped as `\n`.
+    Newline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyslogBody {
+    /// The Azure record as one line of JSON.
+    Json,
+    /// The human-readable message.
+    Message,
+    /// ArcSight Common Event Format.
+    Cef,
+    /// QRadar Log Event Extended Format 2.0.
+    Leef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Facility {
+    Kern,
+    User,
+    Mail,
+    Daemon,
+    Auth,
+    Syslog,
+    Lpr,
+    News,
+    Uucp,
+    Cron,
+    Authpriv,
+    Ftp,
+    Local0,
+    Local1,
+    Local2,
+    Local3,
+    Local4,
+    Local5,
+    Local6,
+    Local7,
+}
+
+impl Facility {
+    pub fn code(self) -> u8 {
+        match self {
+            Facility::Kern => 0,
+            Facility::User => 1,
+            Facility::Mail => 2,
+            Facility::Daemon => 3,
+            Facility::Auth => 4,
+            Facility::Syslog => 5,
+            Facility::Lpr => 6,
+            Facility::News => 7,
+            Facility::Uucp => 8,
+            Facility::Cron => 9,
+            Facility::Authpriv => 10,
+            Facility::Ftp => 11,
+            Facility::Local0 => 16,
+            Facility::Local1 => 17,
+            Facility::Local2 => 18,
+            Facility::Local3 => 19,
+            Facility::Local4 => 20,
+            Facility::Local5 => 21,
+            Facility::Local6 => 22,
+            Facility::Local7 => 23,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyslogOutputConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the receiver.
+    pub address: String,
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    #[serde(default = "default_protocol")]
+    pub protocol: SyslogProtocol,
+    /// Stream framing (TCP and TLS); UDP sends one message per datagram.
+    #[serde(default = "default_framing")]
+    pub framing: Framing,
+    #[serde(default = "default_body")]
+    pub body: SyslogBody,
+    #[serde(default = "default_facility")]
+    pub facility: Facility,
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// A fixed HOSTNAME; by default the event's own host (VM, resource) or this machine's name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// SD-ID of the structured-data element carrying the Azure fields (RFC 5424 only).
+    #[serde(default = "default_sd_id")]
+    pub structured_data_id: String,
+    /// Longer messages are truncated (at a UTF-8 boundary) and counted. Defaults: 8192 over UDP,
+    /// 1 MiB over streams.
+    #[serde(default)]
+    pub max_message_bytes: Option<usize>,
+    /// How long to wait for the receiver's TCP stack to acknowledge a batch before reconnecting.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_transport() -> Transport {
+    Transport::Tcp
+}
+fn default_protocol() -> SyslogProtocol {
+    SyslogProtocol::Rfc5424
+}
+fn default_framing() -> Framing {
+    Framing::OctetCounting
+}
+fn default_body() -> SyslogBody {
+    SyslogBody::Json
+}
+fn default_facility() -> Facility {
+    Facility::Local0
+}
+fn default_app_name() -> String {
+    "azlog".to_owned()
+}
+fn default_sd_id() -> String {
+    "azlog@32473".to_owned()
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// UDP payloads cannot exceed 65,535 bytes less the IPv4 and UDP headers.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+impl SyslogOutputConfig {
+    pub fn effective_max_message_bytes(&self) -> usize {
+        self.max_message_bytes.unwrap_or(match self.transport {
+            Transport::Udp => 8192,
+            Transport::Tcp | Transport::Tls => 1024 * 1024,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA(s) that sign the receiver's certificate; absent means the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for receivers that require mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `certFile`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the receiver's certificate against; defaults to the host in `address`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// How often delivered progress is written. Every commit is also forced once half of
+    /// `pipeline.maxInFlightEvents` is waiting for one.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// How many recent event ids are remembered to hide re-reads.
+    #[serde(default = "default_dedup_capacity")]
+    pub dedup_capacity: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            commit_interval: default_commit_interval(),
+            dedup_capacity: default_dedup_capacity(),
+        }
+    }
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_dedup_capacity() -> usize {
+    100_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Largest number of records a source fetches at once.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Events dispatched but not yet checkpointed; the source waits beyond this. Bounds memory and
+    /// how much is re-read after a crash.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_events: usize,
+    /// How long to wait when the source has nothing new.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// On SIGTERM, how long to wait for in-flight events to be delivered before exiting.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: default_batch_size(),
+            max_in_flight_events: default_max_in_flight(),
+            poll_interval: default_poll_interval(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+fn default_max_in_flight() -> usize {
+    10_000
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints; `null` turns them off.
+    #[serde(default = "default_health_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            listen: default_health_listen(),
+        }
+    }
+}
+
+fn default_health_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+/// One mistake in a configuration: where, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {origin}{}", location.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
+    Parse {
+        origin: String,
+        location: Option<(usize, usize)>,
+        error: FieldError,
+    },
+    #[error("invalid config {origin}: {} problem(s)", errors.len())]
+    Invalid {
+        origin: String,
+        errors: Vec<FieldError>,
+    },
+}
+
+impl ConfigError {
+    /// Every field error, for printing one per line.
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            ConfigError::Read { .. } => Vec::new(),
+            ConfigError::Parse { error, .. } => vec![error.clone()],
+            ConfigError::Invalid { errors, .. } => errors.clone(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates YAML. `origin` names the text in messages (a file path, a ConfigMap).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        // YAML is read into a JSON value first: serde_yaml only accepts `!tag` syntax for enums, while
+        // users, and the LogSource CRD this mirrors, write one-of choices as single-key maps.
+        let value: serde_json::Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                origin: origin.to_owned(),
+                location: e.location().map(|l| (l.line(), l.column())),
+                error: FieldError {
+                    path: "(document)".to_owned(),
+                    message: explain_serde(&e.to_string()),
+                },
+            })?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = match err.path().to_string() {
+                p if p == "." => "(top level)".to_owned(),
+                p => p,
+            };
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                location: None,
+                error: FieldError {
+                    path,
+                    message: explain_serde(&err.into_inner().to_string()),
+                },
+            }
+        })?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                errors,
+            })
+        }
+    }
+
+    /// Checks what the types cannot: ranges, consistency, files that must exist.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| errors.push(FieldError { path, message });
+        if self.name.trim().is_empty() {
+            err(
+                "name".into(),
+                "must not be empty: it names the source in every event".into(),
+            );
+        }
+        let SourceConfig::Simulate(sim) = &self.source;
+        if let Some(rate) = sim.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            err(
+                "source.simulate.rate".into(),
+                format!(
+                    "must be a positive number of events per second, got {rate}; omit it for no limit"
+                ),
+            );
+        }
+        let mix = &sim.mix;
+        if mix.wad
+            + mix.activity_log
+            + mix.security_alert
+            + mix.directory_audit
+            + mix.diagnostic_log
+            == 0
+        {
+            err(
+                "source.simulate.mix".into(),
+                "at least one weight must be above 0".into(),
+            );
+        }
+        if self.outputs.is_empty() {
+            err(
+                "outputs".into(),
+                "list at least one output (file, syslog or stdout)".into(),
+            );
+        }
+        let mut names = std::collections::HashMap::new();
+        let mut directories = std::collections::HashMap::new();
+        for (i, output) in self.outputs.iter().enumerate() {
+            let name = output.name(i);
+            let base = format!("outputs[{i}].{}", output.type_name());
+            if let Some(first) = names.insert(name.clone(), i) {
+                err(
+                    format!("{base}.name"),
+                    format!(
+                        "{name:?} is already the name of outputs[{first}]; output names must be unique"
+                    ),
+                );
+            }
+            match output {
+                OutputConfig::File(file) => {
+                    if let Some(first) =
+                        directories.insert((file.directory.clone(), file.format), i)
+                    {
+                        err(
+                            format!("{base}.directory"),
+                            format!(
+                                "outputs[{first}] already writes {} to {}",
+                                format_name(file.format),
+                                file.directory.display()
+                            ),
+                        );
+                    }
+                    if file.max_file_bytes < 4096 {
+                        err(
+                            format!("{base}.maxFileBytes"),
+                            format!("must be at least 4096, got {}", file.max_file_bytes),
+                        );
+                    }
+                    if file.max_file_age < Duration::from_secs(1) {
+                        err(format!("{base}.maxFileAge"), "must be at least 1s".into());
+                    }
+                }
+                OutputConfig::Syslog(syslog) => validate_syslog(syslog, &base, &mut err),
+                OutputConfig::Stdout(_) => {}
+            }
+        }
+        let p = &self.pipeline;
+        if p.batch_size == 0 || p.batch_size > 100_000 {
+            err(
+                "pipeline.batchSize".into(),
+                format!("must be between 1 and 100000, got {}", p.batch_size),
+            );
+        }
+        if p.max_in_flight_events < p.batch_size {
+            err(
+                "pipeline.maxInFlightEvents".into(),
+                format!(
+                    "must be at least pipeline.batchSize ({}), got {}",
+                    p.batch_size, p.max_in_flight_events
+                ),
+            );
+        }
+        if self.checkpoint.dedup_capacity < p.max_in_flight_events {
+            err(
+                "checkpoint.dedupCapacity".into(),
+                format!(
+                    "must be at least pipeline.maxInFlightEvents ({}) so a restart recognises everything it re-reads, got {}",
+                    p.max_in_flight_events, self.checkpoint.dedup_capacity
+                ),
+            );
+        }
+        if self.checkpoint.commit_interval < Duration::from_millis(10) {
+            err(
+                "checkpoint.commitInterval".into(),
+                "must be at least 10ms".into(),
+            );
+        }
+        errors
+    }
+}
+
+fn format_name(format: JsonFormat) -> &'static str {
+    match format {
+        JsonFormat::Ndjson => "ndjson",
+        JsonFormat::Jsonld => "jsonld",
+    }
+}
+
+fn validate_syslog(c: &SyslogOutputConfig, base: &str, err: &mut impl FnMut(String, String)) {
+    match split_host_port(&c.address) {
+        Ok(_) => {}
+        Err(why) => err(format!("{base}.address"), why),
+    }
+    if c.app_name.is_empty()
+        || c.app_name.len() > 48
+        || !c.app_name.bytes().all(|b| (33..=126).contains(&b))
+    {
+        err(
+            format!("{base}.appName"),
+            format!(
+                "must be 1 to 48 printable ASCII characters without spaces (RFC 5424 APP-NAME), got {:?}",
+                c.app_name
+            ),
+        );
+    }
+    if let Some(host) = &c.hostname
+        && (host.is_empty() || host.len() > 255 || !host.bytes().all(|b| (33..=126).contains(&b)))
+    {
+        err(
+            format!("{base}.hostname"),
+            format!(
+                "must be 1 to 255 printable ASCII characters without spaces (RFC 5424 HOSTNAME), got {host:?}"
+            ),
+        );
+    }
+    let sd = &c.structured_data_id;
+    if sd.is_empty()
+        || sd.len() > 32
+        || !sd
+            .bytes()
+            .all(|b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"'))
+        || !sd.contains('@')
+    {
+        err(
+            format!("{base}.structuredDataId"),
+            format!(
+                "must look like name@<private enterprise number>, at most 32 printable characters without = ] \" (RFC 5424 SD-ID), got {sd:?}"
+            ),
+        );
+    }
+    let max = c.effective_max_message_bytes();
+    let (low, high) = match c.transport {
+        Transport::Udp => (480, MAX_UDP_PAYLOAD),
+        Transport::Tcp | Transport::Tls => (480, 64 * 1024 * 1024),
+    };
+    if !(low..=high).contains(&max) {
+        err(
+            format!("{base}.maxMessageBytes"),
+            format!("must be between {low} and {high} for this transport, got {max}"),
+        );
+    }
+    if c.transport == Transport::Udp && c.framing == Framing::Newline {
+        err(
+            format!("{base}.framing"),
+            "applies to tcp and tls only; over udp every message is one datagram, remove it".into(),
+        );
+    }
+    if c.tls.is_some() && c.transport != Transport::Tls {
+        err(
+            format!("{base}.tls"),
+            "is set but transport is not tls; set transport: tls or remove the tls block".into(),
+        );
+    }
+    if let Some(tls) = &c.tls {
+        for (field, file) in [
+            ("caFile", &tls.ca_file),
+            ("certFile", &tls.cert_file),
+            ("keyFile", &tls.key_file),
+        ] {
+            if let Some(path) = file
+                && !path.is_file()
+            {
+                err(
+                    format!("{base}.tls.{field}"),
+                    format!("{} does not exist or is not a file", path.display()),
+                );
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            err(
+                format!("{base}.tls"),
+                "certFile and keyFile go together: set both for mutual TLS, or neither".into(),
+            );
+        }
+    }
+    if c.ack_timeout < Duration::from_millis(100) {
+        err(
+            format!("{base}.ackTimeout"),
+            "must be at least 100ms".into(),
+        );
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` too) without resolving it.
+pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
+    let hint = "expected host:port, e.g. siem.example.com:6514 or [::1]:514";
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{address:?} has no port; {hint}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{address:?} has no host; {hint}"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{port:?} is not a port between 1 and 65535; {hint}"))?;
+    Ok((host.to_owned(), port))
+}
+
+/// serde's messages are accurate but terse; add what to do where we can.
+fn explain_serde(message: &str) -> String {
+    // serde_yaml appends " at line L column C"; the location is reported separately.
+    let message = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    if message.starts_with("unknown field") {
+        format!("{message}; remove it or fix its spelling")
+    } else if message.starts_with("unknown variant") {
+        format!("{message}; pick one of those")
+    } else if message.starts_with("missing field") {
+        format!("{message}; it is required here")
+    } else {
+        message.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(yaml: &str) -> Vec<FieldError> {
+        match Config::parse(yaml, "test.yaml") {
+            Ok(_) => panic!("config should be rejected:\n{yaml}"),
+            Err(e) => e.field_errors(),
+        }
+    }
+
+    const MINIMAL: &str = "name: demo\nsource:\n  simulate: {}\noutputs:\n  - stdout: {}\n";
+
+    #[test]
+    fn a_minimal_config_gets_safe_defaults() {
+        let config = Config::parse(MINIMAL, "t").expect("valid");
+        assert_eq!(config.pipeline.batch_size, 500);
+        assert_eq!(config.checkpoint.commit_interval, Duration::from_secs(5));
+        assert_eq!(
+            config.health.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_rejected_with_its_path() {
+        let yaml = "name: demo\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: h:514\n      trasnport: tcp\n";
+        let errors = errors_of(yaml);
+        assert_eq!(errors[0].path, "outputs[0].syslog.trasnport");
+        assert!(
+            errors[0].message.contains("unknown field `trasnport`"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].message.contains("expected one of"),
+            "lists allowed fields: {}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_wrong_enum_value_lists_the_allowed_ones() {
+        let yaml = "name: demo\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: h:514\n      transport: tcpp\n";
+        let errors = errors_of(yaml);
+        assert_eq!(errors[0].path, "outputs[0].syslog.transport");
+        assert!(
+            errors[0].message.contains("`udp`, `tcp`, `tls`"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn an_unknown_source_type_is_rejected() {
+        let errors = errors_of("name: demo\nsource:\n  eventhub: {}\noutputs:\n  - stdout: {}\n");
+        assert_eq!(errors[0].path, "source");
+        assert!(
+            errors[0].message.contains("simulate"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let errors = errors_of("name: demo\nsource:\n  simulate: {}\noutputs:\n  - file: {}\n");
+        assert_eq!(errors[0].path, "outputs[0].file");
+        assert!(
+            errors[0].message.contains("missing field `directory`"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_named() {
+        let errors = errors_of(
+            "name: demo\nsource:\n  simulate:\n    count: lots\noutputs:\n  - stdout: {}\n",
+        );
+        assert_eq!(errors[0].path, "source.simulate.count");
+        assert!(
+            errors[0].message.contains("invalid type"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_is_named() {
+        let errors = errors_of(
+            "name: demo\nsource:\n  simulate: {}\noutputs:\n  - stdout: {}\ncheckpoint:\n  commitInterval: soon\n",
+        );
+        assert_eq!(errors[0].path, "checkpoint.commitInterval");
+    }
+
+    #[test]
+    fn an_address_without_a_port_is_explained() {
+        let errors = errors_of(
+            "name: demo\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: siem.example.com\n",
+        );
+        assert_eq!(errors[0].path, "outputs[0].syslog.address");
+        assert!(
+            errors[0].message.contains("has no port"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let yaml = "name: ''\nsource:\n  simulate:\n    rate: -5\noutputs:\n  - syslog:\n      address: h:514\n      transport: udp\n      maxMessageBytes: 70000\n      appName: 'has space'\n      tls: {}\n  - stdout: {name: syslog-0}\npipeline:\n  batchSize: 0\n";
+        let errors = errors_of(yaml);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        for expected in [
+            "name",
+            "source.simulate.rate",
+            "outputs[0].syslog.appName",
+            "outputs[0].syslog.maxMessageBytes",
+            "outputs[0].syslog.tls",
+            "outputs[1].stdout.name",
+            "pipeline.batchSize",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn tls_files_that_do_not_exist_are_named() {
+        let yaml = "name: demo\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: h:6514\n      transport: tls\n      tls:\n        caFile: /nonexistent/ca.pem\n        certFile: /nonexistent/c.pem\n";
+        let errors = errors_of(yaml);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "outputs[0].syslog.tls.caFile"
+                    && e.message.contains("/nonexistent/ca.pem"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "outputs[0].syslog.tls" && e.message.contains("go together"))
+        );
+    }
+
+    #[test]
+    fn an_empty_output_list_is_rejected() {
+        let errors = errors_of("name: demo\nsource:\n  simulate: {}\noutputs: []\n");
+        assert_eq!(errors[0].path, "outputs");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_carry_a_location() {
+        match Config::parse("name: demo\nsource: [\n", "t") {
+            Err(ConfigError::Parse {
+                location: Some((line, _)),
+                ..
+            }) => assert!(line >= 2),
+            other => panic!("expected a located parse error, got {other:?}"),
+        }
+    }
+}

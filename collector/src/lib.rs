@@ -1,0 +1,30 @@
+//! azlog collector: pulls one Azure security log source and delivers its events to files, syslog
+//! receivers and stdout, with checkpoints that never run ahead of delivery.
+//!
+//! Start at [`service::run`]; the moving parts are [`source`], [`pipeline`], [`output`] and
+//! [`checkpoint`].
+
+pub mod backoff;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod dead_letter;
+pub mod dedup;
+pub mod event;
+pub mod fsutil;
+pub mod health;
+pub mod json;
+pub mod metrics;
+pub mod normalise;
+pub mod output;
+pub mod pipeline;
+pub mod rng;
+pub mod service;
+pub mod source;
+
+/// kube (ring) and the Azure SDK (aws-lc-rs) each bring a rustls crypto provider; with two present
+/// rustls cannot choose and panics on first use. Every binary calls this first.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed, which is all this needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,311 @@
+//! The `azlog-collector` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use azlog_collector::bench::{self, Scenario};
+use azlog_collector::config::{
+    Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, SimulateConfig, SimulateMix,
+    SourceConfig, StdoutOutputConfig, SyslogOutputConfig,
+};
+use azlog_collector::service;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+/// Pulls one Azure security log source and delivers its events to files, syslog and stdout.
+///
+/// Checkpoints are written only after every output has delivered, so a crash or a dead receiver never
+/// loses an event; re-reads are recognised and not delivered twice.
+#[derive(Debug, Parser)]
+#[command(name = "azlog-collector", version, propagate_version = true)]
+struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `azlog_collector=debug`).
+    #[arg(long, global = true, env = "AZLOG_LOG", default_value = "info")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector described by a config file until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and explain every problem in it, without running anything.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Simulated Azure security events (VM diagnostics, Activity Log, Defender alerts, Entra audit,
+    /// Key Vault logs) into stdout, a folder of JSON files and optionally a syslog receiver. Needs no
+    /// Azure account.
+    Demo(DemoArgs),
+    /// Measure events per CPU-second and peak memory of the encode-and-write paths and the whole pipeline.
+    Bench {
+        /// Events per scenario.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Run one scenario only.
+        #[arg(long, value_enum)]
+        scenario: Option<Scenario>,
+        /// Internal: run the scenario in this process and print its result as JSON.
+        #[arg(long, hide = true)]
+        child: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// How many events to generate; 0 runs until interrupted.
+    #[arg(long, default_value_t = 500)]
+    count: u64,
+    /// Events per second; 0 is as fast as the outputs take them.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// The same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Folder for the JSON files (AzureResourceManagerJson, AzureSecurityCenterJson, …) and the
+    /// demo's checkpoint.
+    #[arg(long, default_value = "azlog-demo")]
+    dir: PathBuf,
+    /// Also send to this syslog receiver (host:port), RFC 5424 over TCP.
+    #[arg(long)]
+    syslog: Option<String>,
+    /// Do not print events to stdout.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+        eprintln!("--log-level {level:?} is not a valid filter ({e}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn print_config_error(err: &ConfigError) {
+    eprintln!("error: {err}");
+    for field in err.field_errors() {
+        eprintln!("  - {field}");
+    }
+}
+
+fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
+    let mut outputs = vec![OutputConfig::File(FileOutputConfig {
+        name: Some("files".into()),
+        directory: args.dir.join("out"),
+        format: JsonFormat::Ndjson,
+        max_file_bytes: 1024 * 1024,
+        max_file_age: Duration::from_secs(10),
+        fsync: true,
+    })];
+    if !args.quiet {
+        outputs.push(OutputConfig::Stdout(StdoutOutputConfig {
+            name: Some("stdout".into()),
+            format: JsonFormat::Ndjson,
+        }));
+    }
+    if let Some(address) = &args.syslog {
+        let syslog: SyslogOutputConfig = serde_yaml::from_str(&format!(
+            "name: syslog\naddress: {address:?}\n"
+        ))
+        .map_err(|e| ConfigError::Parse {
+            origin: "--syslog".into(),
+            location: None,
+            error: azlog_collector::config::FieldError {
+                path: "--syslog".into(),
+                message: e.to_string(),
+            },
+        })?;
+        outputs.push(OutputConfig::Syslog(syslog));
+    }
+    let config = Config {
+        name: "demo".into(),
+        subscription_id: None,
+        source: SourceConfig::Simulate(SimulateConfig {
+            rate: (args.rate > 0.0).then_some(args.rate),
+            count: (args.count > 0).then_some(args.count),
+            seed: args.seed,
+            subscription_id: "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f".into(),
+            mix: SimulateMix::default(),
+        }),
+        outputs,
+        state_dir: args.dir.join("state"),
+        checkpoint: Default::default(),
+        pipeline: azlog_collector::config::PipelineConfig {
+            poll_interval: Duration::from_millis(200),
+            ..Default::default()
+        },
+        health: azlog_collector::config::HealthConfig { listen: None },
+    };
+    let errors = config.validate();
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            origin: "demo flags".into(),
+            errors,
+        })
+    }
+}
+
+/// Turns SIGTERM and SIGINT into the pipeline's graceful shutdown; a second signal exits at once.
+fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        for round in 0..2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            if round == 0 {
+                tracing::info!(
+                    "signal received: finishing in-flight deliveries (send it again to exit now)"
+                );
+                let _ = tx.send(true);
+            } else {
+                tracing::warn!(
+                    "second signal: exiting now; undelivered events are read again at the next start"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+fn run_service(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = shutdown_on_signals();
+        match service::run(config, shutdown).await {
+            Ok(summary) => {
+                tracing::info!(
+                    events_delivered = summary.events_committed,
+                    duplicates_hidden = summary.duplicates,
+                    dead_lettered = summary.dead_lettered,
+                    undelivered = summary.undelivered,
+                    "collector stopped"
+                );
+                if summary.undelivered {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "collector failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    azlog_collector::install_crypto_provider();
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Run { config } => match Config::load(&config) {
+            Ok(config) => run_service(config),
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::from(2)
+            }
+        },
+        Command::Validate { config: path } => match Config::load(&path) {
+            Ok(config) => {
+                println!("{}: valid", path.display());
+                println!("  source: {} (simulate)", config.name);
+                for (i, output) in config.outputs.iter().enumerate() {
+                    println!("  output {}: {}", output.name(i), output.type_name());
+                }
+                println!("  state: {}", config.state_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo(args) => match demo_config(&args) {
+            Ok(config) => {
+                eprintln!(
+                    "azlog demo: {} simulated Azure events → stdout, {}{}",
+                    if args.count == 0 {
+                        "endless".to_owned()
+                    } else {
+                        args.count.to_string()
+                    },
+                    args.dir.join("out").display(),
+                    args.syslog
+                        .as_deref()
+                        .map(|s| format!(", syslog {s}"))
+                        .unwrap_or_default()
+                );
+                run_service(config)
+            }
+            Err(e) => {
+                print_config_error(&e);
+                ExitCode::from(2)
+            }
+        },
+        Command::Bench {
+            events,
+            scenario,
+            child,
+        } => {
+            let result = match (child, scenario) {
+                (true, Some(scenario)) => bench::run_scenario(scenario, events)
+                    .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
+                    .map(|json| println!("{json}")),
+                _ => bench::run_all(events, scenario).map(|_| ()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: bench failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

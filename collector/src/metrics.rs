@@ -1,0 +1,240 @@
+//! Prometheus metrics and the health state behind `/readyz`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the collector exports. Names follow Prometheus conventions: `_total` counters,
+/// base units (seconds, bytes).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: IntCounterVec,
+    pub events_duplicate: IntCounter,
+    pub events_dead_lettered: IntCounterVec,
+    pub events_delivered: IntCounterVec,
+    pub events_skipped_recovered: IntCounterVec,
+    pub events_truncated: IntCounterVec,
+    pub output_retries: IntCounterVec,
+    output_up: IntGaugeVec,
+    pub delivery_latency: HistogramVec,
+    pub source_errors: IntCounterVec,
+    pub source_fetch_duration: Histogram,
+    pub in_flight_events: IntGauge,
+    pub checkpoint_commits: IntCounter,
+    pub checkpoint_errors: IntCounter,
+    pub checkpoint_age: Gauge,
+    pub last_event_timestamp: Gauge,
+    pub lag_seconds: GaugeVec,
+    pub files_finished: IntCounterVec,
+    source_ok: AtomicBool,
+    outputs_ok: Mutex<BTreeMap<String, bool>>,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    metric
+}
+
+impl Metrics {
+    // Metric definitions are compile-time constants; a failure here is a programming error caught by
+    // every test, so panicking with the metric's name is the clearest report.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("azlog".into()), None)
+            .unwrap_or_else(|e| panic!("registry: {e}"));
+        let reg = |m: Box<dyn prometheus::core::Collector>| {
+            registry.register(m).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let events_received = counter_vec(
+            &registry,
+            "events_received_total",
+            "Records fetched from the source, by event kind.",
+            &["kind"],
+        );
+        let events_dead_lettered = counter_vec(
+            &registry,
+            "events_dead_lettered_total",
+            "Records written to the dead-letter file, by reason.",
+            &["reason"],
+        );
+        let events_delivered = counter_vec(
+            &registry,
+            "events_delivered_total",
+            "Events an output delivered.",
+            &["output"],
+        );
+        let events_skipped_recovered = counter_vec(
+            &registry,
+            "events_recovered_skipped_total",
+            "Events an output found already written before a crash and did not write again.",
+            &["output"],
+        );
+        let events_truncated = counter_vec(
+            &registry,
+            "events_truncated_total",
+            "Events cut to the output's maximum message size.",
+            &["output"],
+        );
+        let output_retries = counter_vec(
+            &registry,
+            "output_retries_total",
+            "Failed delivery attempts that will be retried, by error category.",
+            &["output", "category"],
+        );
+        let source_errors = counter_vec(
+            &registry,
+            "source_errors_total",
+            "Failed source fetches, by error category.",
+            &["category"],
+        );
+        let files_finished = counter_vec(
+            &registry,
+            "files_finished_total",
+            "Files the file output finished (renamed to their final name).",
+            &["output"],
+        );
+        let events_duplicate = IntCounter::new(
+            "events_duplicate_total",
+            "Events recognised as already delivered and not sent again.",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(events_duplicate.clone()));
+        let output_up = IntGaugeVec::new(
+            Opts::new(
+                "output_up",
+                "1 when the output's last delivery attempt succeeded.",
+            ),
+            &["output"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(output_up.clone()));
+        let delivery_latency = HistogramVec::new(
+            HistogramOpts::new("delivery_latency_seconds", "Time from dispatching a batch to the output reporting it delivered, retries included.")
+                .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+            &["output"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(delivery_latency.clone()));
+        let source_fetch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "source_fetch_duration_seconds",
+                "Time one source fetch took.",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(source_fetch_duration.clone()));
+        let in_flight_events = IntGauge::new(
+            "in_flight_events",
+            "Events dispatched to outputs and not yet checkpointed (the queue depth).",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(in_flight_events.clone()));
+        let checkpoint_commits =
+            IntCounter::new("checkpoint_commits_total", "Checkpoints written.")
+                .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(checkpoint_commits.clone()));
+        let checkpoint_errors = IntCounter::new(
+            "checkpoint_errors_total",
+            "Checkpoint writes that failed (retried at the next commit).",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(checkpoint_errors.clone()));
+        let checkpoint_age = Gauge::new(
+            "checkpoint_age_seconds",
+            "Seconds since the checkpoint was last written.",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(checkpoint_age.clone()));
+        let last_event_timestamp = Gauge::new(
+            "last_event_timestamp_seconds",
+            "Event time of the newest delivered and checkpointed event, as a Unix time.",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(last_event_timestamp.clone()));
+        let lag_seconds = GaugeVec::new(
+            Opts::new(
+                "lag_seconds",
+                "Now minus the event time of the newest checkpointed event.",
+            ),
+            &["source"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        reg(Box::new(lag_seconds.clone()));
+        Metrics {
+            registry,
+            events_received,
+            events_duplicate,
+            events_dead_lettered,
+            events_delivered,
+            events_skipped_recovered,
+            events_truncated,
+            output_retries,
+            output_up,
+            delivery_latency,
+            source_errors,
+            source_fetch_duration,
+            in_flight_events,
+            checkpoint_commits,
+            checkpoint_errors,
+            checkpoint_age,
+            last_event_timestamp,
+            lag_seconds,
+            files_finished,
+            source_ok: AtomicBool::new(true),
+            outputs_ok: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records whether an output's last delivery attempt worked (the `output_up` gauge and `/readyz`).
+    pub fn set_output_up(&self, output: &str, ok: bool) {
+        self.output_up
+            .with_label_values(&[output])
+            .set(i64::from(ok));
+        if let Ok(mut outputs) = self.outputs_ok.lock() {
+            outputs.insert(output.to_owned(), ok);
+        }
+    }
+
+    pub fn set_source_ok(&self, ok: bool) {
+        self.source_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Ready means: the source's last fetch worked and no output is failing.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.source_ok.load(Ordering::Relaxed) {
+            return Err("the source's last fetch failed".into());
+        }
+        let failing: Vec<String> = match self.outputs_ok.lock() {
+            Ok(outputs) => outputs
+                .iter()
+                .filter(|(_, ok)| !**ok)
+                .map(|(name, _)| name.clone())
+                .collect(),
+            Err(_) => vec!["(health state unavailable)".into()],
+        };
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("outputs failing: {}", failing.join(", ")))
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return format!("# failed to encode metrics: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

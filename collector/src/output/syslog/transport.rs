@@ -1,0 +1,290 @@
+//! Syslog connections: UDP datagrams, TCP streams and TLS streams (rustls).
+//!
+//! What "delivered" means on a stream: the batch was written and the receiver's TCP stack
+//! acknowledged every byte (the socket's send queue drained), and the connection was not reset. That
+//! catches a receiver that died while we wrote (its kernel answers with a reset), which a plain
+//! "write returned" would miss. It cannot catch a receiver process that read the bytes and then died
+//! before storing them: syslog has no application-level acknowledgement.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{SyslogOutputConfig, TlsConfig, Transport};
+
+/// Builds the TLS client configuration once, at start, so a bad certificate file stops the collector
+/// with a clear message instead of failing every reconnect.
+pub fn tls_config(tls: Option<&TlsConfig>) -> Result<Arc<ClientConfig>, String> {
+    let default = TlsConfig::default();
+    let tls = tls.unwrap_or(&default);
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "CA file {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    format!(
+                        "CA file {} holds an unusable certificate: {e}",
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // Some system bundles carry certificates rustls cannot parse; skipping them matches
+                // what every TLS client does with the same bundle.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err("no system CA certificates found; set tls.caFile".into());
+            }
+        }
+    }
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots);
+    let config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read client certificate {}: {e}", cert.display()))?;
+            let key_der = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read client key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| format!("client certificate and key do not match: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+pub enum Connection {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Why a send failed, with a category for metrics.
+#[derive(Debug)]
+pub struct SendError {
+    pub category: &'static str,
+    pub message: String,
+}
+
+fn send_err(category: &'static str, message: impl Into<String>) -> SendError {
+    SendError {
+        category,
+        message: message.into(),
+    }
+}
+
+pub async fn connect(
+    config: &SyslogOutputConfig,
+    host: &str,
+    port: u16,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Connection, SendError> {
+    let target = format!("{host}:{port}");
+    let resolve = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host(&target))
+        .await
+        .map_err(|_| send_err("connect", format!("resolving {target} timed out")))?
+        .map_err(|e| send_err("connect", format!("cannot resolve {target}: {e}")))?;
+    let addrs: Vec<_> = resolve.collect();
+    let mut last_error = format!("{target} resolved to no address");
+    for addr in addrs {
+        let attempt = async {
+            match config.transport {
+                Transport::Udp => {
+                    let bind = if addr.is_ipv4() {
+                        "0.0.0.0:0"
+                    } else {
+                        "[::]:0"
+                    };
+                    let socket = UdpSocket::bind(bind).await?;
+                    socket.connect(addr).await?;
+                    Ok::<_, io::Error>(Connection::Udp(socket))
+                }
+                Transport::Tcp => {
+                    let stream = TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Connection::Tcp(stream))
+                }
+                Transport::Tls => {
+                    let stream = TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    let client = tls.ok_or_else(|| io::Error::other("TLS is not configured"))?;
+                    let server_name = config
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.server_name.clone())
+                        .unwrap_or_else(|| host.to_owned());
+                    let server_name = ServerName::try_from(server_name.clone()).map_err(|e| {
+                        io::Error::other(format!(
+                            "{server_name:?} is not a valid TLS server name: {e}"
+                        ))
+                    })?;
+                    let tls_stream = TlsConnector::from(client.clone())
+                        .connect(server_name, stream)
+                        .await?;
+                    Ok(Connection::Tls(Box::new(tls_stream)))
+                }
+            }
+        };
+        match tokio::time::timeout(config.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => last_error = format!("cannot connect to {addr}: {e}"),
+            Err(_) => {
+                last_error = format!(
+                    "connecting to {addr} timed out after {:?}",
+                    config.connect_timeout
+                )
+            }
+        }
+    }
+    Err(send_err("connect", last_error))
+}
+
+impl Connection {
+    /// False when the receiver has closed or reset the connection since the last send. Checked before
+    /// writing, so a batch is not written into a connection that is already gone.
+    pub fn is_open(&mut self) -> bool {
+        let mut probe = [0u8; 512];
+        match self {
+            Connection::Udp(_) => true,
+            Connection::Tcp(stream) => still_open(stream.read(&mut probe).now_or_never()),
+            Connection::Tls(stream) => still_open(stream.read(&mut probe).now_or_never()),
+        }
+    }
+
+    /// Sends the encoded messages and waits until the receiver has them (see the module comment).
+    pub async fn send(
+        &mut self,
+        bytes: &[u8],
+        messages: &[std::ops::Range<usize>],
+        ack_timeout: Duration,
+    ) -> Result<(), SendError> {
+        match self {
+            Connection::Udp(socket) => {
+                for range in messages {
+                    socket
+                        .send(&bytes[range.clone()])
+                        .await
+                        .map_err(|e| send_err("write", format!("udp send failed: {e}")))?;
+                }
+                Ok(())
+            }
+            Connection::Tcp(stream) => {
+                write_all(stream, bytes).await?;
+                let fd = stream.as_raw_fd();
+                wait_acknowledged(fd, ack_timeout).await?;
+                check_not_reset(stream).await
+            }
+            Connection::Tls(stream) => {
+                write_all(stream.as_mut(), bytes).await?;
+                let fd = stream.get_ref().0.as_raw_fd();
+                wait_acknowledged(fd, ack_timeout).await?;
+                check_not_reset(stream.as_mut()).await
+            }
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        match self {
+            Connection::Udp(_) => {}
+            Connection::Tcp(stream) => {
+                let _ = stream.shutdown().await;
+            }
+            Connection::Tls(stream) => {
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Interprets one non-blocking read: nothing to read means open; end of stream or an error means
+/// closed. Bytes from the receiver (TLS session tickets, or a chatty receiver) are read and dropped.
+fn still_open(read: Option<io::Result<usize>>) -> bool {
+    match read {
+        None => true,
+        Some(Ok(0)) | Some(Err(_)) => false,
+        Some(Ok(_)) => true,
+    }
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), SendError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| send_err("write", format!("write failed: {e}")))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| send_err("write", format!("flush failed: {e}")))
+}
+
+/// Bytes still in the socket's send queue, i.e. not yet acknowledged by the receiving TCP stack.
+fn unacknowledged(fd: RawFd) -> io::Result<i32> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points at a live local.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut pending) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pending)
+    }
+}
+
+async fn wait_acknowledged(fd: RawFd, timeout: Duration) -> Result<(), SendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let pending = unacknowledged(fd)
+            .map_err(|e| send_err("write", format!("cannot read the send queue: {e}")))?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(send_err(
+                "ack_timeout",
+                format!("the receiver did not acknowledge {pending} bytes within {timeout:?}"),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A reset empties the send queue too, so an empty queue alone does not prove delivery.
+async fn check_not_reset<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), SendError> {
+    let mut probe = [0u8; 512];
+    match stream.read(&mut probe).now_or_never() {
+        Some(Err(e)) => Err(send_err(
+            "reset",
+            format!("the receiver reset the connection: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,633 @@
+//! The pipeline: source → bounded channel → normalise → dedup → fan-out → in-order ack → checkpoint.
+//!
+//! Invariants, each relied on elsewhere:
+//! - The checkpoint never runs ahead of delivery: a batch's cursor is committed only after every
+//!   output delivered that batch and every batch before it.
+//! - At most `maxInFlightEvents` (plus one batch) are dispatched and not yet committed. That bounds
+//!   memory whatever the backlog, and bounds what a crash can leave written-but-uncommitted, which is
+//!   how far the file output reads back at start to stay exactly-once.
+//! - Nothing is dropped silently: a record that cannot be normalised goes to the dead-letter file
+//!   (fsynced) before the checkpoint can pass it.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::backoff::Backoff;
+use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError, CheckpointStore};
+use crate::config::Config;
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::dedup::{DedupSet, IdHasher};
+use crate::metrics::Metrics;
+use crate::normalise::{NormaliseContext, normalise};
+use crate::output::{AnyOutput, Dispatch, Output, OutputContext, SetupError};
+use crate::source::{Batch, Fetch, Source, SourceError};
+
+/// How many fetched batches may wait between the source and the dispatcher.
+const SOURCE_QUEUE: usize = 2;
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(
+        "the checkpoint was written by the {found} source but this collector runs the {expected} source; use a new stateDir for a different source"
+    )]
+    WrongSource { found: String, expected: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Output(#[from] SetupError),
+}
+
+impl PipelineError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            PipelineError::Checkpoint(e) => e.category(),
+            PipelineError::WrongSource { .. } => "wrong_source",
+            PipelineError::Source(e) => e.category(),
+            PipelineError::Output(_) => "output_setup",
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Events every output delivered and the checkpoint recorded, over the checkpoint's lifetime.
+    pub events_committed: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    /// True when the run stopped with events still undelivered (they are re-read on the next start).
+    pub undelivered: bool,
+}
+
+/// Delivery of one batch by one output.
+#[derive(Debug)]
+struct Ack {
+    seq: u64,
+}
+
+/// A dispatched batch waiting for its outputs.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    remaining: usize,
+    cursor: serde_json::Value,
+    /// Ids this batch added to the dedup set (they must not be persisted before it is delivered).
+    new_ids: usize,
+    /// Events this batch holds against the in-flight limit.
+    weight: usize,
+    events: usize,
+    newest: Option<DateTime<Utc>>,
+}
+
+/// Progress delivered by every output but not yet written to the checkpoint.
+#[derive(Debug, Default)]
+struct Acked {
+    cursor: Option<serde_json::Value>,
+    batches: usize,
+    weight: usize,
+    events: u64,
+    newest: Option<DateTime<Utc>>,
+}
+
+pub struct Pipeline<C: CheckpointStore> {
+    config: Config,
+    store: C,
+    metrics: Arc<Metrics>,
+    dead_letters: DeadLetters,
+}
+
+impl<C: CheckpointStore> std::fmt::Debug for Pipeline<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_seed() -> u64 {
+    // RandomState is keyed from the operating system's randomness; hashing nothing yields a fresh,
+    // unpredictable u64 without another dependency.
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+impl<C: CheckpointStore> Pipeline<C> {
+    pub fn new(config: Config, store: C, metrics: Arc<Metrics>) -> Self {
+        let dead_letters = DeadLetters::new(config.state_dir.join("dead-letter.ndjson"));
+        Pipeline {
+            config,
+            store,
+            metrics,
+            dead_letters,
+        }
+    }
+
+    /// Runs until the source is exhausted or `shutdown` turns true. `make_source` receives the stored
+    /// cursor (None on a first start).
+    pub async fn run<S: Source>(
+        mut self,
+        make_source: impl FnOnce(Option<serde_json::Value>) -> Result<S, SourceError>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<RunSummary, PipelineError> {
+        let stored = self.store.load().await?;
+        let (seed, ids, mut committed_events) = match &stored {
+            Some(cp) => (cp.id_seed, cp.decode_ids()?, cp.events_delivered),
+            None => (random_seed(), Vec::new(), 0),
+        };
+        let source = make_source(stored.as_ref().map(|cp| cp.cursor.clone()))?;
+        if let Some(cp) = &stored
+            && cp.source != source.kind()
+        {
+            return Err(PipelineError::WrongSource {
+                found: cp.source.clone(),
+                expected: source.kind().to_owned(),
+            });
+        }
+        let source_kind = source.kind();
+        match &stored {
+            Some(cp) => {
+                tracing::info!(committed_at = %cp.committed_at, events_delivered = cp.events_delivered, "resuming from checkpoint")
+            }
+            None => {
+                tracing::info!("no checkpoint yet; starting from the source's configured start")
+            }
+        }
+        let pipeline_cfg = self.config.pipeline.clone();
+        let hasher = IdHasher::new(seed);
+        let mut dedup = DedupSet::from_hashes(self.config.checkpoint.dedup_capacity, ids);
+        let output_ctx = OutputContext {
+            hasher,
+            recovery_window: pipeline_cfg.max_in_flight_events + pipeline_cfg.batch_size,
+            metrics: self.metrics.clone(),
+        };
+        let mut outputs = Vec::new();
+        for (i, output_config) in self.config.outputs.iter().enumerate() {
+            outputs.push(AnyOutput::build(output_config, i, &output_ctx)?);
+        }
+
+        let (source_tx, mut source_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
+        let (abort_tx, abort_rx) = watch::channel(false);
+        let source_task = tokio::spawn(run_source(
+            source,
+            source_tx,
+            pipeline_cfg.poll_interval,
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let mut output_txs = Vec::new();
+        let mut output_tasks: Vec<JoinHandle<()>> = Vec::new();
+        for output in outputs {
+            let (tx, rx) = mpsc::unbounded_channel::<Arc<Dispatch>>();
+            self.metrics.set_output_up(output.name(), true);
+            output_txs.push(tx);
+            output_tasks.push(tokio::spawn(run_output(
+                output,
+                rx,
+                ack_tx.clone(),
+                self.metrics.clone(),
+                abort_rx.clone(),
+            )));
+        }
+        drop(ack_tx);
+
+        let ctx = NormaliseContext {
+            source_name: Arc::from(self.config.name.as_str()),
+            subscription_id: self.config.subscription_id.clone(),
+        };
+        let max_in_flight = pipeline_cfg.max_in_flight_events;
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut acked = Acked::default();
+        let mut in_flight = 0usize;
+        let mut seq = 0u64;
+        let mut source_done = false;
+        let mut shutdown = shutdown;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut summary = RunSummary::default();
+        let mut last_commit = Instant::now();
+        let mut commit_tick = tokio::time::interval(self.config.checkpoint.commit_interval);
+        commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut progress = Progress::new(committed_events);
+
+        loop {
+            if pending.is_empty() && (source_done || drain_deadline.is_some()) {
+                break;
+            }
+            let deadline =
+                drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                batch = source_rx.recv(), if !source_done && drain_deadline.is_none() && in_flight < max_in_flight => {
+                    let Some(batch) = batch else {
+                        source_done = true;
+                        continue;
+                    };
+                    let (dispatch, cursor, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
+                    seq += 1;
+                    let events = dispatch.events.len();
+                    let newest = dispatch.events.iter().map(|e| e.time).max();
+                    let dispatch = Arc::new(Dispatch { seq, ..dispatch });
+                    for tx in &output_txs {
+                        // A closed channel means the output task ended, which happens only on abort.
+                        let _ = tx.send(dispatch.clone());
+                    }
+                    // Even an all-duplicate batch carries a cursor and must pass through in order.
+                    let weight = events.max(1);
+                    in_flight += weight;
+                    self.metrics.in_flight_events.set(in_flight as i64);
+                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, new_ids, weight, events, newest });
+                }
+                ack = ack_rx.recv() => {
+                    let Some(ack) = ack else {
+                        // Every output task ended: only after an abort.
+                        break;
+                    };
+                    if let Some(p) = pending.iter_mut().find(|p| p.seq == ack.seq) {
+                        p.remaining = p.remaining.saturating_sub(1);
+                    }
+                    while pending.front().is_some_and(|p| p.remaining == 0) {
+                        let Some(done) = pending.pop_front() else { break };
+                        acked.cursor = Some(done.cursor);
+                        acked.batches += 1;
+                        acked.weight += done.weight;
+                        acked.events += done.events as u64;
+                        acked.newest = acked.newest.max(done.newest);
+                    }
+                    let finishing = pending.is_empty() && (source_done || drain_deadline.is_some());
+                    if acked.weight >= max_in_flight / 2 || finishing {
+                        self.commit(&mut acked, &dedup, &pending, &mut committed_events, &mut in_flight, source_kind, seed, &mut last_commit).await;
+                    }
+                }
+                _ = commit_tick.tick() => {
+                    self.commit(&mut acked, &dedup, &pending, &mut committed_events, &mut in_flight, source_kind, seed, &mut last_commit).await;
+                    self.metrics.checkpoint_age.set(last_commit.elapsed().as_secs_f64());
+                    progress.report(committed_events, in_flight);
+                }
+                changed = shutdown.changed(), if drain_deadline.is_none() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        tracing::info!(in_flight, timeout = ?pipeline_cfg.shutdown_timeout, "shutting down: delivering what is in flight");
+                        drain_deadline = Some(Instant::now() + pipeline_cfg.shutdown_timeout);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
+                    tracing::warn!(undelivered_batches = pending.len(), "shutdown timeout reached with events undelivered; they will be read again at the next start");
+                    break;
+                }
+            }
+        }
+        self.commit(
+            &mut acked,
+            &dedup,
+            &pending,
+            &mut committed_events,
+            &mut in_flight,
+            source_kind,
+            seed,
+            &mut last_commit,
+        )
+        .await;
+        summary.events_committed = committed_events;
+        summary.undelivered = !pending.is_empty() || acked.batches > 0;
+        source_task.abort();
+        drop(output_txs);
+        if summary.undelivered {
+            let _ = abort_tx.send(true);
+        }
+        for task in output_tasks {
+            // Output tasks finish their current batch and close; a panic inside one is reported here.
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "an output task panicked");
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Normalises, dead-letters and deduplicates one fetched batch. Answers the batch for the outputs,
+    /// its cursor, and how many ids it added to the dedup set.
+    async fn dispatch(
+        &mut self,
+        batch: Batch,
+        ctx: &NormaliseContext,
+        hasher: &IdHasher,
+        dedup: &mut DedupSet,
+        summary: &mut RunSummary,
+        source_kind: &str,
+    ) -> (Dispatch, serde_json::Value, usize) {
+        let mut events = Vec::with_capacity(batch.records.len());
+        let mut rejected: Vec<(String, &'static str, String, String)> = Vec::new();
+        for record in batch.records {
+            self.metrics
+                .events_received
+                .with_label_values(&[record.kind.as_str()])
+                .inc();
+            let kind = record.kind.as_str();
+            let payload = record.raw.get().to_owned();
+            match normalise(record, ctx) {
+                Ok(event) => events.push(event),
+                Err(e) => rejected.push((
+                    format!("{source_kind} {kind} record"),
+                    e.category(),
+                    e.to_string(),
+                    payload,
+                )),
+            }
+        }
+        for bad in &batch.malformed {
+            rejected.push((
+                bad.origin.clone(),
+                "malformed",
+                bad.reason.clone(),
+                bad.payload.clone(),
+            ));
+        }
+        if !rejected.is_empty() {
+            let letters: Vec<DeadLetter> = rejected
+                .iter()
+                .map(|(origin, category, reason, payload)| DeadLetter {
+                    source: &self.config.name,
+                    origin,
+                    category,
+                    reason,
+                    payload,
+                })
+                .collect();
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+            while let Err(e) = self.dead_letters.append(&letters) {
+                tracing::error!(path = %self.dead_letters.path().display(), error = %e, "failed to write the dead-letter file; the pipeline waits until it can (check disk space and permissions)");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            for (_, category, reason, _) in &rejected {
+                self.metrics
+                    .events_dead_lettered
+                    .with_label_values(&[category])
+                    .inc();
+                tracing::warn!(category, reason = %reason, path = %self.dead_letters.path().display(), "record dead-lettered");
+            }
+            summary.dead_lettered += rejected.len() as u64;
+        }
+        let before = events.len();
+        events.retain(|event| dedup.insert(hasher.hash(&event.id)));
+        let duplicates = before - events.len();
+        if duplicates > 0 {
+            self.metrics.events_duplicate.inc_by(duplicates as u64);
+            summary.duplicates += duplicates as u64;
+        }
+        let new_ids = events.len();
+        (
+            Dispatch {
+                seq: 0,
+                events,
+                dispatched_at: Instant::now(),
+            },
+            batch.cursor,
+            new_ids,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &mut self,
+        acked: &mut Acked,
+        dedup: &DedupSet,
+        pending: &VecDeque<Pending>,
+        committed_events: &mut u64,
+        in_flight: &mut usize,
+        source_kind: &str,
+        seed: u64,
+        last_commit: &mut Instant,
+    ) {
+        let Some(cursor) = acked.cursor.clone() else {
+            return;
+        };
+        if acked.batches == 0 {
+            return;
+        }
+        let undelivered_ids: usize = pending.iter().map(|p| p.new_ids).sum();
+        let checkpoint = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            source: source_kind.to_owned(),
+            cursor,
+            id_seed: seed,
+            recent_ids: Checkpoint::encode_ids(dedup.oldest_first(undelivered_ids)),
+            committed_at: Utc::now(),
+            events_delivered: *committed_events + acked.events,
+            last_event_time: acked.newest,
+        };
+        match self.store.commit(&checkpoint).await {
+            Ok(()) => {
+                *committed_events = checkpoint.events_delivered;
+                *in_flight -= acked.weight;
+                self.metrics.in_flight_events.set(*in_flight as i64);
+                self.metrics.checkpoint_commits.inc();
+                if let Some(newest) = acked.newest {
+                    self.metrics
+                        .last_event_timestamp
+                        .set(newest.timestamp_millis() as f64 / 1000.0);
+                    let lag = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
+                    self.metrics
+                        .lag_seconds
+                        .with_label_values(&[source_kind])
+                        .set(lag.max(0.0));
+                }
+                *last_commit = Instant::now();
+                self.metrics.checkpoint_age.set(0.0);
+                *acked = Acked {
+                    newest: acked.newest,
+                    ..Acked::default()
+                };
+            }
+            Err(e) => {
+                self.metrics.checkpoint_errors.inc();
+                tracing::error!(error = %e, "checkpoint not written; delivered progress is kept in memory and written at the next commit");
+            }
+        }
+    }
+}
+
+async fn run_source<S: Source>(
+    mut source: S,
+    tx: mpsc::Sender<Batch>,
+    poll_interval: Duration,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        let fetched = tokio::select! {
+            fetched = source.fetch() => fetched,
+            _ = shutdown.changed() => return,
+        };
+        metrics
+            .source_fetch_duration
+            .observe(started.elapsed().as_secs_f64());
+        match fetched {
+            Ok(Fetch::Batch(batch)) => {
+                backoff.reset();
+                metrics.set_source_ok(true);
+                tokio::select! {
+                    sent = tx.send(batch) => if sent.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Ok(Fetch::CaughtUp) => {
+                metrics.set_source_ok(true);
+                tokio::select! {
+                    _ = tokio::time::sleep(poll_interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Ok(Fetch::Exhausted) => {
+                tracing::info!(source = source.kind(), "the source has no more events");
+                return;
+            }
+            Err(e) => {
+                metrics.set_source_ok(false);
+                metrics
+                    .source_errors
+                    .with_label_values(&[e.category()])
+                    .inc();
+                let delay = backoff.next_delay();
+                tracing::warn!(source = source.kind(), error = %e, retry_in = ?delay, attempt = backoff.attempts(), "source fetch failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn run_output(
+    mut output: AnyOutput,
+    mut rx: mpsc::UnboundedReceiver<Arc<Dispatch>>,
+    acks: mpsc::UnboundedSender<Ack>,
+    metrics: Arc<Metrics>,
+    mut abort: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                if !deliver(&mut output, &batch, &metrics, &mut abort).await {
+                    break;
+                }
+                if acks.send(Ack { seq: batch.seq }).is_err() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = output.tick().await {
+                    tracing::warn!(output = output.name(), error = %e, "housekeeping failed; retried next second");
+                }
+            }
+            _ = abort.changed() => break,
+        }
+    }
+    output.close().await;
+}
+
+/// Delivers one batch, retrying with backoff until it works; false if aborted first.
+async fn deliver(
+    output: &mut AnyOutput,
+    batch: &Dispatch,
+    metrics: &Metrics,
+    abort: &mut watch::Receiver<bool>,
+) -> bool {
+    let name = output.name().to_owned();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        let result = tokio::select! {
+            result = output.deliver(batch) => result,
+            _ = abort.changed() => return false,
+        };
+        match result {
+            Ok(delivered) => {
+                if backoff.attempts() > 0 {
+                    tracing::info!(output = %name, attempts = backoff.attempts() + 1, "delivering again after failures");
+                }
+                metrics.set_output_up(&name, true);
+                metrics
+                    .events_delivered
+                    .with_label_values(&[&name])
+                    .inc_by(delivered.sent as u64);
+                if delivered.skipped > 0 {
+                    metrics
+                        .events_skipped_recovered
+                        .with_label_values(&[&name])
+                        .inc_by(delivered.skipped as u64);
+                }
+                metrics
+                    .delivery_latency
+                    .with_label_values(&[&name])
+                    .observe(batch.dispatched_at.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(e) => {
+                metrics.set_output_up(&name, false);
+                metrics
+                    .output_retries
+                    .with_label_values(&[&name, e.category])
+                    .inc();
+                let delay = backoff.next_delay();
+                // Every failure is logged while few; then every tenth, so a long outage stays readable.
+                if backoff.attempts() <= 5 || backoff.attempts().is_multiple_of(10) {
+                    tracing::warn!(output = %name, error = %e, retry_in = ?delay, attempt = backoff.attempts(), events = batch.events.len(), "delivery failed; the batch is held and retried, the checkpoint waits");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = abort.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Periodic progress lines, so a long backfill shows it is moving.
+#[derive(Debug)]
+struct Progress {
+    last_at: Instant,
+    last_events: u64,
+}
+
+impl Progress {
+    fn new(events: u64) -> Self {
+        Progress {
+            last_at: Instant::now(),
+            last_events: events,
+        }
+    }
+
+    fn report(&mut self, events: u64, in_flight: usize) {
+        let elapsed = self.last_at.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let rate = (events - self.last_events) as f64 / elapsed.as_secs_f64();
+        tracing::info!(
+            events_delivered = events,
+            rate_per_sec = format!("{rate:.0}"),
+            in_flight,
+            "progress"
+        );
+        self.last_at = Instant::now();
+        self.last_events = events;
+    }
+}
