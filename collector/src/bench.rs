@@ -166,7 +166,7 @@ fn output_config(
         (_, Some(sink)) => format!("syslog:\n  address: {}\n  transport: tcp\n", sink.address),
         (_, None) => return Err("syslog scenario without a sink".into()),
     };
-    serde_yaml::from_str(&yaml).map_err(|e| format!("bench output config: {e}"))
+    crate::config::from_yaml(&yaml).map_err(|e| format!("bench output config: {e}"))
 }
 
 /// Runs one scenario in this process.

@@ -771,6 +771,12 @@ fn validate_syslog(c: &SyslogOutputConfig, base: &str, err: &mut impl FnMut(Stri
     }
 }
 
+/// Reads any config fragment from YAML, with one-of choices written as single-key maps.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
 /// Splits `host:port` (`[v6]:port` too) without resolving it.
 pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     let hint = "expected host:port, e.g. siem.example.com:6514 or [::1]:514";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use azlog_collector::bench::{self, Scenario};
 use azlog_collector::config::{
     Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, SimulateConfig, SimulateMix,
-    SourceConfig, StdoutOutputConfig, SyslogOutputConfig,
+    SourceConfig, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
 };
 use azlog_collector::service;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -127,17 +127,17 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
         }));
     }
     if let Some(address) = &args.syslog {
-        let syslog: SyslogOutputConfig = serde_yaml::from_str(&format!(
-            "name: syslog\naddress: {address:?}\n"
-        ))
-        .map_err(|e| ConfigError::Parse {
-            origin: "--syslog".into(),
-            location: None,
-            error: azlog_collector::config::FieldError {
-                path: "--syslog".into(),
-                message: e.to_string(),
-            },
-        })?;
+        let syslog: SyslogOutputConfig =
+            from_yaml(&format!("name: syslog\naddress: {address:?}\n")).map_err(|message| {
+                ConfigError::Parse {
+                    origin: "--syslog".into(),
+                    location: None,
+                    error: azlog_collector::config::FieldError {
+                        path: "--syslog".into(),
+                        message,
+                    },
+                }
+            })?;
         outputs.push(OutputConfig::Syslog(syslog));
     }
     let config = Config {

@@ -302,7 +302,7 @@ mod tests {
                 .expect("s"),
             serde_json::to_value(body).expect("b").as_str().expect("s"),
         );
-        serde_yaml::from_str(&yaml).expect("syslog config")
+        crate::config::from_yaml(&yaml).expect("syslog config")
     }
 
     fn encode_one(config: &SyslogOutputConfig, raw: &str) -> (String, usize) {

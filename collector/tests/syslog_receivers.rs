@@ -1,0 +1,412 @@
+//! The syslog output against real rsyslog and syslog-ng: every header field, structured-data param
+//! and message body arrives as sent, over UDP, TCP (octet counting and newline framing) and TLS.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use azlog_collector::config::{OutputConfig, from_yaml};
+use azlog_collector::dedup::IdHasher;
+use azlog_collector::event::{Event, EventKind, Severity};
+use azlog_collector::metrics::Metrics;
+use azlog_collector::output::{AnyOutput, Dispatch, Output, OutputContext};
+use serde_json::value::RawValue;
+use support::{Kind, Received, Receiver, make_ca};
+
+const HUGE: usize = 64 * 1024;
+
+fn tricky_messages(include_huge: bool) -> Vec<(&'static str, String)> {
+    let mut messages = vec![
+        ("plain", "An account failed to log on.".to_owned()),
+        (
+            "newlines",
+            "Subject:\n\tSecurity ID: S-1-0-0\r\nLogon Type: 3\nend".to_owned(),
+        ),
+        ("quotes", r#"she said "stop" and 'left'"#.to_owned()),
+        (
+            "brackets",
+            r"C:\Windows\System32\cmd.exe [x] ]] \] \\ end".to_owned(),
+        ),
+        (
+            "unicode",
+            "Zoë logged on from Zürich — 山田太郎 ✓ 🚨".to_owned(),
+        ),
+    ];
+    if include_huge {
+        // 64 KiB of text with a multi-byte character at every 1000th position.
+        let huge: String = (0..HUGE)
+            .map(|i| {
+                if i % 1000 == 999 {
+                    'é'
+                } else {
+                    (b'a' + (i % 26) as u8) as char
+                }
+            })
+            .collect();
+        messages.push(("huge", huge));
+    }
+    messages
+}
+
+fn event(id: &str, message: &str) -> Event {
+    let raw = format!(
+        r#"{{"name":{id:?},"properties":{{"description":{}}}}}"#,
+        serde_json::to_string(message).expect("json")
+    );
+    Event {
+        id: id.to_owned(),
+        kind: EventKind::SecurityAlert,
+        time: chrono::Utc::now(),
+        severity: Severity::Warning,
+        host: Some("web-01".into()),
+        resource_id: Some("/subscriptions/5f1c/resourceGroups/prod-ü/providers/Microsoft.Compute/virtualMachines/web-01".into()),
+        subscription_id: Some("5f1c".into()),
+        category: Some(r#"Credential]Access"x"#.into()),
+        name: "VM_RDPBruteForce".into(),
+        title: "Suspicious RDP brute force".into(),
+        message: message.to_owned(),
+        actor: Some(r#"zoë "admin" [x]\y"#.into()),
+        client_ip: Some("203.0.113.7".into()),
+        outcome: Some("Active".into()),
+        source_name: Arc::from("prod"),
+        raw: RawValue::from_string(raw).expect("raw"),
+    }
+}
+
+struct Case {
+    transport: &'static str,
+    framing: &'static str,
+    body: &'static str,
+}
+
+async fn send(
+    receiver: &Receiver,
+    case: &Case,
+    ca_file: &std::path::Path,
+    events: Vec<Event>,
+) -> usize {
+    let port = match (case.transport, case.framing) {
+        ("udp", _) => receiver.ports.udp,
+        ("tls", _) => receiver.ports.tls,
+        (_, "newline") => receiver.ports.tcp_newline,
+        _ => receiver.ports.tcp,
+    };
+    let mut yaml = format!(
+        "syslog:\n  address: 127.0.0.1:{port}\n  transport: {}\n  body: {}\n",
+        case.transport, case.body
+    );
+    if case.transport != "udp" {
+        yaml.push_str(&format!("  framing: {}\n", case.framing));
+    }
+    if case.transport == "tls" {
+        yaml.push_str(&format!(
+            "  tls:\n    caFile: {}\n    serverName: localhost\n",
+            ca_file.display()
+        ));
+    }
+    let config: OutputConfig = from_yaml(&yaml).expect("output config");
+    let ctx = OutputContext {
+        hasher: IdHasher::new(1),
+        recovery_window: 0,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let mut output = AnyOutput::build(&config, 0, &ctx).expect("syslog output");
+    let batch = Dispatch {
+        seq: 1,
+        events,
+        dispatched_at: tokio::time::Instant::now(),
+    };
+    let delivered = output.deliver(&batch).await.expect("delivered");
+    output.close().await;
+    delivered.truncated
+}
+
+fn assert_fields(kind: Kind, got: &Received, sent: &Event) {
+    let ctx = format!("{kind:?}, event {}", sent.id);
+    assert_eq!(got.msgid, "SecurityAlert", "{ctx}");
+    assert_eq!(got.app_name, "azlog", "{ctx}");
+    assert_eq!(got.hostname, "web-01", "{ctx}");
+    assert_eq!(got.facility, "local0", "{ctx}");
+    assert_eq!(got.severity, "warning", "{ctx}");
+    for (param, expected) in [
+        ("id", Some(sent.id.as_str())),
+        ("kind", Some("securityAlert")),
+        ("source", Some("prod")),
+        ("subscriptionId", sent.subscription_id.as_deref()),
+        ("resourceId", sent.resource_id.as_deref()),
+        ("category", sent.category.as_deref()),
+        ("name", Some(sent.name.as_str())),
+        ("actor", sent.actor.as_deref()),
+        ("clientIp", sent.client_ip.as_deref()),
+        ("outcome", sent.outcome.as_deref()),
+        ("severity", Some("warning")),
+    ] {
+        assert_eq!(
+            got.param(param),
+            expected,
+            "{ctx}: structured-data param {param}; all: {:?}",
+            got.sd
+        );
+    }
+}
+
+async fn round_trip(kind: Kind, case: Case) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(kind, dir.path(), &ca);
+    let udp = case.transport == "udp";
+    let messages = tricky_messages(!udp);
+    let events: Vec<Event> = messages.iter().map(|(id, msg)| event(id, msg)).collect();
+    let truncated = send(&receiver, &case, &ca.ca_file, events.clone()).await;
+    assert_eq!(truncated, 0, "nothing needed truncating");
+    let received = receiver.wait_for(events.len(), Duration::from_secs(20));
+    assert_eq!(
+        received.len(),
+        events.len(),
+        "{kind:?}: exactly one message per event"
+    );
+    for sent in &events {
+        let got = received
+            .iter()
+            .find(|r| r.param("id") == Some(sent.id.as_str()))
+            .unwrap_or_else(|| panic!("{kind:?} did not receive {}", sent.id));
+        assert_fields(kind, got, sent);
+        match case.body {
+            "message" if case.framing == "newline" => {
+                let escaped = sent.message.replace('\n', "\\n").replace('\r', "\\r");
+                assert_eq!(
+                    got.msg, escaped,
+                    "{kind:?}: newline framing escapes line breaks in {}",
+                    sent.id
+                );
+            }
+            "message" => assert_eq!(
+                got.msg, sent.message,
+                "{kind:?}: message body of {}",
+                sent.id
+            ),
+            "json" => {
+                let body: serde_json::Value = serde_json::from_str(&got.msg).unwrap_or_else(|e| {
+                    panic!("{kind:?}: JSON body of {} does not parse: {e}", sent.id)
+                });
+                assert_eq!(
+                    body["properties"]["description"],
+                    sent.message.as_str(),
+                    "{kind:?}: record of {}",
+                    sent.id
+                );
+                assert_eq!(body["azlog"]["id"], sent.id.as_str());
+            }
+            other => panic!("no assertion for body {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_parses_every_field_over_tcp_with_octet_counting() {
+    round_trip(
+        Kind::Rsyslog,
+        Case {
+            transport: "tcp",
+            framing: "octetCounting",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_ng_parses_every_field_over_tcp_with_octet_counting() {
+    round_trip(
+        Kind::SyslogNg,
+        Case {
+            transport: "tcp",
+            framing: "octetCounting",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_parses_every_field_over_tls() {
+    round_trip(
+        Kind::Rsyslog,
+        Case {
+            transport: "tls",
+            framing: "octetCounting",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_ng_parses_every_field_over_tls() {
+    round_trip(
+        Kind::SyslogNg,
+        Case {
+            transport: "tls",
+            framing: "octetCounting",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_parses_every_field_over_udp() {
+    round_trip(
+        Kind::Rsyslog,
+        Case {
+            transport: "udp",
+            framing: "",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_ng_parses_every_field_over_udp() {
+    round_trip(
+        Kind::SyslogNg,
+        Case {
+            transport: "udp",
+            framing: "",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_parses_newline_framed_tcp_with_escaped_line_breaks() {
+    round_trip(
+        Kind::Rsyslog,
+        Case {
+            transport: "tcp",
+            framing: "newline",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_ng_parses_newline_framed_tcp_with_escaped_line_breaks() {
+    round_trip(
+        Kind::SyslogNg,
+        Case {
+            transport: "tcp",
+            framing: "newline",
+            body: "message",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_reach_rsyslog_as_parseable_records() {
+    round_trip(
+        Kind::Rsyslog,
+        Case {
+            transport: "tls",
+            framing: "octetCounting",
+            body: "json",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_reach_syslog_ng_as_parseable_records() {
+    round_trip(
+        Kind::SyslogNg,
+        Case {
+            transport: "tcp",
+            framing: "octetCounting",
+            body: "json",
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_64_kib_message_over_udp_arrives_cut_at_the_datagram_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(Kind::Rsyslog, dir.path(), &ca);
+    let huge = tricky_messages(true).pop().expect("huge").1;
+    let case = Case {
+        transport: "udp",
+        framing: "",
+        body: "message",
+    };
+    let truncated = send(&receiver, &case, &ca.ca_file, vec![event("huge", &huge)]).await;
+    assert_eq!(truncated, 1);
+    let got = receiver.wait_for(1, Duration::from_secs(20)).remove(0);
+    assert_eq!(
+        got.param("id"),
+        Some("huge"),
+        "the header and structured data survive the cut"
+    );
+    assert!(
+        huge.starts_with(&got.msg),
+        "the message is a prefix of the original"
+    );
+    assert!(
+        got.msg.len() > 6000 && got.msg.len() < 8192,
+        "cut near the 8192-byte default: {}",
+        got.msg.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cef_and_leef_bodies_reach_the_receiver_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(Kind::SyslogNg, dir.path(), &ca);
+    for body in ["cef", "leef"] {
+        let case = Case {
+            transport: "tcp",
+            framing: "octetCounting",
+            body,
+        };
+        send(
+            &receiver,
+            &case,
+            &ca.ca_file,
+            vec![event(body, "multi\nline = value")],
+        )
+        .await;
+    }
+    let received = receiver.wait_for(2, Duration::from_secs(20));
+    let cef = received
+        .iter()
+        .find(|r| r.param("id") == Some("cef"))
+        .expect("cef");
+    assert!(cef.msg.starts_with("CEF:0|Microsoft|Microsoft Defender for Cloud|1.0|VM_RDPBruteForce|Suspicious RDP brute force|6|"), "{}", cef.msg);
+    assert!(
+        cef.msg.ends_with(r"msg=multi\nline \= value"),
+        "{}",
+        cef.msg
+    );
+    let leef = received
+        .iter()
+        .find(|r| r.param("id") == Some("leef"))
+        .expect("leef");
+    assert!(
+        leef.msg.starts_with(
+            "LEEF:2.0|Microsoft|Microsoft Defender for Cloud|1.0|VM_RDPBruteForce|x09|"
+        ),
+        "{}",
+        leef.msg
+    );
+    assert!(
+        leef.msg.contains("\tusrName=zoë \"admin\" [x]\\y\t"),
+        "{}",
+        leef.msg
+    );
+}
