@@ -149,6 +149,7 @@ fn simulate_config(count: Option<u64>) -> SimulateConfig {
         rate: None,
         count,
         seed: 42,
+        start_time: None,
         subscription_id: "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f".into(),
         mix: SimulateMix::default(),
     }

@@ -58,6 +58,10 @@ pub struct SimulateConfig {
     /// The same seed always yields the same events.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Event time of the first record; later ones follow at the configured rate. Absent means the
+    /// time of the first start (kept in the checkpoint). Fix it for reproducible output.
+    #[serde(default)]
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
     /// The subscription id written into simulated records.
     #[serde(default = "default_sim_subscription")]
     pub subscription_id: String,

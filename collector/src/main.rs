@@ -147,6 +147,7 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
             rate: (args.rate > 0.0).then_some(args.rate),
             count: (args.count > 0).then_some(args.count),
             seed: args.seed,
+            start_time: None,
             subscription_id: "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f".into(),
             mix: SimulateMix::default(),
         }),

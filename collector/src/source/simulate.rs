@@ -49,7 +49,9 @@ impl Simulate {
                 .map_err(|e| SourceError::Cursor(format!("simulate cursor: {e}")))?,
             None => SimulateCursor {
                 next: 0,
-                epoch: Utc::now().trunc_subsecs(3),
+                epoch: config
+                    .start_time
+                    .unwrap_or_else(|| Utc::now().trunc_subsecs(3)),
             },
         };
         let mix = &config.mix;
@@ -454,6 +456,7 @@ mod tests {
             rate: None,
             count: Some(1000),
             seed,
+            start_time: None,
             subscription_id: "00000000-0000-0000-0000-00000000cafe".into(),
             mix: SimulateMix::default(),
         };

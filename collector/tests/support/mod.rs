@@ -147,6 +147,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(kind: Kind, dir: &Path, ca: &TestCa) -> Receiver {
+        let mut receiver = Receiver::new(kind, dir, ca);
+        receiver.spawn();
+        receiver
+    }
+
+    /// A receiver with its ports chosen and config written, not yet running.
+    pub fn new(kind: Kind, dir: &Path, ca: &TestCa) -> Receiver {
         let ports = Ports {
             tcp: free_port(),
             tcp_newline: free_port(),
@@ -164,19 +171,28 @@ impl Receiver {
             Kind::SyslogNg => syslog_ng_conf(&out, ports, ca),
         };
         std::fs::write(dir.join("receiver.conf"), conf).expect("write conf");
-        let mut receiver = Receiver {
+        Receiver {
             kind,
             ports,
             log: dir.join("receiver.log"),
             dir,
             out,
             child: None,
-        };
-        receiver.spawn();
-        receiver
+        }
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
+        // A receiver killed mid-write leaves a torn last line; end it, or the restarted receiver's
+        // first line would be glued to it and unreadable.
+        if let Ok(content) = std::fs::read(&self.out)
+            && content.last().is_some_and(|&b| b != b'\n')
+        {
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.out)
+                .expect("receiver output");
+            std::io::Write::write_all(&mut out, b"\n").expect("end torn line");
+        }
         let root = syslog_root();
         let libs = [
             root.join("usr/lib/x86_64-linux-gnu"),
@@ -254,20 +270,13 @@ impl Receiver {
         }
     }
 
-    pub fn restart(&mut self) {
-        self.stop(15);
-        self.spawn();
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
+    /// What the receiver stored. A receiver killed with SIGKILL can leave a torn line behind (its
+    /// own loss, which no syslog sender can see); such lines are left out.
     pub fn messages(&self) -> Vec<Received> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| parse_line(self.kind, l))
+            .filter_map(|l| parse_line(self.kind, l))
             .collect()
     }
 
@@ -298,9 +307,8 @@ impl Drop for Receiver {
     }
 }
 
-fn parse_line(kind: Kind, line: &str) -> Received {
-    let v: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("{kind:?} wrote a line that is not JSON ({e}): {line}"));
+fn parse_line(kind: Kind, line: &str) -> Option<Received> {
+    let v: Value = serde_json::from_str(line).ok()?;
     let s = |key: &str| {
         v.get(key)
             .and_then(Value::as_str)
@@ -326,7 +334,7 @@ fn parse_line(kind: Kind, line: &str) -> Received {
             sd.insert(id, params);
         }
     }
-    match kind {
+    Some(match kind {
         Kind::Rsyslog => Received {
             hostname: s("hostname"),
             app_name: s("appname"),
@@ -345,7 +353,7 @@ fn parse_line(kind: Kind, line: &str) -> Received {
             sd,
             msg: s("MESSAGE"),
         },
-    }
+    })
 }
 
 fn rsyslog_conf(dir: &Path, out: &Path, ports: Ports, ca: &TestCa) -> String {
@@ -353,6 +361,7 @@ fn rsyslog_conf(dir: &Path, out: &Path, ports: Ports, ca: &TestCa) -> String {
         r#"global(maxMessageSize="256k" workDirectory="{dir}"
   parser.escapeControlCharactersOnReceive="off"
   defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}" defaultNetstreamDriverKeyFile="{key}")
+main_queue(queue.type="Direct")
 module(load="imptcp")
 module(load="imudp")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
@@ -371,7 +380,7 @@ template(name="parsed" type="list" option.jsonf="on") {{
   property(outname="msg" name="msg" format="jsonf")
 }}
 action(type="mmpstrucdata" sd_name.lowercase="off")
-action(type="omfile" file="{out}" template="parsed")
+action(type="omfile" file="{out}" template="parsed" asyncWriting="off" flushOnTXEnd="on")
 "#,
         dir = dir.display(),
         ca = ca.ca_file.display(),
@@ -405,4 +414,156 @@ log {{ source(s_tcp); source(s_newline); source(s_udp); source(s_tls); destinati
         cert = ca.cert_file.display(),
         out = out.display(),
     )
+}
+
+/// The collector binary, run as a user would run it.
+pub struct Collector {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Collector {
+    /// Writes `yaml` to `dir/collector.yaml` and starts `azlog-collector run` on it.
+    pub fn start(dir: &Path, yaml: &str) -> Collector {
+        let config = dir.join("collector.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut collector = Collector {
+            child: None,
+            dir: dir.to_owned(),
+            config,
+            log: dir.join("collector.log"),
+        };
+        collector.spawn();
+        collector
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start azlog-collector");
+        self.child = Some(child);
+    }
+
+    pub fn signal(&mut self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on a pid this test spawned and has not yet reaped.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits for the process to exit; fails the test with its log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("collector was started");
+        let log = self.log.clone();
+        let status = wait_until(timeout, "the collector to exit", || {
+            child.try_wait().expect("try_wait")
+        });
+        self.child = None;
+        if !status.success() && status.code().is_some() {
+            eprintln!(
+                "collector log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        status
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The committed checkpoint, if one was written.
+    pub fn checkpoint(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.dir.join("state/checkpoint.json")).ok()?;
+        Some(serde_json::from_str(&text).expect("checkpoint is JSON"))
+    }
+
+    /// The simulate cursor's next record number in the committed checkpoint (0 without one).
+    pub fn committed(&self) -> u64 {
+        self.checkpoint()
+            .and_then(|c| c["cursor"]["next"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every event id in a file output directory, finished and in-progress files alike, in file order.
+/// The collector renames files while we read; a file that vanished mid-scan means start again.
+pub fn file_output_ids(dir: &Path) -> Vec<String> {
+    loop {
+        if let Some(ids) = scan_output(dir) {
+            return ids;
+        }
+    }
+}
+
+fn scan_output(dir: &Path) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) => panic!("cannot read {}: {e}", path.display()),
+            };
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!(
+                        "{} holds a line that is not JSON ({e}): {line}",
+                        path.display()
+                    )
+                });
+                ids.push(value["azlog"]["id"].as_str().expect("azlog.id").to_owned());
+            }
+        }
+    }
+    Some(ids)
+}
+
+/// The ids of simulated records `0..count`, as the collector will compute them.
+pub fn simulated_ids(config: &azlog_collector::config::SimulateConfig, count: u64) -> Vec<String> {
+    use azlog_collector::normalise::{NormaliseContext, normalise};
+    let sim = azlog_collector::source::simulate::Simulate::new(config.clone(), 100, None)
+        .expect("simulate");
+    let ctx = NormaliseContext {
+        source_name: std::sync::Arc::from("test"),
+        subscription_id: None,
+    };
+    (0..count)
+        .map(|n| {
+            normalise(sim.record(n), &ctx)
+                .expect("simulated records normalise")
+                .id
+        })
+        .collect()
 }
