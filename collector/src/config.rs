@@ -529,7 +529,7 @@ impl Config {
                 location: e.location().map(|l| (l.line(), l.column())),
                 error: FieldError {
                     path: "(document)".to_owned(),
-                    message: explain_serde(&e.to_string()),
+                    message: format!("YAML syntax error: {}", explain_serde(&e.to_string())),
                 },
             })?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {

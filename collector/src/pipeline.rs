@@ -145,16 +145,16 @@ impl<C: CheckpointStore> Pipeline<C> {
             Some(cp) => (cp.id_seed, cp.decode_ids()?, cp.events_delivered),
             None => (random_seed(), Vec::new(), 0),
         };
-        let source = make_source(stored.as_ref().map(|cp| cp.cursor.clone()))?;
+        let source_kind = S::KIND;
         if let Some(cp) = &stored
-            && cp.source != source.kind()
+            && cp.source != source_kind
         {
             return Err(PipelineError::WrongSource {
                 found: cp.source.clone(),
-                expected: source.kind().to_owned(),
+                expected: source_kind.to_owned(),
             });
         }
-        let source_kind = source.kind();
+        let source = make_source(stored.as_ref().map(|cp| cp.cursor.clone()))?;
         match &stored {
             Some(cp) => {
                 tracing::info!(committed_at = %cp.committed_at, events_delivered = cp.events_delivered, "resuming from checkpoint")
@@ -493,7 +493,7 @@ async fn run_source<S: Source>(
                 }
             }
             Ok(Fetch::Exhausted) => {
-                tracing::info!(source = source.kind(), "the source has no more events");
+                tracing::info!(source = S::KIND, "the source has no more events");
                 return;
             }
             Err(e) => {
@@ -503,7 +503,7 @@ async fn run_source<S: Source>(
                     .with_label_values(&[e.category()])
                     .inc();
                 let delay = backoff.next_delay();
-                tracing::warn!(source = source.kind(), error = %e, retry_in = ?delay, attempt = backoff.attempts(), "source fetch failed; retrying");
+                tracing::warn!(source = S::KIND, error = %e, retry_in = ?delay, attempt = backoff.attempts(), "source fetch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -629,5 +629,177 @@ impl Progress {
         );
         self.last_at = Instant::now();
         self.last_events = events;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::FileStore;
+    use crate::event::EventKind;
+    use crate::normalise::RawRecord;
+    use crate::source::Malformed;
+    use serde_json::value::RawValue;
+    use std::path::Path;
+
+    /// A source that hands out prepared batches, then ends.
+    struct Scripted(VecDeque<Batch>);
+
+    impl Source for Scripted {
+        const KIND: &'static str = "scripted";
+
+        async fn fetch(&mut self) -> Result<Fetch, SourceError> {
+            Ok(self.0.pop_front().map_or(Fetch::Exhausted, Fetch::Batch))
+        }
+    }
+
+    fn activity(id: &str) -> RawRecord {
+        RawRecord {
+            kind: EventKind::ActivityLog,
+            raw: RawValue::from_string(format!(
+                r#"{{"eventDataId":"{id}","eventTimestamp":"2026-01-01T00:00:00Z","operationName":{{"value":"op"}}}}"#
+            ))
+            .expect("json"),
+            id_hint: None,
+        }
+    }
+
+    fn batch(n: u64, records: Vec<RawRecord>, malformed: Vec<Malformed>) -> Batch {
+        Batch {
+            records,
+            malformed,
+            cursor: serde_json::json!({ "n": n }),
+        }
+    }
+
+    fn config(dir: &Path) -> Config {
+        let yaml = format!(
+            "name: unit\nsource:\n  simulate: {{}}\noutputs:\n  - file: {{directory: {}, fsync: false}}\nstateDir: {}\nhealth: {{listen: null}}\n",
+            dir.join("out").display(),
+            dir.join("state").display()
+        );
+        Config::parse(&yaml, "test").expect("config")
+    }
+
+    async fn run(dir: &Path, batches: Vec<Batch>) -> RunSummary {
+        let config = config(dir);
+        let store = FileStore::new(dir.join("state/checkpoint.json"));
+        let (_tx, rx) = watch::channel(false);
+        Pipeline::new(config, store, Arc::new(Metrics::new()))
+            .run(|_| Ok(Scripted(batches.into())), rx)
+            .await
+            .expect("run")
+    }
+
+    fn written_ids(dir: &Path) -> Vec<String> {
+        let folder = dir.join("out/AzureResourceManagerJson");
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(folder).expect("folder").flatten() {
+            for line in std::fs::read_to_string(entry.path()).expect("read").lines() {
+                ids.push(crate::output::line::id_of_line(line.as_bytes()).expect("id"));
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bad_records_are_dead_lettered_and_the_stream_moves_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let malformed = Malformed {
+            origin: "insights-logs-auditevent/PT1H.json@1024".into(),
+            reason: "expected value at line 1 column 2".into(),
+            payload: "{'single': 'quotes'}".into(),
+        };
+        let missing_id = RawRecord {
+            kind: EventKind::ActivityLog,
+            raw: RawValue::from_string(r#"{"eventTimestamp":"2026-01-01T00:00:00Z"}"#.into())
+                .expect("json"),
+            id_hint: None,
+        };
+        let summary = run(
+            dir.path(),
+            vec![
+                batch(1, vec![activity("a"), activity("b")], vec![]),
+                batch(2, vec![activity("c"), missing_id], vec![malformed]),
+                batch(3, vec![activity("d")], vec![]),
+            ],
+        )
+        .await;
+        assert_eq!(summary.dead_lettered, 2);
+        assert_eq!(summary.events_committed, 4);
+        assert_eq!(written_ids(dir.path()), vec!["a", "b", "c", "d"]);
+        let letters: Vec<serde_json::Value> =
+            std::fs::read_to_string(dir.path().join("state/dead-letter.ndjson"))
+                .expect("dead-letter file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json line"))
+                .collect();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[0]["category"], "shape");
+        assert!(
+            letters[0]["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("eventDataId")
+        );
+        assert_eq!(
+            letters[1]["origin"],
+            "insights-logs-auditevent/PT1H.json@1024"
+        );
+        assert_eq!(letters[1]["payload"], "{'single': 'quotes'}");
+        let checkpoint = FileStore::new(dir.path().join("state/checkpoint.json"))
+            .load()
+            .await
+            .expect("load")
+            .expect("checkpoint");
+        assert_eq!(checkpoint.cursor, serde_json::json!({"n": 3}));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_read_again_after_a_restart_are_not_delivered_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = run(
+            dir.path(),
+            vec![batch(
+                1,
+                vec![activity("a"), activity("b"), activity("c")],
+                vec![],
+            )],
+        )
+        .await;
+        assert_eq!(first.duplicates, 0);
+        // An overlap window re-reads b and c after the restart.
+        let second = run(
+            dir.path(),
+            vec![batch(
+                2,
+                vec![activity("b"), activity("c"), activity("d")],
+                vec![],
+            )],
+        )
+        .await;
+        assert_eq!(second.duplicates, 2);
+        assert_eq!(second.events_committed, 4);
+        assert_eq!(written_ids(dir.path()), vec!["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_checkpoint_from_another_source_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(dir.path(), vec![batch(1, vec![activity("a")], vec![])]).await;
+        let config = config(dir.path());
+        let store = FileStore::new(dir.path().join("state/checkpoint.json"));
+        let (_tx, rx) = watch::channel(false);
+        let sim = config.source.clone();
+        let crate::config::SourceConfig::Simulate(sim) = sim;
+        let err = Pipeline::new(config, store, Arc::new(Metrics::new()))
+            .run(|c| crate::source::simulate::Simulate::new(sim, 10, c), rx)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("written by the scripted source"),
+            "{err}"
+        );
     }
 }

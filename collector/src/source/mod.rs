@@ -55,8 +55,9 @@ impl SourceError {
 }
 
 pub trait Source: Send + 'static {
-    /// A short name for logs and metrics (`simulate`, `wad`, …).
-    fn kind(&self) -> &'static str;
+    /// A short name for logs, metrics and checkpoints (`simulate`, `wad`, …). A checkpoint written by
+    /// one kind of source is never handed to another.
+    const KIND: &'static str;
 
     fn fetch(&mut self) -> impl Future<Output = Result<Fetch, SourceError>> + Send;
 }

@@ -133,9 +133,7 @@ impl Simulate {
 }
 
 impl Source for Simulate {
-    fn kind(&self) -> &'static str {
-        "simulate"
-    }
+    const KIND: &'static str = "simulate";
 
     async fn fetch(&mut self) -> Result<Fetch, SourceError> {
         if self.config.count.is_some_and(|c| self.cursor.next >= c) {

@@ -1,0 +1,240 @@
+//! The `azlog-collector` command as a user meets it: config mistakes, the demo, and the health,
+//! readiness and metrics endpoints.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Collector, file_output_ids, free_port, wait_until};
+
+fn collector() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
+}
+
+fn validate(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = collector()
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_kind_of_config_mistake_exits_2_naming_the_field_and_the_fix() {
+    let cases = [
+        ("name: x\nsource: [\n", "line 3", "YAML syntax error"),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - stdout: {}\nstatedir: /tmp\n",
+            "statedir",
+            "unknown field `statedir`, expected one of",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: h:514\n      protocol: rfc3165\n",
+            "outputs[0].syslog.protocol",
+            "expected `rfc5424` or `rfc3164`",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - file:\n      format: ndjson\n",
+            "outputs[0].file",
+            "missing field `directory`",
+        ),
+        (
+            "name: x\nsource:\n  simulate:\n    rate: fast\noutputs:\n  - stdout: {}\n",
+            "source.simulate.rate",
+            "invalid type",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: siem:99999\n",
+            "outputs[0].syslog.address",
+            "not a port",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - syslog:\n      address: siem:6514\n      transport: tls\n      tls:\n        caFile: /missing/ca.pem\n",
+            "outputs[0].syslog.tls.caFile",
+            "/missing/ca.pem does not exist",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs: []\n",
+            "outputs",
+            "at least one output",
+        ),
+        (
+            "name: x\nsource:\n  simulate: {}\noutputs:\n  - stdout: {}\npipeline:\n  batchSize: 1000\n  maxInFlightEvents: 10\n",
+            "pipeline.maxInFlightEvents",
+            "at least pipeline.batchSize",
+        ),
+    ];
+    for (yaml, path, hint) in cases {
+        let (code, stderr) = validate(yaml);
+        assert_eq!(code, 2, "exit code for {path}: {stderr}");
+        assert!(stderr.contains(path), "stderr names {path}:\n{stderr}");
+        assert!(stderr.contains(hint), "stderr explains {hint:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_valid_config_is_summarised() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ok.yaml");
+    std::fs::write(&path, "name: prod\nsource:\n  simulate: {}\noutputs:\n  - file: {directory: /tmp/x}\n  - syslog: {name: qradar, address: 'siem:514', body: leef}\n").expect("write");
+    let out = collector()
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("output file-0: file") && stdout.contains("output qradar: syslog"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_config_starts_nothing_and_writes_no_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &path,
+        format!(
+            "name: x\nstateDir: {}\nsource:\n  simulate: {{}}\noutputs: []\n",
+            state.display()
+        ),
+    )
+    .expect("write");
+    let out = collector()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!state.exists());
+}
+
+#[test]
+fn the_demo_writes_every_event_into_the_azlog_folders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = collector()
+        .args(["demo", "--count", "200", "--rate", "0"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("run demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        200,
+        "one JSON line per event on stdout"
+    );
+    for line in stdout.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("stdout lines are JSON");
+        assert_eq!(value["azlog"]["source"], "demo");
+    }
+    for folder in [
+        "AzureResourceManagerJson",
+        "AzureSecurityCenterJson",
+        "AzureActiveDirectoryJson",
+        "AzureVmDiagnosticsJson",
+        "AzureDiagnosticLogsJson",
+    ] {
+        let finished = std::fs::read_dir(dir.path().join("out").join(folder))
+            .unwrap_or_else(|e| panic!("{folder}: {e}"))
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count();
+        assert!(finished >= 1, "{folder} has a finished file");
+    }
+    assert_eq!(file_output_ids(&dir.path().join("out")).len(), 200);
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn readiness_and_metrics_report_an_unreachable_receiver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health = free_port();
+    let dead = free_port();
+    let yaml = format!(
+        "name: health-test\nsource:\n  simulate: {{rate: 200}}\noutputs:\n  - file: {{directory: {out}}}\n  - syslog: {{name: siem, address: '127.0.0.1:{dead}', connectTimeout: 1s}}\nstateDir: {state}\nhealth:\n  listen: 127.0.0.1:{health}\npipeline:\n  shutdownTimeout: 1s\n",
+        out = dir.path().join("out").display(),
+        state = dir.path().join("state").display(),
+    );
+    let mut collector = Collector::start(dir.path(), &yaml);
+    wait_until(Duration::from_secs(10), "health endpoint", || {
+        TcpStream::connect(("127.0.0.1", health)).ok()
+    });
+    assert_eq!(http_get(health, "/healthz").0, 200);
+    let (status, body) = wait_until(Duration::from_secs(10), "readiness to fail", || {
+        let (status, body) = http_get(health, "/readyz");
+        (status == 503).then_some((status, body))
+    });
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("siem"),
+        "readyz names the failing output: {body}"
+    );
+    let (_, metrics) = http_get(health, "/metrics");
+    for expected in [
+        "azlog_output_up{output=\"siem\"} 0",
+        "azlog_output_up{output=\"file-0\"} 1",
+        "azlog_output_retries_total{category=\"connect\",output=\"siem\"}",
+        "azlog_events_delivered_total{output=\"file-0\"}",
+        "azlog_in_flight_events",
+        "azlog_checkpoint_age_seconds",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "metrics lack {expected}:\n{metrics}"
+        );
+    }
+    collector.signal(15);
+    let status = collector.wait(Duration::from_secs(20));
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "exit 3 says events were left undelivered (they are re-read next start)"
+    );
+    assert_eq!(
+        collector.committed(),
+        0,
+        "nothing committed while one output never delivered"
+    );
+}
