@@ -33,11 +33,15 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn encode_ids(hashes: impl Iterator<Item = u128>) -> String {
-        let mut out = String::new();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(hashes.size_hint().0 * 32);
         for hash in hashes {
-            out.push_str(&format!("{hash:032x}"));
+            for shift in (0..32).rev() {
+                out.push(HEX[((hash >> (shift * 4)) & 0xf) as usize]);
+            }
         }
-        out
+        // Only ASCII hex digits were pushed.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn decode_ids(&self) -> Result<Vec<u128>, CheckpointError> {

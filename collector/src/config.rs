@@ -160,7 +160,8 @@ pub struct FileOutputConfig {
     /// Finish a file once it is this old, so forwarders see quiet sources too.
     #[serde(default = "default_max_file_age", with = "humantime_serde")]
     pub max_file_age: Duration,
-    /// fsync every batch before reporting it delivered (survives power loss, not only crashes).
+    /// fsync before reporting events delivered, so they survive a power cut and not only a crash.
+    /// Batches that arrive together share one fsync.
     #[serde(default = "yes")]
     pub fsync: bool,
 }

@@ -97,6 +97,7 @@ fn init_logging(level: &str, format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -241,6 +242,7 @@ fn run_service(config: Config) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    azlog_collector::limit_malloc_arenas();
     azlog_collector::install_crypto_provider();
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
@@ -269,18 +271,19 @@ fn main() -> ExitCode {
         },
         Command::Demo(args) => match demo_config(&args) {
             Ok(config) => {
+                let mut targets = vec![args.dir.join("out").display().to_string()];
+                if !args.quiet {
+                    targets.insert(0, "stdout".into());
+                }
+                targets.extend(args.syslog.iter().map(|s| format!("syslog {s}")));
+                let count = if args.count == 0 {
+                    "endless".to_owned()
+                } else {
+                    args.count.to_string()
+                };
                 eprintln!(
-                    "azlog demo: {} simulated Azure events → stdout, {}{}",
-                    if args.count == 0 {
-                        "endless".to_owned()
-                    } else {
-                        args.count.to_string()
-                    },
-                    args.dir.join("out").display(),
-                    args.syslog
-                        .as_deref()
-                        .map(|s| format!(", syslog {s}"))
-                        .unwrap_or_default()
+                    "azlog demo: {count} simulated Azure events -> {}",
+                    targets.join(", ")
                 );
                 run_service(config)
             }

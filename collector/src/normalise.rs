@@ -625,8 +625,12 @@ fn diagnostic_log(
 }
 
 /// Removes insignificant whitespace so every record fits on one line (pretty-printed API responses
-/// would otherwise break NDJSON). Borrows when there is nothing to remove, which is the common case.
+/// would otherwise break NDJSON). JSON strings cannot hold a raw line break, so a record without
+/// one is already a single line and is borrowed as it is: the common case, found with one memchr.
 pub fn compact_json(text: &str) -> Cow<'_, str> {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
     let bytes = text.as_bytes();
     let mut in_string = false;
     let mut escaped = false;
@@ -807,6 +811,9 @@ mod tests {
     fn compaction_keeps_whitespace_inside_strings() {
         let text = "{ \"a\" : \"x  y\\\" z\",\n \"b\":[1, 2] }";
         assert_eq!(compact_json(text), "{\"a\":\"x  y\\\" z\",\"b\":[1,2]}");
-        assert!(matches!(compact_json("{\"a\":1}"), Cow::Borrowed(_)));
+        assert!(
+            matches!(compact_json("{\"a\": 1}"), Cow::Borrowed(_)),
+            "one line already"
+        );
     }
 }

@@ -513,6 +513,9 @@ async fn run_source<S: Source>(
     }
 }
 
+/// Most batches one sync covers. Bounds how long acknowledgements wait under a backlog.
+pub const SYNC_GROUP: usize = 16;
+
 async fn run_output(
     mut output: AnyOutput,
     mut rx: mpsc::UnboundedReceiver<Arc<Dispatch>>,
@@ -522,15 +525,30 @@ async fn run_output(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
+    'batches: loop {
         tokio::select! {
             batch = rx.recv() => {
-                let Some(batch) = batch else { break };
-                if !deliver(&mut output, &batch, &metrics, &mut abort).await {
+                let Some(first) = batch else { break };
+                // Whatever else is already queued joins this group, so one sync covers it all.
+                let mut group = vec![first];
+                while group.len() < SYNC_GROUP {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                for batch in &group {
+                    if !attempt(&mut output, Step::Deliver(batch), &metrics, &mut abort).await {
+                        break 'batches;
+                    }
+                }
+                if !attempt(&mut output, Step::Sync, &metrics, &mut abort).await {
                     break;
                 }
-                if acks.send(Ack { seq: batch.seq }).is_err() {
-                    break;
+                for batch in &group {
+                    if acks.send(Ack { seq: batch.seq }).is_err() {
+                        break 'batches;
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -544,10 +562,16 @@ async fn run_output(
     output.close().await;
 }
 
-/// Delivers one batch, retrying with backoff until it works; false if aborted first.
-async fn deliver(
+/// One thing an output task does, retried until it works.
+enum Step<'a> {
+    Deliver(&'a Dispatch),
+    Sync,
+}
+
+/// Runs `step`, retrying with backoff until it works; false if aborted first.
+async fn attempt(
     output: &mut AnyOutput,
-    batch: &Dispatch,
+    step: Step<'_>,
     metrics: &Metrics,
     abort: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -555,7 +579,12 @@ async fn deliver(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         let result = tokio::select! {
-            result = output.deliver(batch) => result,
+            result = async {
+                match &step {
+                    Step::Deliver(batch) => output.deliver(batch).await.map(Some),
+                    Step::Sync => output.sync().await.map(|()| None),
+                }
+            } => result,
             _ = abort.changed() => return false,
         };
         match result {
@@ -564,20 +593,22 @@ async fn deliver(
                     tracing::info!(output = %name, attempts = backoff.attempts() + 1, "delivering again after failures");
                 }
                 metrics.set_output_up(&name, true);
-                metrics
-                    .events_delivered
-                    .with_label_values(&[&name])
-                    .inc_by(delivered.sent as u64);
-                if delivered.skipped > 0 {
+                if let (Some(delivered), Step::Deliver(batch)) = (delivered, &step) {
                     metrics
-                        .events_skipped_recovered
+                        .events_delivered
                         .with_label_values(&[&name])
-                        .inc_by(delivered.skipped as u64);
+                        .inc_by(delivered.sent as u64);
+                    if delivered.skipped > 0 {
+                        metrics
+                            .events_skipped_recovered
+                            .with_label_values(&[&name])
+                            .inc_by(delivered.skipped as u64);
+                    }
+                    metrics
+                        .delivery_latency
+                        .with_label_values(&[&name])
+                        .observe(batch.dispatched_at.elapsed().as_secs_f64());
                 }
-                metrics
-                    .delivery_latency
-                    .with_label_values(&[&name])
-                    .observe(batch.dispatched_at.elapsed().as_secs_f64());
                 return true;
             }
             Err(e) => {
@@ -589,7 +620,7 @@ async fn deliver(
                 let delay = backoff.next_delay();
                 // Every failure is logged while few; then every tenth, so a long outage stays readable.
                 if backoff.attempts() <= 5 || backoff.attempts().is_multiple_of(10) {
-                    tracing::warn!(output = %name, error = %e, retry_in = ?delay, attempt = backoff.attempts(), events = batch.events.len(), "delivery failed; the batch is held and retried, the checkpoint waits");
+                    tracing::warn!(output = %name, error = %e, retry_in = ?delay, attempt = backoff.attempts(), "delivery failed; the batch is held and retried, the checkpoint waits");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

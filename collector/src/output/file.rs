@@ -4,8 +4,11 @@
 //! final name (`azlog-….json`) once they reach their size or age limit, so a forwarder watching
 //! `*.json` never reads a half-written file.
 //!
-//! Exactly-once across crashes: a batch is written and (optionally) fsynced before it counts as
-//! delivered, but the checkpoint is written later, so a crash can leave events in these files that the
+//! Durability: batches are written as they come and fsynced together (see `Output::sync`) before
+//! any of them is acknowledged, so a power cut cannot leave the checkpoint ahead of the files.
+//!
+//! Exactly-once across crashes: a batch is written before it counts as delivered, but the checkpoint
+//! is written later, so a crash can leave events in these files that the
 //! source will read again. At start the output reads back the ids of the newest lines it wrote
 //! (as many as could have been in flight) and skips those events when they come again. A line torn by
 //! the crash is cut off; its event comes again and is written whole.
@@ -55,6 +58,8 @@ struct OpenFile {
     file: File,
     bytes: u64,
     opened: Instant,
+    /// Written since the last fsync.
+    dirty: bool,
 }
 
 fn extension(format: JsonFormat) -> &'static str {
@@ -138,10 +143,8 @@ impl FileOutput {
                     .ok_or_else(|| std::io::Error::other("no open file"))?;
                 written.push((i, file.bytes));
                 file.file.write_all(buf)?;
-                if self.config.fsync {
-                    file.file.sync_data()?;
-                }
                 file.bytes += buf.len() as u64;
+                file.dirty = true;
                 Ok(())
             })();
             if let Err(e) = attempt {
@@ -224,6 +227,25 @@ impl Output for FileOutput {
         Ok(delivered)
     }
 
+    async fn sync(&mut self) -> Result<(), DeliveryError> {
+        if !self.config.fsync {
+            return Ok(());
+        }
+        crate::fsutil::blocking(|| {
+            for file in self
+                .folders
+                .iter_mut()
+                .filter_map(|f| f.current.as_mut())
+                .filter(|f| f.dirty)
+            {
+                file.file.sync_data()?;
+                file.dirty = false;
+            }
+            Ok(())
+        })
+        .map_err(|e| self.io_err("cannot fsync the file output", e))
+    }
+
     async fn tick(&mut self) -> Result<(), DeliveryError> {
         crate::fsutil::blocking(|| self.rotate_due(false))
             .map_err(|e| self.io_err("cannot finish a file", e))
@@ -252,6 +274,7 @@ fn start_file(dir: &Path, ext: &str, sequence: u64) -> std::io::Result<OpenFile>
         file,
         bytes: 0,
         opened: Instant::now(),
+        dirty: false,
     })
 }
 
@@ -294,6 +317,7 @@ fn recover_folder(dir: &Path, ext: &str) -> std::io::Result<Option<OpenFile>> {
                 file,
                 bytes,
                 opened: Instant::now(),
+                dirty: true,
             },
         )?;
     }
@@ -304,6 +328,7 @@ fn recover_folder(dir: &Path, ext: &str) -> std::io::Result<Option<OpenFile>> {
         file,
         bytes,
         opened: Instant::now(),
+        dirty: false,
     }))
 }
 

@@ -64,6 +64,12 @@ pub trait Output: Send + 'static {
         batch: &Dispatch,
     ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
 
+    /// Makes everything delivered so far durable. Called once after a group of deliveries and
+    /// before any of them is acknowledged, so one fsync covers many batches under load.
+    fn sync(&mut self) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Periodic housekeeping while idle (finishing files that reached their age).
     fn tick(&mut self) -> impl Future<Output = Result<(), DeliveryError>> + Send {
         async { Ok(()) }
@@ -125,6 +131,14 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.deliver(batch).await,
             AnyOutput::Syslog(o) => o.deliver(batch).await,
             AnyOutput::Stdout(o) => o.deliver(batch).await,
+        }
+    }
+
+    async fn sync(&mut self) -> Result<(), DeliveryError> {
+        match self {
+            AnyOutput::File(o) => o.sync().await,
+            AnyOutput::Syslog(o) => o.sync().await,
+            AnyOutput::Stdout(o) => o.sync().await,
         }
     }
 
