@@ -238,3 +238,35 @@ fn readiness_and_metrics_report_an_unreachable_receiver() {
         "nothing committed while one output never delivered"
     );
 }
+
+#[test]
+fn the_example_configs_in_the_repository_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples)
+        .expect("examples folder")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = collector()
+                .arg("validate")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{} is invalid:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 1,
+        "no example configs found in {}",
+        examples.display()
+    );
+}
