@@ -36,141 +36,145 @@ pub struct Metrics {
     outputs_ok: Mutex<BTreeMap<String, bool>>,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+/// Registers a metric built from constant definitions; failing is a programming error that every test
+/// would catch, so it panics with prometheus's description of what is wrong.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.unwrap_or_else(|e| panic!("invalid metric definition: {e}"));
     registry
         .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+        .unwrap_or_else(|e| panic!("metric registered twice: {e}"));
     metric
 }
 
 impl Metrics {
-    // Metric definitions are compile-time constants; a failure here is a programming error caught by
-    // every test, so panicking with the metric's name is the clearest report.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("azlog".into()), None)
             .unwrap_or_else(|e| panic!("registry: {e}"));
-        let reg = |m: Box<dyn prometheus::core::Collector>| {
-            registry.register(m).unwrap_or_else(|e| panic!("{e}"))
+        let r = &registry;
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(r, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let events_received = counter_vec(
-            &registry,
+        let events_received = counters(
             "events_received_total",
             "Records fetched from the source, by event kind.",
             &["kind"],
         );
-        let events_dead_lettered = counter_vec(
-            &registry,
+        let events_dead_lettered = counters(
             "events_dead_lettered_total",
             "Records written to the dead-letter file, by reason.",
             &["reason"],
         );
-        let events_delivered = counter_vec(
-            &registry,
+        let events_delivered = counters(
             "events_delivered_total",
             "Events an output delivered.",
             &["output"],
         );
-        let events_skipped_recovered = counter_vec(
-            &registry,
+        let events_skipped_recovered = counters(
             "events_recovered_skipped_total",
             "Events an output found already written before a crash and did not write again.",
             &["output"],
         );
-        let events_truncated = counter_vec(
-            &registry,
+        let events_truncated = counters(
             "events_truncated_total",
             "Events cut to the output's maximum message size.",
             &["output"],
         );
-        let output_retries = counter_vec(
-            &registry,
+        let output_retries = counters(
             "output_retries_total",
             "Failed delivery attempts that will be retried, by error category.",
             &["output", "category"],
         );
-        let source_errors = counter_vec(
-            &registry,
+        let source_errors = counters(
             "source_errors_total",
             "Failed source fetches, by error category.",
             &["category"],
         );
-        let files_finished = counter_vec(
-            &registry,
+        let files_finished = counters(
             "files_finished_total",
             "Files the file output finished (renamed to their final name).",
             &["output"],
         );
-        let events_duplicate = IntCounter::new(
-            "events_duplicate_total",
-            "Events recognised as already delivered and not sent again.",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(events_duplicate.clone()));
-        let output_up = IntGaugeVec::new(
-            Opts::new(
-                "output_up",
-                "1 when the output's last delivery attempt succeeded.",
+        let events_duplicate = register(
+            r,
+            IntCounter::new(
+                "events_duplicate_total",
+                "Events recognised as already delivered and not sent again.",
             ),
-            &["output"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(output_up.clone()));
-        let delivery_latency = HistogramVec::new(
-            HistogramOpts::new("delivery_latency_seconds", "Time from dispatching a batch to the output reporting it delivered, retries included.")
-                .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
-            &["output"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(delivery_latency.clone()));
-        let source_fetch_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "source_fetch_duration_seconds",
-                "Time one source fetch took.",
-            )
-            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(source_fetch_duration.clone()));
-        let in_flight_events = IntGauge::new(
-            "in_flight_events",
-            "Events dispatched to outputs and not yet checkpointed (the queue depth).",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(in_flight_events.clone()));
-        let checkpoint_commits =
-            IntCounter::new("checkpoint_commits_total", "Checkpoints written.")
-                .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(checkpoint_commits.clone()));
-        let checkpoint_errors = IntCounter::new(
-            "checkpoint_errors_total",
-            "Checkpoint writes that failed (retried at the next commit).",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(checkpoint_errors.clone()));
-        let checkpoint_age = Gauge::new(
-            "checkpoint_age_seconds",
-            "Seconds since the checkpoint was last written.",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(checkpoint_age.clone()));
-        let last_event_timestamp = Gauge::new(
-            "last_event_timestamp_seconds",
-            "Event time of the newest delivered and checkpointed event, as a Unix time.",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(last_event_timestamp.clone()));
-        let lag_seconds = GaugeVec::new(
-            Opts::new(
-                "lag_seconds",
-                "Now minus the event time of the newest checkpointed event.",
+        );
+        let output_up = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "output_up",
+                    "1 when the output's last delivery attempt succeeded.",
+                ),
+                &["output"],
             ),
-            &["source"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        reg(Box::new(lag_seconds.clone()));
+        );
+        let delivery_latency = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new("delivery_latency_seconds", "Time from dispatching a batch to the output reporting it delivered, retries included.")
+                    .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+                &["output"],
+            ),
+        );
+        let source_fetch_duration = register(
+            r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "source_fetch_duration_seconds",
+                    "Time one source fetch took.",
+                )
+                .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            ),
+        );
+        let in_flight_events = register(
+            r,
+            IntGauge::new(
+                "in_flight_events",
+                "Events dispatched to outputs and not yet checkpointed (the queue depth).",
+            ),
+        );
+        let checkpoint_commits = register(
+            r,
+            IntCounter::new("checkpoint_commits_total", "Checkpoints written."),
+        );
+        let checkpoint_errors = register(
+            r,
+            IntCounter::new(
+                "checkpoint_errors_total",
+                "Checkpoint writes that failed (retried at the next commit).",
+            ),
+        );
+        let checkpoint_age = register(
+            r,
+            Gauge::new(
+                "checkpoint_age_seconds",
+                "Seconds since the checkpoint was last written.",
+            ),
+        );
+        let last_event_timestamp = register(
+            r,
+            Gauge::new(
+                "last_event_timestamp_seconds",
+                "Event time of the newest delivered and checkpointed event, as a Unix time.",
+            ),
+        );
+        let lag_seconds = register(
+            r,
+            GaugeVec::new(
+                Opts::new(
+                    "lag_seconds",
+                    "Now minus the event time of the newest checkpointed event.",
+                ),
+                &["source"],
+            ),
+        );
         Metrics {
             registry,
             events_received,

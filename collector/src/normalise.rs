@@ -697,8 +697,9 @@ mod tests {
     }
 
     fn example(name: &str) -> serde_json::Value {
+        // Copies of the public REST API specification examples (Azure Monitor, Security, Graph).
         let path = format!(
-            "{}/../../shared/data/azure-examples/{name}",
+            "{}/testdata/azure-examples/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).expect("azure example present");

@@ -14,16 +14,20 @@ fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
 }
 
+fn validate_file(path: &std::path::Path) -> std::process::Output {
+    collector()
+        .arg("validate")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .expect("run")
+}
+
 fn validate(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, yaml).expect("write");
-    let out = collector()
-        .arg("validate")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = validate_file(&path);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -249,12 +253,7 @@ fn the_example_configs_in_the_repository_are_valid() {
     {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let out = collector()
-                .arg("validate")
-                .arg("--config")
-                .arg(&path)
-                .output()
-                .expect("run");
+            let out = validate_file(&path);
             assert!(
                 out.status.success(),
                 "{} is invalid:\n{}",

@@ -151,7 +151,17 @@ fn assert_fields(kind: Kind, got: &Received, sent: &Event) {
     }
 }
 
-async fn round_trip(kind: Kind, case: Case) {
+async fn round_trip(
+    kind: Kind,
+    transport: &'static str,
+    framing: &'static str,
+    body: &'static str,
+) {
+    let case = Case {
+        transport,
+        framing,
+        body,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = make_ca(dir.path());
     let receiver = Receiver::start(kind, dir.path(), &ca);
@@ -205,132 +215,52 @@ async fn round_trip(kind: Kind, case: Case) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rsyslog_parses_every_field_over_tcp_with_octet_counting() {
-    round_trip(
-        Kind::Rsyslog,
-        Case {
-            transport: "tcp",
-            framing: "octetCounting",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::Rsyslog, "tcp", "octetCounting", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_ng_parses_every_field_over_tcp_with_octet_counting() {
-    round_trip(
-        Kind::SyslogNg,
-        Case {
-            transport: "tcp",
-            framing: "octetCounting",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::SyslogNg, "tcp", "octetCounting", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rsyslog_parses_every_field_over_tls() {
-    round_trip(
-        Kind::Rsyslog,
-        Case {
-            transport: "tls",
-            framing: "octetCounting",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::Rsyslog, "tls", "octetCounting", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_ng_parses_every_field_over_tls() {
-    round_trip(
-        Kind::SyslogNg,
-        Case {
-            transport: "tls",
-            framing: "octetCounting",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::SyslogNg, "tls", "octetCounting", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rsyslog_parses_every_field_over_udp() {
-    round_trip(
-        Kind::Rsyslog,
-        Case {
-            transport: "udp",
-            framing: "",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::Rsyslog, "udp", "", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_ng_parses_every_field_over_udp() {
-    round_trip(
-        Kind::SyslogNg,
-        Case {
-            transport: "udp",
-            framing: "",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::SyslogNg, "udp", "", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rsyslog_parses_newline_framed_tcp_with_escaped_line_breaks() {
-    round_trip(
-        Kind::Rsyslog,
-        Case {
-            transport: "tcp",
-            framing: "newline",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::Rsyslog, "tcp", "newline", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_ng_parses_newline_framed_tcp_with_escaped_line_breaks() {
-    round_trip(
-        Kind::SyslogNg,
-        Case {
-            transport: "tcp",
-            framing: "newline",
-            body: "message",
-        },
-    )
-    .await;
+    round_trip(Kind::SyslogNg, "tcp", "newline", "message").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_bodies_reach_rsyslog_as_parseable_records() {
-    round_trip(
-        Kind::Rsyslog,
-        Case {
-            transport: "tls",
-            framing: "octetCounting",
-            body: "json",
-        },
-    )
-    .await;
+    round_trip(Kind::Rsyslog, "tls", "octetCounting", "json").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_bodies_reach_syslog_ng_as_parseable_records() {
-    round_trip(
-        Kind::SyslogNg,
-        Case {
-            transport: "tcp",
-            framing: "octetCounting",
-            body: "json",
-        },
-    )
-    .await;
+    round_trip(Kind::SyslogNg, "tcp", "octetCounting", "json").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
