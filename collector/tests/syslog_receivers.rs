@@ -340,3 +340,66 @@ async fn cef_and_leef_bodies_reach_the_receiver_intact() {
         leef.msg
     );
 }
+
+async fn send_mtls(port: u16, ca: &support::TestCa, with_client_cert: bool) -> Result<(), String> {
+    let mut yaml = format!(
+        "syslog:\n  address: 127.0.0.1:{port}\n  transport: tls\n  body: message\n  connectTimeout: 3s\n  ackTimeout: 3s\n  tls:\n    caFile: {}\n    serverName: localhost\n",
+        ca.ca_file.display()
+    );
+    if with_client_cert {
+        yaml.push_str(&format!(
+            "    certFile: {}\n    keyFile: {}\n",
+            ca.client_cert_file.display(),
+            ca.client_key_file.display()
+        ));
+    }
+    let config: OutputConfig = from_yaml(&yaml).expect("output config");
+    let ctx = OutputContext {
+        hasher: IdHasher::new(1),
+        recovery_window: 0,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let mut output = AnyOutput::build(&config, 0, &ctx).expect("syslog output");
+    let id = if with_client_cert {
+        "with-cert"
+    } else {
+        "without-cert"
+    };
+    let batch = Dispatch {
+        seq: 1,
+        events: vec![event(id, "mutual TLS")],
+        dispatched_at: tokio::time::Instant::now(),
+    };
+    let result = output
+        .deliver(&batch)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    output.close().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_requires_client_certificates_accepts_ours_and_refuses_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(Kind::SyslogNg, dir.path(), &ca);
+    send_mtls(receiver.ports.mtls, &ca, true)
+        .await
+        .expect("delivered with a client certificate");
+    let got = receiver.wait_for(1, Duration::from_secs(20)).remove(0);
+    assert_eq!(got.param("id"), Some("with-cert"));
+    assert_eq!(got.msg, "mutual TLS");
+    let refused = send_mtls(receiver.ports.mtls, &ca, false).await;
+    assert!(
+        refused.is_err(),
+        "a receiver requiring client certificates must refuse a client without one"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        receiver
+            .messages()
+            .iter()
+            .all(|m| m.param("id") != Some("without-cert"))
+    );
+}

@@ -65,6 +65,9 @@ pub struct TestCa {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// A client certificate signed by the same CA, for mutual TLS.
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
 }
 
 pub fn make_ca(dir: &Path) -> TestCa {
@@ -87,14 +90,28 @@ pub fn make_ca(dir: &Path) -> TestCa {
     let server = params
         .signed_by(&server_key, &ca, &ca_key)
         .expect("server cert");
+    let client_key = KeyPair::generate().expect("client key");
+    let mut client_params =
+        CertificateParams::new(vec!["azlog-collector".to_owned()]).expect("params");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "azlog-collector");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("client cert");
     let files = TestCa {
         ca_file: dir.join("ca.pem"),
         cert_file: dir.join("server.pem"),
         key_file: dir.join("server-key.pem"),
+        client_cert_file: dir.join("client.pem"),
+        client_key_file: dir.join("client-key.pem"),
     };
     std::fs::write(&files.ca_file, ca.pem()).expect("write ca");
     std::fs::write(&files.cert_file, server.pem()).expect("write cert");
     std::fs::write(&files.key_file, server_key.serialize_pem()).expect("write key");
+    std::fs::write(&files.client_cert_file, client.pem()).expect("write client cert");
+    std::fs::write(&files.client_key_file, client_key.serialize_pem()).expect("write client key");
     files
 }
 
@@ -112,6 +129,8 @@ pub struct Ports {
     pub tcp_newline: u16,
     pub udp: u16,
     pub tls: u16,
+    /// TLS that requires a client certificate from the test CA (syslog-ng only).
+    pub mtls: u16,
 }
 
 /// One message as the receiver parsed it.
@@ -159,6 +178,7 @@ impl Receiver {
             tcp_newline: free_port(),
             udp: free_port(),
             tls: free_port(),
+            mtls: free_port(),
         };
         let dir = dir.join(match kind {
             Kind::Rsyslog => "rsyslog",
@@ -403,13 +423,17 @@ source s_newline {{ network(ip("127.0.0.1") port({newline}) transport("tcp") fla
 source s_udp {{ network(ip("127.0.0.1") port({udp}) transport("udp") flags(syslog-protocol) log-msg-size(300000)); }};
 source s_tls {{ syslog(ip("127.0.0.1") port({tls}) transport("tls") log-msg-size(300000)
   tls(key-file("{key}") cert-file("{cert}") peer-verify(optional-untrusted))); }};
+source s_mtls {{ syslog(ip("127.0.0.1") port({mtls}) transport("tls") log-msg-size(300000)
+  tls(key-file("{key}") cert-file("{cert}") ca-file("{ca}") peer-verify(required-trusted))); }};
 destination d_file {{ file("{out}" flush-lines(1) template("$(format-json --scope rfc5424 --key .SDATA.* --exclude DATE --exclude LEGACY_MSGHDR)\n")); }};
-log {{ source(s_tcp); source(s_newline); source(s_udp); source(s_tls); destination(d_file); }};
+log {{ source(s_tcp); source(s_newline); source(s_udp); source(s_tls); source(s_mtls); destination(d_file); }};
 "#,
         tcp = ports.tcp,
         newline = ports.tcp_newline,
         udp = ports.udp,
         tls = ports.tls,
+        mtls = ports.mtls,
+        ca = ca.ca_file.display(),
         key = ca.key_file.display(),
         cert = ca.cert_file.display(),
         out = out.display(),
