@@ -85,6 +85,11 @@ impl Output for SyslogOutput {
     }
 
     async fn deliver(&mut self, batch: &Dispatch) -> Result<Delivered, DeliveryError> {
+        // A batch whose events were all duplicates still passes through to keep acks in order; it
+        // has nothing to send, so it must not wait on a receiver that is down.
+        if batch.events.is_empty() {
+            return Ok(Delivered::default());
+        }
         self.encoded.clear();
         for event in &batch.events {
             self.encoder.encode(event, &mut self.encoded);
