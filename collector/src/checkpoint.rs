@@ -5,7 +5,6 @@
 //! so it can lag behind what outputs have seen but never run ahead of it.
 
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -158,10 +157,12 @@ impl FileStore {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(write_err)?;
         let tmp = path.with_extension("json.tmp");
-        let body =
-            serde_json::to_vec(checkpoint).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
-        file.write_all(&body).map_err(write_err)?;
+        // Streamed into the file: the id list is megabytes, and a copy of it would be a memory spike
+        // at every commit.
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(write_err)?);
+        serde_json::to_writer(&mut file, checkpoint)
+            .map_err(|e| write_err(std::io::Error::other(e)))?;
+        let file = file.into_inner().map_err(|e| write_err(e.into_error()))?;
         file.sync_all().map_err(write_err)?;
         std::fs::rename(&tmp, path).map_err(write_err)?;
         crate::fsutil::sync_dir(dir).map_err(write_err)
