@@ -1,0 +1,338 @@
+//! Azure Resource Manager: subscriptions, the Activity Log (`eventtypes/management/values`) and
+//! Defender for Cloud alerts, with `nextLink` paging, bearer checks and ARM's error bodies.
+
+// Handlers return early with a finished error response; boxing every one would add only noise.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::state::{Api, Audience};
+use super::{AuthFailure, Shared, filter};
+
+pub fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = format!(
+            "Bearer authorization_uri=\"https://login.microsoftonline.com/common\", error=\"invalid_token\", error_description=\"{message}\""
+        );
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert("www-authenticate", value);
+        }
+    }
+    response
+}
+
+fn auth_error(failure: AuthFailure) -> Response {
+    match failure {
+        AuthFailure::Missing => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.",
+        ),
+        AuthFailure::Unknown => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+        ),
+        AuthFailure::Expired => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "ExpiredAuthenticationToken",
+            "The access token expiry UTC time is earlier than current UTC time.",
+        ),
+        AuthFailure::WrongAudience => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationTokenAudience",
+            "The access token has been obtained for wrong audience or resource.",
+        ),
+    }
+}
+
+fn require_api_version(query: &HashMap<String, String>) -> Option<Response> {
+    (!query.contains_key("api-version")).then(|| {
+        arm_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    })
+}
+
+/// Checks the caller may read `subscription`; answers the caller's client id.
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    subscription: &str,
+    action: &str,
+) -> Result<String, Response> {
+    let client_id = super::authenticate(shared, headers, Audience::Arm).map_err(auth_error)?;
+    let mut state = super::lock(shared);
+    let object_id = state
+        .identities
+        .get(&client_id)
+        .map(|i| i.object_id.clone())
+        .unwrap_or_default();
+    let Some(sub) = state.subscriptions.get_mut(subscription) else {
+        return Err(arm_error(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            &format!("The subscription '{subscription}' could not be found."),
+        ));
+    };
+    if !sub.readers.contains(&client_id) {
+        return Err(arm_error(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            &format!(
+                "The client '{client_id}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '/subscriptions/{subscription}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+            ),
+        ));
+    }
+    sub.remaining_reads -= 1;
+    Ok(client_id)
+}
+
+fn with_read_budget(shared: &Shared, subscription: &str, mut response: Response) -> Response {
+    let remaining = super::lock(shared)
+        .subscriptions
+        .get(subscription)
+        .map(|s| s.remaining_reads.max(0));
+    if let Some(remaining) = remaining
+        && let Ok(value) = HeaderValue::from_str(&remaining.to_string())
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-ratelimit-remaining-subscription-reads", value);
+    }
+    response
+}
+
+/// A page of `{"value": [...], "nextLink": ...}`, from a snapshot taken at the first page.
+fn paged(
+    shared: &Shared,
+    query: &HashMap<String, String>,
+    base_link: &str,
+    first: impl FnOnce() -> Result<Vec<Value>, Response>,
+) -> Response {
+    let page = match query.get("$skipToken") {
+        Some(token) => match super::lock(shared).next_page(token) {
+            Some(page) => page,
+            None => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidSkipToken",
+                    "The skip token is invalid or has expired.",
+                );
+            }
+        },
+        None => match first() {
+            Ok(items) => {
+                let mut state = super::lock(shared);
+                let size = state.page_size;
+                state.first_page(items, size)
+            }
+            Err(response) => return response,
+        },
+    };
+    let (value, token) = page;
+    let mut body = json!({ "value": value });
+    if let Some(token) = token {
+        body["nextLink"] = json!(format!("{base_link}&$skipToken={}", super::encode(&token)));
+    }
+    axum::Json(body).into_response()
+}
+
+/// What differs between the per-subscription listings.
+struct Listing {
+    api: Api,
+    /// The RBAC action ARM names when the caller lacks it.
+    action: &'static str,
+    /// Path below `/subscriptions/{id}`.
+    path: &'static str,
+}
+
+const ACTIVITY_LOG: Listing = Listing {
+    api: Api::ActivityLog,
+    action: "microsoft.insights/eventtypes/values/read",
+    path: "providers/Microsoft.Insights/eventtypes/management/values",
+};
+
+const SECURITY_ALERTS: Listing = Listing {
+    api: Api::SecurityAlerts,
+    action: "Microsoft.Security/locations/alerts/read",
+    path: "providers/Microsoft.Security/alerts",
+};
+
+/// The common shape of a per-subscription listing: scripted fault, api-version, authorization,
+/// paging, the read-budget header, and the request log. `first` computes the whole listing.
+async fn serve_listing(
+    shared: &Shared,
+    listing: &Listing,
+    subscription: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    extra_query: &str,
+    first: impl FnOnce() -> Result<Vec<Value>, Response>,
+) -> Response {
+    let raw_query = super::query_text(query);
+    if let Some(response) = super::fault(shared, listing.api).await {
+        return super::record(shared, listing.api, &raw_query, response);
+    }
+    let response = (|| {
+        if let Some(response) = require_api_version(query) {
+            return response;
+        }
+        if let Err(response) = authorize(shared, headers, subscription, listing.action) {
+            return response;
+        }
+        let base = format!(
+            "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
+            super::base_url(shared),
+            listing.path,
+            super::encode(
+                query
+                    .get("api-version")
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            ),
+        );
+        let response = paged(shared, query, &base, first);
+        with_read_budget(shared, subscription, response)
+    })();
+    super::record(shared, listing.api, &raw_query, response)
+}
+
+pub async fn activity_log(
+    State(shared): State<Shared>,
+    Path(subscription): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let filter_text = query.get("$filter").cloned().unwrap_or_default();
+    let extra = format!("&$filter={}", super::encode(&filter_text));
+    serve_listing(
+        &shared,
+        &ACTIVITY_LOG,
+        &subscription,
+        &query,
+        &headers,
+        &extra,
+        || {
+            let bad = |message: String| arm_error(StatusCode::BAD_REQUEST, "BadRequest", &message);
+            let clauses = filter::parse(&filter_text).map_err(bad)?;
+            let range = filter::time_range(&clauses, "eventTimestamp").map_err(bad)?;
+            if range.0.is_none() {
+                return Err(bad(
+                    "The $filter must contain eventTimestamp ge '<time>'.".into()
+                ));
+            }
+            let state = super::lock(&shared);
+            let events = state
+                .subscriptions
+                .get(&subscription)
+                .map(|s| s.activity.as_slice())
+                .unwrap_or_default();
+            let mut matching: Vec<Value> = events
+                .iter()
+                .filter(|e| filter::within(e["eventTimestamp"].as_str(), range))
+                .filter(|e| {
+                    clauses
+                        .iter()
+                        .filter(|c| c.op == "eq")
+                        .all(|c| match c.field.as_str() {
+                            "resourceGroupName" => e["resourceGroupName"]
+                                .as_str()
+                                .is_some_and(|v| v.eq_ignore_ascii_case(&c.value)),
+                            "resourceId" | "resourceUri" => e["resourceId"]
+                                .as_str()
+                                .is_some_and(|v| v.eq_ignore_ascii_case(&c.value)),
+                            _ => true,
+                        })
+                })
+                .cloned()
+                .collect();
+            // The Activity Log lists newest first.
+            matching.sort_by(|a, b| {
+                b["eventTimestamp"]
+                    .as_str()
+                    .cmp(&a["eventTimestamp"].as_str())
+            });
+            Ok(matching)
+        },
+    )
+    .await
+}
+
+pub async fn security_alerts(
+    State(shared): State<Shared>,
+    Path(subscription): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    // The alerts API has no $filter: it always lists everything.
+    serve_listing(
+        &shared,
+        &SECURITY_ALERTS,
+        &subscription,
+        &query,
+        &headers,
+        "",
+        || {
+            Ok(super::lock(&shared)
+                .subscriptions
+                .get(&subscription)
+                .map(|s| s.alerts.clone())
+                .unwrap_or_default())
+        },
+    )
+    .await
+}
+
+pub async fn subscriptions(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let raw_query = super::query_text(&query);
+    if let Some(response) = super::fault(&shared, Api::Subscriptions).await {
+        return super::record(&shared, Api::Subscriptions, &raw_query, response);
+    }
+    let response = (|| {
+        if let Some(response) = require_api_version(&query) {
+            return response;
+        }
+        let client_id = match super::authenticate(&shared, &headers, Audience::Arm) {
+            Ok(id) => id,
+            Err(failure) => return auth_error(failure),
+        };
+        let state = super::lock(&shared);
+        let visible: Vec<Value> = state
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.readers.contains(&client_id))
+            .map(|(id, s)| {
+                json!({
+                    "id": format!("/subscriptions/{id}"),
+                    "authorizationSource": "RoleBased",
+                    "subscriptionId": id,
+                    "tenantId": s.tenant_id,
+                    "displayName": s.display_name,
+                    "state": "Enabled",
+                    "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
+                })
+            })
+            .collect();
+        let count = visible.len();
+        axum::Json(json!({"value": visible, "count": {"type": "Total", "value": count}}))
+            .into_response()
+    })();
+    super::record(&shared, Api::Subscriptions, &raw_query, response)
+}

@@ -1,0 +1,369 @@
+//! A fake Azure, faithful to the public API shapes the collector and operator use: the Entra ID
+//! token endpoint, ARM (subscriptions, Activity Log, Defender for Cloud alerts) and Microsoft Graph
+//! (directoryAudits, signIns). It serves HTTPS on loopback with its own CA, pages with `nextLink` /
+//! `@odata.nextLink`, checks bearer tokens and roles, answers with each service's error bodies, and
+//! lets a test script faults: throttling with Retry-After, 5xx, slow answers, malformed pages,
+//! duplicates across page boundaries, revoked tokens and lost roles.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), String> {
+//! use azlog_e2e::fake_azure::{Api, FakeAzure, Fault};
+//! let azure = FakeAzure::start().await?;
+//! azure.add_client_secret("tenant-1", "client-1", "s3cret");
+//! azure.add_subscription("sub-1", "tenant-1");
+//! azure.grant_reader("client-1", "sub-1");
+//! azure.inject(Api::ActivityLog, Fault::Status { status: 429, retry_after: Some(2) });
+//! # Ok(()) }
+//! ```
+
+mod arm;
+mod entra;
+mod filter;
+mod graph;
+mod state;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+pub use state::{Api, Audience, Fault, Served};
+use state::{Identity, State, Subscription};
+
+struct Inner {
+    state: Mutex<State>,
+    base_url: String,
+}
+
+type Shared = Arc<Inner>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic inside a handler poisons the lock; the state itself is still consistent enough to serve.
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn base_url(shared: &Shared) -> String {
+    shared.base_url.clone()
+}
+
+/// Why a bearer token was refused; each API family words it its own way.
+enum AuthFailure {
+    Missing,
+    Unknown,
+    Expired,
+    WrongAudience,
+}
+
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    audience: Audience,
+) -> Result<String, AuthFailure> {
+    let header = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .ok_or(AuthFailure::Missing)?;
+    let token = header.strip_prefix("Bearer ").ok_or(AuthFailure::Missing)?;
+    let state = lock(shared);
+    let token = state.tokens.get(token).ok_or(AuthFailure::Unknown)?;
+    if token.expires <= Instant::now() {
+        return Err(AuthFailure::Expired);
+    }
+    if token.audience != audience {
+        return Err(AuthFailure::WrongAudience);
+    }
+    Ok(token.client_id.clone())
+}
+
+/// The scripted fault for this request, if any, as the response to send instead.
+async fn fault(shared: &Shared, api: Api) -> Option<Response> {
+    let fault = lock(shared).take_fault(api)?;
+    match fault {
+        Fault::Delay(wait) => {
+            tokio::time::sleep(wait).await;
+            None
+        }
+        Fault::Body(body) => {
+            Some(([("content-type", "application/json; charset=utf-8")], body).into_response())
+        }
+        Fault::Status {
+            status,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let (code, message) = match status.as_u16() {
+                429 => (
+                    "TooManyRequests",
+                    "The request was throttled; retry after the interval in the Retry-After header.",
+                ),
+                500 => (
+                    "InternalServerError",
+                    "The server encountered an internal error.",
+                ),
+                502 => (
+                    "BadGateway",
+                    "The gateway did not receive a response from the backend service.",
+                ),
+                503 => (
+                    "ServiceUnavailable",
+                    "The service is temporarily unavailable.",
+                ),
+                504 => (
+                    "GatewayTimeout",
+                    "The gateway did not receive a response within the time limit.",
+                ),
+                401 => ("InvalidAuthenticationToken", "The access token is invalid."),
+                403 => (
+                    "AuthorizationFailed",
+                    "The client does not have authorization to perform this action.",
+                ),
+                _ => ("Error", "Injected failure."),
+            };
+            let mut response = match api {
+                Api::DirectoryAudits | Api::SignIns => graph::graph_error(status, code, message),
+                _ => arm::arm_error(status, code, message),
+            };
+            if let Some(seconds) = retry_after
+                && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+            {
+                response.headers_mut().insert("retry-after", value);
+            }
+            Some(response)
+        }
+    }
+}
+
+fn record(shared: &Shared, api: Api, query: &str, response: Response) -> Response {
+    lock(shared).served.push(Served {
+        api,
+        status: response.status().as_u16(),
+        query: query.to_owned(),
+    });
+    response
+}
+
+fn query_text(query: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join("&")
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A running fake Azure. Dropping it does not stop the server; it lives as long as the runtime.
+pub struct FakeAzure {
+    shared: Shared,
+    address: SocketAddr,
+    ca_pem: String,
+}
+
+impl std::fmt::Debug for FakeAzure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeAzure")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeAzure {
+    /// Starts on a free loopback port.
+    pub async fn start() -> Result<FakeAzure, String> {
+        FakeAzure::start_on("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?).await
+    }
+
+    pub async fn start_on(listen: SocketAddr) -> Result<FakeAzure, String> {
+        let certificates = tls::certificates()?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            base_url: format!("https://{address}"),
+        });
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+            .route("/subscriptions", get(arm::subscriptions))
+            .route("/subscriptions/{subscription}/providers/Microsoft.Insights/eventtypes/management/values", get(arm::activity_log))
+            .route("/subscriptions/{subscription}/providers/Microsoft.Security/alerts", get(arm::security_alerts))
+            .route("/v1.0/auditLogs/directoryAudits", get(graph::directory_audits))
+            .route("/v1.0/auditLogs/signIns", get(graph::sign_ins))
+            .with_state(shared.clone());
+        let tls_listener =
+            tls::TlsListener::new(listener, certificates.server).map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(tls_listener, app).await {
+                tracing::error!(error = %e, "fake Azure stopped");
+            }
+        });
+        Ok(FakeAzure {
+            shared,
+            address,
+            ca_pem: certificates.ca_pem,
+        })
+    }
+
+    /// `https://127.0.0.1:<port>`: the authority host, the ARM endpoint and the Graph endpoint at once.
+    pub fn url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The CA that signed the server's certificate; clients must trust it.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut lock(&self.shared))
+    }
+
+    /// A service principal that authenticates with a client secret.
+    pub fn add_client_secret(&self, tenant_id: &str, client_id: &str, secret: &str) {
+        self.add_identity(tenant_id, client_id, Some(secret.to_owned()), None);
+    }
+
+    /// An identity federated with a Kubernetes service account (workload identity): client
+    /// assertions whose `sub` is `subject` and `aud` is `api://AzureADTokenExchange` are accepted.
+    pub fn add_federated_identity(&self, tenant_id: &str, client_id: &str, subject: &str) {
+        self.add_identity(tenant_id, client_id, None, Some(subject.to_owned()));
+    }
+
+    fn add_identity(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        secret: Option<String>,
+        federated_subject: Option<String>,
+    ) {
+        self.with(|s| {
+            let object_id = s.next_id("object-");
+            s.identities.insert(
+                client_id.to_owned(),
+                Identity {
+                    tenant_id: tenant_id.to_owned(),
+                    object_id,
+                    secret,
+                    federated_subject,
+                },
+            );
+        });
+    }
+
+    pub fn add_subscription(&self, subscription_id: &str, tenant_id: &str) {
+        self.with(|s| {
+            s.subscriptions.insert(
+                subscription_id.to_owned(),
+                Subscription {
+                    display_name: format!("Subscription {subscription_id}"),
+                    tenant_id: tenant_id.to_owned(),
+                    remaining_reads: state::SUBSCRIPTION_READS_PER_HOUR,
+                    ..Subscription::default()
+                },
+            );
+        });
+    }
+
+    /// Gives `client_id` Reader on the subscription.
+    pub fn grant_reader(&self, client_id: &str, subscription_id: &str) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
+                sub.readers.insert(client_id.to_owned());
+            }
+        });
+    }
+
+    pub fn revoke_reader(&self, client_id: &str, subscription_id: &str) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
+                sub.readers.remove(client_id);
+            }
+        });
+    }
+
+    /// Lets `client_id` read Entra audit logs (AuditLog.Read.All).
+    pub fn grant_directory_reader(&self, client_id: &str) {
+        self.with(|s| s.directory_readers.insert(client_id.to_owned()));
+    }
+
+    /// Invalidates every token issued so far: the next call with one gets 401.
+    pub fn revoke_tokens(&self) {
+        self.with(|s| s.tokens.clear());
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.with(|s| s.token_lifetime = lifetime);
+    }
+
+    pub fn set_page_size(&self, size: usize) {
+        self.with(|s| s.page_size = size.max(1));
+    }
+
+    pub fn set_duplicate_page_boundaries(&self, on: bool) {
+        self.with(|s| s.duplicate_page_boundaries = on);
+    }
+
+    pub fn push_activity(&self, subscription_id: &str, event: Value) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
+                sub.activity.push(event);
+            }
+        });
+    }
+
+    pub fn push_alert(&self, subscription_id: &str, alert: Value) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
+                sub.alerts.push(alert);
+            }
+        });
+    }
+
+    pub fn push_directory_audit(&self, record: Value) {
+        self.with(|s| s.directory_audits.push(record));
+    }
+
+    pub fn push_sign_in(&self, record: Value) {
+        self.with(|s| s.sign_ins.push(record));
+    }
+
+    /// Queues a fault for the next request to `api` (faults for one API apply in order).
+    pub fn inject(&self, api: Api, fault: Fault) {
+        self.with(|s| s.faults.push_back((api, fault)));
+    }
+
+    /// Every request served so far.
+    pub fn served(&self) -> Vec<Served> {
+        self.with(|s| s.served.clone())
+    }
+
+    /// How many requests `api` served.
+    pub fn calls(&self, api: Api) -> usize {
+        self.with(|s| s.served.iter().filter(|r| r.api == api).count())
+    }
+}
