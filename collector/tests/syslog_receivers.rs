@@ -10,7 +10,9 @@ use azlog_collector::config::{OutputConfig, from_yaml};
 use azlog_collector::dedup::IdHasher;
 use azlog_collector::event::{Event, EventKind, Severity};
 use azlog_collector::metrics::Metrics;
-use azlog_collector::output::{AnyOutput, Dispatch, Output, OutputContext};
+use azlog_collector::output::{
+    AnyOutput, Delivered, DeliveryError, Dispatch, Output, OutputContext,
+};
 use serde_json::value::RawValue;
 use support::{Kind, Received, Receiver, make_ca};
 
@@ -105,7 +107,15 @@ async fn send(
             ca_file.display()
         ));
     }
-    let config: OutputConfig = from_yaml(&yaml).expect("output config");
+    deliver_once(&yaml, events)
+        .await
+        .expect("delivered")
+        .truncated
+}
+
+/// Builds the output `yaml` describes, delivers one batch with it, and closes it.
+async fn deliver_once(yaml: &str, events: Vec<Event>) -> Result<Delivered, DeliveryError> {
+    let config: OutputConfig = from_yaml(yaml).expect("output config");
     let ctx = OutputContext {
         hasher: IdHasher::new(1),
         recovery_window: 0,
@@ -117,9 +127,9 @@ async fn send(
         events,
         dispatched_at: tokio::time::Instant::now(),
     };
-    let delivered = output.deliver(&batch).await.expect("delivered");
+    let result = output.deliver(&batch).await;
     output.close().await;
-    delivered.truncated
+    result
 }
 
 fn assert_fields(kind: Kind, got: &Received, sent: &Event) {
@@ -353,30 +363,15 @@ async fn send_mtls(port: u16, ca: &support::TestCa, with_client_cert: bool) -> R
             ca.client_key_file.display()
         ));
     }
-    let config: OutputConfig = from_yaml(&yaml).expect("output config");
-    let ctx = OutputContext {
-        hasher: IdHasher::new(1),
-        recovery_window: 0,
-        metrics: Arc::new(Metrics::new()),
-    };
-    let mut output = AnyOutput::build(&config, 0, &ctx).expect("syslog output");
     let id = if with_client_cert {
         "with-cert"
     } else {
         "without-cert"
     };
-    let batch = Dispatch {
-        seq: 1,
-        events: vec![event(id, "mutual TLS")],
-        dispatched_at: tokio::time::Instant::now(),
-    };
-    let result = output
-        .deliver(&batch)
+    deliver_once(&yaml, vec![event(id, "mutual TLS")])
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string());
-    output.close().await;
-    result
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
