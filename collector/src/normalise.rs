@@ -66,29 +66,51 @@ impl NormaliseError {
     }
 }
 
-pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
-    let compacted = compact_json(record.raw.get());
-    let raw = match compacted {
+/// A record that could not be normalised, handed back whole for the dead-letter file.
+#[derive(Debug)]
+pub struct Rejected {
+    pub error: NormaliseError,
+    pub payload: Box<RawValue>,
+}
+
+pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rejected> {
+    let raw = match compact_json(record.raw.get()) {
         Cow::Borrowed(_) => record.raw,
-        Cow::Owned(text) => {
-            RawValue::from_string(text).map_err(|source| NormaliseError::Shape {
-                kind: record.kind.as_str(),
-                source,
-            })?
+        Cow::Owned(text) => match RawValue::from_string(text) {
+            Ok(compacted) => compacted,
+            Err(source) => {
+                let error = NormaliseError::Shape {
+                    kind: record.kind.as_str(),
+                    source,
+                };
+                return Err(Rejected {
+                    error,
+                    payload: record.raw,
+                });
+            }
+        },
+    };
+    let fields = if raw.get().starts_with('{') {
+        match record.kind {
+            EventKind::Wad => wad(&raw, ctx),
+            EventKind::ActivityLog => activity_log(&raw, ctx),
+            EventKind::SecurityAlert => security_alert(&raw, ctx),
+            EventKind::DirectoryAudit => directory_audit(&raw, ctx),
+            EventKind::DiagnosticLog => diagnostic_log(&raw, record.id_hint, ctx),
         }
+    } else {
+        Err(NormaliseError::NotAnObject)
     };
-    if !raw.get().starts_with('{') {
-        return Err(NormaliseError::NotAnObject);
+    match fields {
+        Ok(mut event) => {
+            event.raw = raw;
+            Ok(event)
+        }
+        Err(error) => Err(Rejected {
+            error,
+            payload: raw,
+        }),
     }
-    let mut event = match record.kind {
-        EventKind::Wad => wad(&raw, ctx)?,
-        EventKind::ActivityLog => activity_log(&raw, ctx)?,
-        EventKind::SecurityAlert => security_alert(&raw, ctx)?,
-        EventKind::DirectoryAudit => directory_audit(&raw, ctx)?,
-        EventKind::DiagnosticLog => diagnostic_log(&raw, record.id_hint, ctx)?,
-    };
-    event.raw = raw;
-    Ok(event)
 }
 
 fn parse<'a, T: Deserialize<'a>>(kind: EventKind, raw: &'a RawValue) -> Result<T, NormaliseError> {
@@ -784,7 +806,8 @@ mod tests {
             ),
             &ctx(),
         )
-        .expect_err("must fail");
+        .expect_err("must fail")
+        .error;
         assert!(err.to_string().contains("eventDataId"), "{err}");
     }
 
@@ -797,15 +820,21 @@ mod tests {
             ),
             &ctx(),
         )
-        .expect_err("must fail");
+        .expect_err("must fail")
+        .error;
         assert_eq!(err.category(), "time");
         assert!(err.to_string().contains("\"yesterday\""), "{err}");
     }
 
     #[test]
     fn a_non_object_record_is_rejected() {
-        let err = normalise(record(EventKind::Wad, "[1,2]"), &ctx()).expect_err("must fail");
-        assert_eq!(err.category(), "not_an_object");
+        let rejected = normalise(record(EventKind::Wad, "[1,2]"), &ctx()).expect_err("must fail");
+        assert_eq!(rejected.error.category(), "not_an_object");
+        assert_eq!(
+            rejected.payload.get(),
+            "[1,2]",
+            "the payload comes back for the dead-letter file"
+        );
     }
 
     #[test]

@@ -24,8 +24,9 @@ use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError, Checkpo
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::dedup::{DedupSet, IdHasher};
+use crate::event::EventKind;
 use crate::metrics::Metrics;
-use crate::normalise::{NormaliseContext, normalise};
+use crate::normalise::{NormaliseContext, Rejected, normalise};
 use crate::output::{AnyOutput, Dispatch, Output, OutputContext, SetupError};
 use crate::source::{Batch, Fetch, Source, SourceError};
 
@@ -327,21 +328,30 @@ impl<C: CheckpointStore> Pipeline<C> {
     ) -> (Dispatch, serde_json::Value, usize) {
         let mut events = Vec::with_capacity(batch.records.len());
         let mut rejected: Vec<(String, &'static str, String, String)> = Vec::new();
+        // Counted per kind locally and added once per batch: a labelled counter lookup per event
+        // would sit on the hot path.
+        let mut received = [0u64; EventKind::ALL.len()];
         for record in batch.records {
-            self.metrics
-                .events_received
-                .with_label_values(&[record.kind.as_str()])
-                .inc();
-            let kind = record.kind.as_str();
-            let payload = record.raw.get().to_owned();
+            let kind = record.kind;
+            if let Some(slot) = EventKind::ALL.iter().position(|k| *k == kind) {
+                received[slot] += 1;
+            }
             match normalise(record, ctx) {
                 Ok(event) => events.push(event),
-                Err(e) => rejected.push((
-                    format!("{source_kind} {kind} record"),
-                    e.category(),
-                    e.to_string(),
-                    payload,
+                Err(Rejected { error, payload }) => rejected.push((
+                    format!("{source_kind} {} record", kind.as_str()),
+                    error.category(),
+                    error.to_string(),
+                    payload.get().to_owned(),
                 )),
+            }
+        }
+        for (kind, count) in EventKind::ALL.iter().zip(received) {
+            if count > 0 {
+                self.metrics
+                    .events_received
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(count);
             }
         }
         for bad in &batch.malformed {

@@ -472,7 +472,8 @@ mod tests {
         let mut kinds = std::collections::HashSet::new();
         for n in 0..1000 {
             let record = sim.record(n);
-            let event = normalise(record, &ctx).unwrap_or_else(|e| panic!("record {n}: {e}"));
+            let event =
+                normalise(record, &ctx).unwrap_or_else(|r| panic!("record {n}: {}", r.error));
             kinds.insert(event.kind);
             assert!(ids.insert(event.id.clone()), "duplicate id {}", event.id);
         }
