@@ -285,6 +285,15 @@ fn main() -> ExitCode {
                     "azlog demo: {count} simulated Azure events -> {}",
                     targets.join(", ")
                 );
+                let checkpoint = args.dir.join("state/checkpoint.json");
+                if checkpoint.exists() {
+                    eprintln!(
+                        "note: {} holds the checkpoint of an earlier run, so the demo resumes where \
+                         it stopped and sends nothing it already sent; delete {} to start over",
+                        checkpoint.display(),
+                        args.dir.display()
+                    );
+                }
                 run_service(config)
             }
             Err(e) => {
