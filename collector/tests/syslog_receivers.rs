@@ -385,10 +385,14 @@ async fn a_receiver_that_requires_client_certificates_accepts_ours_and_refuses_n
     let got = receiver.wait_for(1, Duration::from_secs(20)).remove(0);
     assert_eq!(got.param("id"), Some("with-cert"));
     assert_eq!(got.msg, "mutual TLS");
-    let refused = send_mtls(receiver.ports.mtls, &ca, false).await;
+    // The refusal must surface when connecting, before any batch is written: TLS 1.3 finishes the
+    // client's handshake first, so a batch sent at once could be taken as delivered.
+    let refused = send_mtls(receiver.ports.mtls, &ca, false)
+        .await
+        .expect_err("a receiver requiring client certificates must refuse a client without one");
     assert!(
-        refused.is_err(),
-        "a receiver requiring client certificates must refuse a client without one"
+        refused.contains("cannot connect") && refused.contains("TLS"),
+        "refused at connect time, naming TLS: {refused}"
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(

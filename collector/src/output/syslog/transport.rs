@@ -146,9 +146,10 @@ pub async fn connect(
                             "{server_name:?} is not a valid TLS server name: {e}"
                         ))
                     })?;
-                    let tls_stream = TlsConnector::from(client.clone())
+                    let mut tls_stream = TlsConnector::from(client.clone())
                         .connect(server_name, stream)
                         .await?;
+                    await_acceptance(&mut tls_stream).await?;
                     Ok(Connection::Tls(Box::new(tls_stream)))
                 }
             }
@@ -221,6 +222,28 @@ impl Connection {
                 let _ = stream.shutdown().await;
             }
         }
+    }
+}
+
+/// How long a TLS 1.3 server gets to refuse the session after our side of the handshake is done.
+const POST_HANDSHAKE_GRACE: Duration = Duration::from_millis(500);
+
+/// With TLS 1.3 our handshake completes before the server has judged our client certificate; a
+/// refusal arrives as an alert just after. Without waiting for it, the first batch would be written
+/// into a session the server already rejected and be counted as delivered.
+async fn await_acceptance(stream: &mut TlsStream<TcpStream>) -> io::Result<()> {
+    let mut probe = [0u8; 512];
+    match tokio::time::timeout(POST_HANDSHAKE_GRACE, stream.read(&mut probe)).await {
+        // Silence (or session tickets, which rustls consumes) means the session was accepted.
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the receiver closed the connection right after the TLS handshake; does it require a client certificate (tls.certFile, tls.keyFile) it trusts?",
+        )),
+        Ok(Err(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("the receiver refused the TLS session: {e}"),
+        )),
     }
 }
 
