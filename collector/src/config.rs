@@ -123,6 +123,39 @@ impl OutputConfig {
         }
     }
 
+    /// Where the output sends events, in words for logs and `validate`.
+    pub fn target(&self) -> String {
+        let format = |f: JsonFormat| match f {
+            JsonFormat::Ndjson => "NDJSON",
+            JsonFormat::Jsonld => "JSON-LD",
+        };
+        match self {
+            OutputConfig::File(c) => {
+                format!("{} files below {}", format(c.format), c.directory.display())
+            }
+            OutputConfig::Syslog(c) => format!(
+                "{} over {} to {}, {} bodies",
+                match c.protocol {
+                    SyslogProtocol::Rfc5424 => "RFC 5424",
+                    SyslogProtocol::Rfc3164 => "RFC 3164",
+                },
+                match c.transport {
+                    Transport::Udp => "UDP",
+                    Transport::Tcp => "TCP",
+                    Transport::Tls => "TLS",
+                },
+                c.address,
+                match c.body {
+                    SyslogBody::Json => "JSON",
+                    SyslogBody::Message => "plain-text",
+                    SyslogBody::Cef => "CEF",
+                    SyslogBody::Leef => "LEEF",
+                }
+            ),
+            OutputConfig::Stdout(c) => format!("{} lines on stdout", format(c.format)),
+        }
+    }
+
     /// The name used in metrics and logs: the configured one, or `<type>-<index>`.
     pub fn name(&self, index: usize) -> String {
         let configured = match self {
@@ -776,6 +809,15 @@ fn validate_syslog(c: &SyslogOutputConfig, base: &str, err: &mut impl FnMut(Stri
     }
 }
 
+impl Config {
+    /// The configuration with every default filled in, as YAML in the same shape users write.
+    pub fn effective_yaml(&self) -> Result<String, String> {
+        // Through a JSON value, so one-of choices come out as single-key maps rather than YAML tags.
+        let value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        serde_yaml::to_string(&value).map_err(|e| e.to_string())
+    }
+}
+
 /// Reads any config fragment from YAML, with one-of choices written as single-key maps.
 pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
@@ -960,6 +1002,18 @@ mod tests {
                 .iter()
                 .any(|e| e.path == "outputs[0].syslog.tls" && e.message.contains("go together"))
         );
+    }
+
+    #[test]
+    fn the_effective_config_parses_back_to_the_same_config() {
+        let config = Config::parse(MINIMAL, "t").expect("valid");
+        let yaml = config.effective_yaml().expect("yaml");
+        assert!(
+            yaml.contains("simulate:") && yaml.contains("commitInterval: 5s"),
+            "{yaml}"
+        );
+        let again = Config::parse(&yaml, "effective").expect("the effective config is valid");
+        assert_eq!(again.effective_yaml().expect("yaml"), yaml);
     }
 
     #[test]

@@ -48,6 +48,9 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        /// Print the whole configuration with every default filled in.
+        #[arg(long)]
+        effective: bool,
     },
     /// Simulated Azure security events (VM diagnostics, Activity Log, Defender alerts, Entra audit,
     /// Key Vault logs) into stdout, a folder of JSON files and optionally a syslog receiver. Needs no
@@ -254,12 +257,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Validate { config: path } => match Config::load(&path) {
+        Command::Validate {
+            config: path,
+            effective,
+        } => match Config::load(&path) {
+            Ok(config) if effective => match config.effective_yaml() {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot print the configuration: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Ok(config) => {
                 println!("{}: valid", path.display());
                 println!("  source: {} (simulate)", config.name);
                 for (i, output) in config.outputs.iter().enumerate() {
-                    println!("  output {}: {}", output.name(i), output.type_name());
+                    println!("  output {}: {}", output.name(i), output.target());
                 }
                 println!("  state: {}", config.state_dir.display());
                 ExitCode::SUCCESS

@@ -44,6 +44,9 @@ pub async fn run(
         outputs = config.outputs.len(),
         "collector starting"
     );
+    for (i, output) in config.outputs.iter().enumerate() {
+        tracing::info!(output = %output.name(i), target = %output.target(), "output configured");
+    }
     let batch_size = config.pipeline.batch_size;
     let source_config = config.source.clone();
     let pipeline = Pipeline::new(config, store, metrics);

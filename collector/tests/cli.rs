@@ -101,7 +101,8 @@ fn a_valid_config_is_summarised() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("output file-0: file") && stdout.contains("output qradar: syslog"),
+        stdout.contains("output file-0: NDJSON files below /tmp/x")
+            && stdout.contains("output qradar: RFC 5424 over TCP to siem:514, LEEF bodies"),
         "{stdout}"
     );
 }
