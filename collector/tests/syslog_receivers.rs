@@ -402,3 +402,27 @@ async fn a_receiver_that_requires_client_certificates_accepts_ours_and_refuses_n
             .all(|m| m.param("id") != Some("without-cert"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_parses_rfc3164_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(Kind::Rsyslog, dir.path(), &ca);
+    let yaml = format!(
+        "syslog:\n  address: 127.0.0.1:{}\n  transport: tcp\n  protocol: rfc3164\n  body: message\n  facility: auth\n",
+        receiver.ports.tcp
+    );
+    let sent = event("bsd", "Zoë failed to log on from 203.0.113.7");
+    deliver_once(&yaml, vec![sent.clone()])
+        .await
+        .expect("delivered");
+    let got = receiver.wait_for(1, Duration::from_secs(20)).remove(0);
+    assert_eq!(got.hostname, "web-01");
+    assert_eq!(
+        got.app_name, "azlog",
+        "the TAG is parsed as the program name"
+    );
+    assert_eq!(got.facility, "auth");
+    assert_eq!(got.severity, "warning");
+    assert_eq!(got.msg.trim_start(), sent.message);
+}
