@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Collector, file_output_ids, free_port, wait_until};
+use support::{Collector, Kind, Receiver, file_output_ids, free_port, make_ca, wait_until};
 
 fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
@@ -241,6 +241,48 @@ fn readiness_and_metrics_report_an_unreachable_receiver() {
         collector.committed(),
         0,
         "nothing committed while one output never delivered"
+    );
+}
+
+#[test]
+fn readiness_returns_once_the_receiver_is_back_and_delivery_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let mut receiver = Receiver::new(Kind::SyslogNg, dir.path(), &ca);
+    let health = free_port();
+    let yaml = format!(
+        "name: recovery-test\nsource:\n  simulate: {{rate: 200}}\noutputs:\n  - syslog: {{name: siem, address: '127.0.0.1:{port}', connectTimeout: 1s}}\nstateDir: {state}\nhealth:\n  listen: 127.0.0.1:{health}\ncheckpoint:\n  commitInterval: 200ms\n",
+        port = receiver.ports.tcp,
+        state = dir.path().join("state").display(),
+    );
+    let mut collector = Collector::start(dir.path(), &yaml);
+    wait_until(
+        Duration::from_secs(10),
+        "readiness to fail while the receiver is down",
+        || {
+            TcpStream::connect(("127.0.0.1", health)).ok()?;
+            (http_get(health, "/readyz").0 == 503).then_some(())
+        },
+    );
+    receiver.spawn();
+    wait_until(Duration::from_secs(30), "readiness to return", || {
+        (http_get(health, "/readyz").0 == 200).then_some(())
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "checkpoints to advance again",
+        || (collector.committed() > 0).then_some(()),
+    );
+    assert!(
+        !receiver.messages().is_empty(),
+        "the receiver got events after it came back"
+    );
+    collector.signal(15);
+    let status = collector.wait(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "a clean stop after recovery exits 0: {status}\n{}",
+        collector.log()
     );
 }
 
