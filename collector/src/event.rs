@@ -36,6 +36,12 @@ impl EventKind {
         EventKind::DiagnosticLog,
     ];
 
+    /// Position in [`EventKind::ALL`], for per-kind arrays.
+    pub fn index(self) -> usize {
+        // ALL lists the variants in declaration order; a test keeps the two in step.
+        self as usize
+    }
+
     /// The camelCase name used in configs, metrics and the `azlog.kind` field.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -180,4 +186,25 @@ pub struct Event {
     pub source_name: Arc<str>,
     /// The original record as one line of JSON, always an object.
     pub raw: Box<RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_sits_at_its_own_index() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::ALL[kind.index()], kind);
+        }
+    }
+
+    #[test]
+    fn every_msgid_is_a_valid_rfc5424_msgid() {
+        for kind in EventKind::ALL {
+            let msgid = kind.msgid();
+            assert!(!msgid.is_empty() && msgid.len() <= 32, "{msgid}");
+            assert!(msgid.bytes().all(|b| (33..=126).contains(&b)), "{msgid}");
+        }
+    }
 }

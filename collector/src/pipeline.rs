@@ -333,9 +333,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         let mut received = [0u64; EventKind::ALL.len()];
         for record in batch.records {
             let kind = record.kind;
-            if let Some(slot) = EventKind::ALL.iter().position(|k| *k == kind) {
-                received[slot] += 1;
-            }
+            received[kind.index()] += 1;
             match normalise(record, ctx) {
                 Ok(event) => events.push(event),
                 Err(Rejected { error, payload }) => rejected.push((

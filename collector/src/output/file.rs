@@ -207,11 +207,11 @@ impl Output for FileOutput {
                 delivered.skipped += 1;
                 continue;
             }
-            let slot = EventKind::ALL
-                .iter()
-                .position(|k| *k == event.kind)
-                .unwrap_or(0);
-            line::push_line(&mut self.buffers[slot], event, self.config.format);
+            line::push_line(
+                &mut self.buffers[event.kind.index()],
+                event,
+                self.config.format,
+            );
             delivered.sent += 1;
         }
         crate::fsutil::blocking(|| {
