@@ -260,6 +260,7 @@ pub fn run_scenario(scenario: Scenario, events: u64) -> Result<BenchResult, Stri
                 name: "bench".into(),
                 subscription_id: None,
                 source: SourceConfig::Simulate(simulate_config(Some(events))),
+                azure: None,
                 outputs: vec![output],
                 state_dir: dir.path().join("state"),
                 checkpoint: Default::default(),

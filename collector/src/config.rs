@@ -22,6 +22,10 @@ pub struct Config {
     #[serde(default)]
     pub subscription_id: Option<String>,
     pub source: SourceConfig,
+    /// How to reach Azure: cloud, endpoints and credential. Required by the activityLog,
+    /// securityAlerts and entraAudit sources.
+    #[serde(default)]
+    pub azure: Option<AzureConfig>,
     pub outputs: Vec<OutputConfig>,
     /// Directory for the checkpoint and the dead-letter file.
     #[serde(default = "default_state_dir")]
@@ -44,6 +48,216 @@ fn default_state_dir() -> PathBuf {
 pub enum SourceConfig {
     /// Realistic simulated Azure records; needs no Azure account.
     Simulate(SimulateConfig),
+    /// Activity Log events (the ARM control plane) of one or more subscriptions.
+    ActivityLog(ActivityLogConfig),
+    /// Microsoft Defender for Cloud security alerts of one or more subscriptions.
+    SecurityAlerts(SecurityAlertsConfig),
+    /// Entra ID (Azure AD) audit logs of the tenant: directoryAudits and signIns.
+    EntraAudit(EntraAuditConfig),
+}
+
+impl SourceConfig {
+    /// The key under `source:`, for field paths in messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::Simulate(_) => "simulate",
+            SourceConfig::ActivityLog(_) => "activityLog",
+            SourceConfig::SecurityAlerts(_) => "securityAlerts",
+            SourceConfig::EntraAudit(_) => "entraAudit",
+        }
+    }
+}
+
+/// Where a source starts reading when it has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StartAt {
+    /// Only events from the first start onwards.
+    #[default]
+    Now,
+    /// Everything the API still holds (90 days of Activity Log, 30 days of Entra audit logs).
+    Earliest,
+    /// Events from this time onwards.
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl TryFrom<String> for StartAt {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "Now" => Ok(StartAt::Now),
+            "Earliest" => Ok(StartAt::Earliest),
+            other => chrono::DateTime::parse_from_rfc3339(other)
+                .map(|t| StartAt::Time(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| {
+                    format!("expected Now, Earliest or an RFC 3339 time such as 2026-01-31T00:00:00Z, got {other:?}")
+                }),
+        }
+    }
+}
+
+impl From<StartAt> for String {
+    fn from(start: StartAt) -> String {
+        match start {
+            StartAt::Now => "Now".into(),
+            StartAt::Earliest => "Earliest".into(),
+            StartAt::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        }
+    }
+}
+
+fn default_late_arrival() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActivityLogConfig {
+    /// Subscription ids to read; each keeps its own position in the checkpoint. Empty means the
+    /// top-level subscriptionId.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Read only these resource groups (one query each); empty means the whole subscription.
+    #[serde(default)]
+    pub resource_groups: Vec<String>,
+    /// Deliver only these categories (Administrative, Security, Policy, …); empty means all.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How late Azure may index an event after its time (3 to 20 minutes for the Activity Log).
+    /// Every window is read once more after this, so late events are delivered, once.
+    #[serde(default = "default_late_arrival", with = "humantime_serde")]
+    pub late_arrival: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityAlertsConfig {
+    /// Subscription ids to read; empty means the top-level subscriptionId.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Alerts generated before this are not delivered (the API cannot filter; azlog filters).
+    #[serde(default)]
+    pub start_at: StartAt,
+}
+
+/// An Entra ID audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EntraLog {
+    /// Directory changes: users, groups, apps, roles (Graph auditLogs/directoryAudits).
+    DirectoryAudits,
+    /// Interactive and non-interactive sign-ins (Graph auditLogs/signIns; needs Entra ID P1).
+    SignIns,
+}
+
+impl EntraLog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntraLog::DirectoryAudits => "directoryAudits",
+            EntraLog::SignIns => "signIns",
+        }
+    }
+}
+
+fn default_entra_logs() -> Vec<EntraLog> {
+    vec![EntraLog::DirectoryAudits]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntraAuditConfig {
+    /// Which logs to read; each keeps its own position in the checkpoint.
+    #[serde(default = "default_entra_logs")]
+    pub logs: Vec<EntraLog>,
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How late Graph may index a record after its activity time (usually minutes).
+    #[serde(default = "default_late_arrival", with = "humantime_serde")]
+    pub late_arrival: Duration,
+}
+
+/// Where Azure is and who the collector is there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureConfig {
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Endpoints that replace the cloud's (private clouds, proxies, test services).
+    #[serde(default)]
+    pub endpoints: EndpointOverrides,
+    /// PEM file of the CA(s) to trust for these endpoints instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    pub credential: CredentialConfig,
+}
+
+/// A national cloud: it picks the login, ARM and Graph endpoints and the token scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Cloud {
+    #[default]
+    AzureCloud,
+    AzureUSGovernment,
+    AzureChinaCloud,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointOverrides {
+    /// Entra ID token authority, e.g. https://login.microsoftonline.com.
+    #[serde(default)]
+    pub authority_host: Option<String>,
+    /// Azure Resource Manager, e.g. https://management.azure.com.
+    #[serde(default)]
+    pub resource_manager: Option<String>,
+    /// Microsoft Graph, e.g. https://graph.microsoft.com.
+    #[serde(default)]
+    pub graph: Option<String>,
+}
+
+/// How the collector gets its Entra ID tokens. Secrets are read from files (mounted Secrets), never
+/// written in this file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum CredentialConfig {
+    /// A service principal with a client secret.
+    ClientSecret(ClientSecretCredentialConfig),
+    /// Workload identity federation: a Kubernetes service account token exchanged for an Entra
+    /// token. Unset fields come from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE,
+    /// which the workload identity webhook sets.
+    WorkloadIdentity(WorkloadIdentityCredentialConfig),
+    /// The managed identity of the node or pod (system-assigned, or user-assigned by client id).
+    ManagedIdentity(ManagedIdentityCredentialConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientSecretCredentialConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// File holding the client secret (trailing whitespace is ignored).
+    pub secret_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentityCredentialConfig {
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The projected service account token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedIdentityCredentialConfig {
+    /// Client id of a user-assigned identity; absent means the system-assigned identity.
+    #[serde(default)]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +305,8 @@ pub struct SimulateMix {
     pub directory_audit: u32,
     #[serde(default)]
     pub diagnostic_log: u32,
+    #[serde(default)]
+    pub sign_in: u32,
 }
 
 impl Default for SimulateMix {
@@ -101,6 +317,7 @@ impl Default for SimulateMix {
             security_alert: 1,
             directory_audit: 2,
             diagnostic_log: 2,
+            sign_in: 0,
         }
     }
 }
@@ -601,29 +818,47 @@ impl Config {
                 "must not be empty: it names the source in every event".into(),
             );
         }
-        let SourceConfig::Simulate(sim) = &self.source;
-        if let Some(rate) = sim.rate
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            err(
-                "source.simulate.rate".into(),
-                format!(
-                    "must be a positive number of events per second, got {rate}; omit it for no limit"
-                ),
-            );
+        match &self.source {
+            SourceConfig::Simulate(sim) => validate_simulate(sim, &mut err),
+            SourceConfig::ActivityLog(c) => {
+                let base = "source.activityLog";
+                self.validate_subscriptions(&c.subscriptions, base, &mut err);
+                for (i, group) in c.resource_groups.iter().enumerate() {
+                    if group.is_empty() || group.contains(['\'', '/']) {
+                        err(
+                            format!("{base}.resourceGroups[{i}]"),
+                            format!("{group:?} is not a resource group name"),
+                        );
+                    }
+                }
+                validate_window(c.start_at, c.late_arrival, base, &mut err);
+            }
+            SourceConfig::SecurityAlerts(c) => {
+                let base = "source.securityAlerts";
+                self.validate_subscriptions(&c.subscriptions, base, &mut err);
+                validate_window(c.start_at, Duration::ZERO, base, &mut err);
+            }
+            SourceConfig::EntraAudit(c) => {
+                let base = "source.entraAudit";
+                if c.logs.is_empty() {
+                    err(
+                        format!("{base}.logs"),
+                        "list at least one of directoryAudits, signIns".into(),
+                    );
+                }
+                validate_window(c.start_at, c.late_arrival, base, &mut err);
+            }
         }
-        let mix = &sim.mix;
-        if mix.wad
-            + mix.activity_log
-            + mix.security_alert
-            + mix.directory_audit
-            + mix.diagnostic_log
-            == 0
-        {
-            err(
-                "source.simulate.mix".into(),
-                "at least one weight must be above 0".into(),
-            );
+        match (&self.azure, &self.source) {
+            (Some(azure), _) => validate_azure(azure, &mut err),
+            (None, SourceConfig::Simulate(_)) => {}
+            (None, source) => err(
+                "azure".into(),
+                format!(
+                    "the {} source reads Azure's APIs: add an azure block with a credential (clientSecret, workloadIdentity or managedIdentity)",
+                    source.type_name()
+                ),
+            ),
         }
         if self.outputs.is_empty() {
             err(
@@ -705,6 +940,175 @@ impl Config {
         }
         errors
     }
+}
+
+impl Config {
+    fn validate_subscriptions(
+        &self,
+        subscriptions: &[String],
+        base: &str,
+        err: &mut impl FnMut(String, String),
+    ) {
+        if subscriptions.is_empty() && self.subscription_id.is_none() {
+            err(
+                format!("{base}.subscriptions"),
+                "list the subscription ids to read, or set the top-level subscriptionId".into(),
+            );
+        }
+        for (i, id) in subscriptions.iter().enumerate() {
+            if !is_guid(id) {
+                err(
+                    format!("{base}.subscriptions[{i}]"),
+                    format!("{id:?} is not a subscription id (a GUID such as 3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f)"),
+                );
+            }
+        }
+        if let Some(id) = &self.subscription_id
+            && !is_guid(id)
+        {
+            err(
+                "subscriptionId".into(),
+                format!("{id:?} is not a subscription id (a GUID)"),
+            );
+        }
+    }
+
+    /// The subscriptions a per-subscription source reads.
+    pub fn subscriptions<'a>(&'a self, listed: &'a [String]) -> Vec<String> {
+        if listed.is_empty() {
+            self.subscription_id.iter().cloned().collect()
+        } else {
+            listed.to_vec()
+        }
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits, the form of every Azure subscription, tenant and client id.
+pub fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn validate_simulate(sim: &SimulateConfig, err: &mut impl FnMut(String, String)) {
+    if let Some(rate) = sim.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        err(
+            "source.simulate.rate".into(),
+            format!("must be a positive number of events per second, got {rate}; omit it for no limit"),
+        );
+    }
+    let mix = &sim.mix;
+    if mix.wad
+        + mix.activity_log
+        + mix.security_alert
+        + mix.directory_audit
+        + mix.diagnostic_log
+        + mix.sign_in
+        == 0
+    {
+        err(
+            "source.simulate.mix".into(),
+            "at least one weight must be above 0".into(),
+        );
+    }
+}
+
+fn validate_window(
+    start_at: StartAt,
+    late_arrival: Duration,
+    base: &str,
+    err: &mut impl FnMut(String, String),
+) {
+    if let StartAt::Time(t) = start_at
+        && t > chrono::Utc::now()
+    {
+        err(
+            format!("{base}.startAt"),
+            format!("{} is in the future; use Now to start from the first run", String::from(start_at)),
+        );
+    }
+    if late_arrival > Duration::from_secs(86_400) {
+        err(
+            format!("{base}.lateArrival"),
+            "must be at most 24h; Azure indexes events within minutes".into(),
+        );
+    }
+}
+
+fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
+    let endpoints = [
+        ("authorityHost", &azure.endpoints.authority_host),
+        ("resourceManager", &azure.endpoints.resource_manager),
+        ("graph", &azure.endpoints.graph),
+    ];
+    for (field, value) in endpoints {
+        if let Some(url) = value {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if parsed.scheme() == "https" && parsed.host().is_some() => {}
+                Ok(_) => err(
+                    format!("azure.endpoints.{field}"),
+                    format!("{url:?} must be an https:// URL: tokens are never sent in clear text"),
+                ),
+                Err(e) => err(format!("azure.endpoints.{field}"), format!("{url:?} is not a URL: {e}")),
+            }
+        }
+    }
+    if let Some(ca) = &azure.ca_file
+        && !ca.is_file()
+    {
+        err("azure.caFile".into(), format!("{} does not exist", ca.display()));
+    }
+    let base = "azure.credential";
+    match &azure.credential {
+        CredentialConfig::ClientSecret(c) => {
+            let base = format!("{base}.clientSecret");
+            if !is_guid(&c.client_id) {
+                err(format!("{base}.clientId"), format!("{:?} is not a client (application) id (a GUID)", c.client_id));
+            }
+            if !is_tenant(&c.tenant_id) {
+                err(format!("{base}.tenantId"), format!("{:?} is not a tenant id (a GUID or a domain such as contoso.onmicrosoft.com)", c.tenant_id));
+            }
+            if !c.secret_file.is_file() {
+                err(
+                    format!("{base}.secretFile"),
+                    format!("{} does not exist; mount the Secret holding the client secret there", c.secret_file.display()),
+                );
+            }
+        }
+        CredentialConfig::WorkloadIdentity(c) => {
+            let base = format!("{base}.workloadIdentity");
+            if let Some(id) = &c.client_id
+                && !is_guid(id)
+            {
+                err(format!("{base}.clientId"), format!("{id:?} is not a client id (a GUID)"));
+            }
+            if let Some(tenant) = &c.tenant_id
+                && !is_tenant(tenant)
+            {
+                err(format!("{base}.tenantId"), format!("{tenant:?} is not a tenant id"));
+            }
+        }
+        CredentialConfig::ManagedIdentity(c) => {
+            if let Some(id) = &c.client_id
+                && !is_guid(id)
+            {
+                err(format!("{base}.managedIdentity.clientId"), format!("{id:?} is not a client id (a GUID)"));
+            }
+        }
+    }
+}
+
+fn is_tenant(text: &str) -> bool {
+    is_guid(text)
+        || (text.contains('.')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
 }
 
 fn format_name(format: JsonFormat) -> &'static str {

@@ -25,15 +25,18 @@ pub enum EventKind {
     DirectoryAudit,
     /// A resource log record archived by a diagnostic setting.
     DiagnosticLog,
+    /// An Entra ID sign-in record.
+    SignIn,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Wad,
         EventKind::ActivityLog,
         EventKind::SecurityAlert,
         EventKind::DirectoryAudit,
         EventKind::DiagnosticLog,
+        EventKind::SignIn,
     ];
 
     /// Position in [`EventKind::ALL`], for per-kind arrays.
@@ -50,6 +53,7 @@ impl EventKind {
             EventKind::SecurityAlert => "securityAlert",
             EventKind::DirectoryAudit => "directoryAudit",
             EventKind::DiagnosticLog => "diagnosticLog",
+            EventKind::SignIn => "signIn",
         }
     }
 
@@ -62,6 +66,7 @@ impl EventKind {
             EventKind::SecurityAlert => "SecurityAlert",
             EventKind::DirectoryAudit => "AuditLogs",
             EventKind::DiagnosticLog => "AzureDiagnostics",
+            EventKind::SignIn => "SigninLogs",
         }
     }
 
@@ -73,6 +78,7 @@ impl EventKind {
             EventKind::SecurityAlert => "Microsoft Defender for Cloud",
             EventKind::DirectoryAudit => "Microsoft Entra ID",
             EventKind::DiagnosticLog => "Azure Resource Logs",
+            EventKind::SignIn => "Microsoft Entra ID",
         }
     }
 
@@ -89,6 +95,9 @@ impl EventKind {
             (EventKind::DirectoryAudit, true) => "AzureActiveDirectoryJsonLD",
             (EventKind::DiagnosticLog, false) => "AzureDiagnosticLogsJson",
             (EventKind::DiagnosticLog, true) => "AzureDiagnosticLogsJsonLD",
+            // azlog.exe never read sign-ins; they get a folder of their own next to the audit logs.
+            (EventKind::SignIn, false) => "AzureActiveDirectorySignInsJson",
+            (EventKind::SignIn, true) => "AzureActiveDirectorySignInsJsonLD",
         }
     }
 
@@ -100,6 +109,7 @@ impl EventKind {
             EventKind::SecurityAlert => "SecurityAlert",
             EventKind::DirectoryAudit => "DirectoryAudit",
             EventKind::DiagnosticLog => "ResourceLogRecord",
+            EventKind::SignIn => "SignIn",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Start at [`service::run`]; the moving parts are [`source`], [`pipeline`], [`output`] and
 //! [`checkpoint`].
 
+pub mod azure;
 pub mod backoff;
 pub mod bench;
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod rng;
 pub mod service;
 pub mod source;
+pub mod tls;
 
 /// kube (ring) and the Azure SDK (aws-lc-rs) each bring a rustls crypto provider; with two present
 /// rustls cannot choose and panics on first use. Every binary calls this first.

@@ -155,6 +155,7 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
             subscription_id: "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f".into(),
             mix: SimulateMix::default(),
         }),
+        azure: None,
         outputs,
         state_dir: args.dir.join("state"),
         checkpoint: Default::default(),

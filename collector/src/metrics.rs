@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -32,7 +31,10 @@ pub struct Metrics {
     pub last_event_timestamp: Gauge,
     pub lag_seconds: GaugeVec,
     pub files_finished: IntCounterVec,
-    source_ok: AtomicBool,
+    pub azure_requests: IntCounterVec,
+    pub azure_throttled: IntCounterVec,
+    pub azure_remaining_reads: IntGaugeVec,
+    source_error: Mutex<Option<String>>,
     outputs_ok: Mutex<BTreeMap<String, bool>>,
 }
 
@@ -97,6 +99,26 @@ impl Metrics {
             "files_finished_total",
             "Files the file output finished (renamed to their final name).",
             &["output"],
+        );
+        let azure_requests = counters(
+            "azure_requests_total",
+            "Requests to Azure APIs, by API and HTTP status (\"error\" when no response came).",
+            &["api", "status"],
+        );
+        let azure_throttled = counters(
+            "azure_throttled_total",
+            "Azure API requests answered with throttling (429, or 503 with Retry-After).",
+            &["api"],
+        );
+        let azure_remaining_reads = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "azure_remaining_reads",
+                    "ARM's remaining read budget for the subscription, from its last answer.",
+                ),
+                &["api"],
+            ),
         );
         let events_duplicate = register(
             r,
@@ -195,7 +217,10 @@ impl Metrics {
             last_event_timestamp,
             lag_seconds,
             files_finished,
-            source_ok: AtomicBool::new(true),
+            azure_requests,
+            azure_throttled,
+            azure_remaining_reads,
+            source_error: Mutex::new(None),
             outputs_ok: Mutex::new(BTreeMap::new()),
         }
     }
@@ -210,14 +235,22 @@ impl Metrics {
         }
     }
 
-    pub fn set_source_ok(&self, ok: bool) {
-        self.source_ok.store(ok, Ordering::Relaxed);
+    /// Records the outcome of the source's last fetch: None when it worked, else why it failed.
+    pub fn set_source_error(&self, error: Option<String>) {
+        if let Ok(mut current) = self.source_error.lock() {
+            *current = error;
+        }
     }
 
     /// Ready means: the source's last fetch worked and no output is failing.
     pub fn ready(&self) -> Result<(), String> {
-        if !self.source_ok.load(Ordering::Relaxed) {
-            return Err("the source's last fetch failed".into());
+        match self.source_error.lock() {
+            Ok(error) => {
+                if let Some(error) = error.as_deref() {
+                    return Err(format!("the source's last fetch failed: {error}"));
+                }
+            }
+            Err(_) => return Err("(health state unavailable)".into()),
         }
         let failing: Vec<String> = match self.outputs_ok.lock() {
             Ok(outputs) => outputs

@@ -487,14 +487,14 @@ async fn run_source<S: Source>(
         match fetched {
             Ok(Fetch::Batch(batch)) => {
                 backoff.reset();
-                metrics.set_source_ok(true);
+                metrics.set_source_error(None);
                 tokio::select! {
                     sent = tx.send(batch) => if sent.is_err() { return },
                     _ = shutdown.changed() => return,
                 }
             }
             Ok(Fetch::CaughtUp) => {
-                metrics.set_source_ok(true);
+                metrics.set_source_error(None);
                 tokio::select! {
                     _ = tokio::time::sleep(poll_interval) => {}
                     _ = shutdown.changed() => return,
@@ -505,12 +505,14 @@ async fn run_source<S: Source>(
                 return;
             }
             Err(e) => {
-                metrics.set_source_ok(false);
+                metrics.set_source_error(Some(e.to_string()));
                 metrics
                     .source_errors
                     .with_label_values(&[e.category()])
                     .inc();
                 let delay = backoff.next_delay();
+                // The service said when to come back; sooner would only be throttled again.
+                let delay = e.retry_after().unwrap_or(delay);
                 tracing::warn!(source = S::KIND, error = %e, retry_in = ?delay, attempt = backoff.attempts(), "source fetch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -831,7 +833,9 @@ mod tests {
         let store = FileStore::new(dir.path().join("state/checkpoint.json"));
         let (_tx, rx) = watch::channel(false);
         let sim = config.source.clone();
-        let crate::config::SourceConfig::Simulate(sim) = sim;
+        let crate::config::SourceConfig::Simulate(sim) = sim else {
+            panic!("the unit config uses the simulate source")
+        };
         let err = Pipeline::new(config, store, Arc::new(Metrics::new()))
             .run(|c| crate::source::simulate::Simulate::new(sim, 10, c), rx)
             .await

@@ -9,6 +9,11 @@ use crate::config::{Config, SourceConfig};
 use crate::health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, RunSummary};
+use crate::azure::AzureClient;
+use crate::source::activity_log::ActivityLog;
+use crate::source::entra_audit::EntraAudit;
+use crate::source::listing::{Listed, Listing};
+use crate::source::security_alerts::SecurityAlerts;
 use crate::source::simulate::Simulate;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to set up Azure access: {0}")]
+    Azure(String),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
@@ -48,14 +55,61 @@ pub async fn run(
         tracing::info!(output = %output.name(i), target = %output.target(), "output configured");
     }
     let batch_size = config.pipeline.batch_size;
+    let poll = config.pipeline.poll_interval;
+    let client = match &config.azure {
+        Some(azure) => Some(Arc::new(
+            AzureClient::new(azure, metrics.clone()).map_err(ServiceError::Azure)?,
+        )),
+        None => None,
+    };
     let source_config = config.source.clone();
-    let pipeline = Pipeline::new(config, store, metrics);
-    let summary = match source_config {
-        SourceConfig::Simulate(sim) => {
-            pipeline
+    let subscriptions = |listed: &[String]| config.subscriptions(listed);
+    let summary = match (source_config, client) {
+        (SourceConfig::Simulate(sim), _) => {
+            Pipeline::new(config, store, metrics)
                 .run(|cursor| Simulate::new(sim, batch_size, cursor), shutdown)
                 .await?
         }
+        (SourceConfig::ActivityLog(c), Some(client)) => {
+            let streams = ActivityLog::streams(&subscriptions(&c.subscriptions), &c.resource_groups);
+            let listing = ActivityLog::new(&c, &client.endpoints().resource_manager, poll);
+            run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+        }
+        (SourceConfig::SecurityAlerts(c), Some(client)) => {
+            let streams = subscriptions(&c.subscriptions);
+            let listing = SecurityAlerts::new(&c, &client.endpoints().resource_manager, poll);
+            run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+        }
+        (SourceConfig::EntraAudit(c), Some(client)) => {
+            let streams = EntraAudit::streams(&c);
+            let listing = EntraAudit::new(&c, &client.endpoints().graph, poll);
+            run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+        }
+        (source, None) => {
+            return Err(ServiceError::Azure(format!(
+                "the {} source needs an azure block",
+                source.type_name()
+            )));
+        }
     };
     Ok(summary)
+}
+
+async fn run_listing<L: Listing>(
+    config: Config,
+    store: FileStore,
+    metrics: Arc<Metrics>,
+    listing: L,
+    client: Arc<AzureClient>,
+    streams: Vec<String>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<RunSummary, ServiceError> {
+    tracing::info!(source = L::KIND, streams = ?streams, "reading");
+    let batch_size = config.pipeline.batch_size;
+    Ok(Pipeline::new(config, store, metrics)
+        .run(
+            |cursor| Listed::new(listing, client, streams, batch_size, cursor),
+            shutdown,
+        )
+        .await?)
 }

@@ -14,13 +14,12 @@ const SUB: &str = "089bd33f-d4ec-47fe-8ba5-0753aa5c5b33";
 const ARM: &str = "https://management.azure.com/.default";
 const GRAPH: &str = "https://graph.microsoft.com/.default";
 
+/// The collector's own HTTP client, trusting the fake's CA.
 fn client(azure: &FakeAzure) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = reqwest::Certificate::from_pem(azure.ca_pem().as_bytes()).expect("ca");
-    reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .expect("client")
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, azure.ca_pem()).expect("write ca");
+    azlog_collector::azure::client::http_client(Some(&ca)).expect("client")
 }
 
 async fn setup() -> (FakeAzure, reqwest::Client) {

@@ -4,9 +4,17 @@
 //! pipeline stores the cursor only once every output has delivered the page, and hands the stored
 //! cursor back when the process starts again.
 
+pub mod activity_log;
+pub mod entra_audit;
+pub mod listing;
+pub mod security_alerts;
 pub mod simulate;
+pub mod window;
 
 use std::future::Future;
+use std::time::Duration;
+
+use crate::azure::ApiError;
 
 use crate::normalise::RawRecord;
 
@@ -44,12 +52,26 @@ pub enum Fetch {
 pub enum SourceError {
     #[error("failed to read the source cursor from the checkpoint: {0}")]
     Cursor(String),
+    #[error("failed to set up the source: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 impl SourceError {
     pub fn category(&self) -> &'static str {
         match self {
             SourceError::Cursor(_) => "cursor",
+            SourceError::Setup(_) => "setup",
+            SourceError::Api(e) => e.category(),
+        }
+    }
+
+    /// How long the service asked the caller to wait, when it did (Retry-After).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Api(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

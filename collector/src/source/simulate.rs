@@ -35,7 +35,7 @@ pub struct Simulate {
     cursor: SimulateCursor,
     /// Where this process started, for pacing a configured rate.
     started: (tokio::time::Instant, u64),
-    weights: [(EventKind, u32); 5],
+    weights: [(EventKind, u32); 6],
 }
 
 impl Simulate {
@@ -61,6 +61,7 @@ impl Simulate {
             (EventKind::SecurityAlert, mix.security_alert),
             (EventKind::DirectoryAudit, mix.directory_audit),
             (EventKind::DiagnosticLog, mix.diagnostic_log),
+            (EventKind::SignIn, mix.sign_in),
         ];
         Ok(Simulate {
             started: (tokio::time::Instant::now(), cursor.next),
@@ -123,6 +124,7 @@ impl Simulate {
             EventKind::SecurityAlert => (ctx.alert(), None),
             EventKind::DirectoryAudit => (ctx.audit(), None),
             EventKind::DiagnosticLog => (ctx.key_vault(), Some(format!("simulate:{n}"))),
+            EventKind::SignIn => (ctx.sign_in(), None),
         };
         RawRecord {
             kind,
@@ -417,6 +419,37 @@ impl Gen<'_> {
             n = self.n,
             u = J(user),
             t = J(target),
+        )
+    }
+
+    fn sign_in(mut self) -> String {
+        let (app, client) = *self.rng.pick(&[
+            ("Azure Portal", "Browser"),
+            ("Microsoft Teams", "Mobile Apps and Desktop clients"),
+            ("Azure CLI", "Mobile Apps and Desktop clients"),
+            ("Office 365 Exchange Online", "Exchange ActiveSync"),
+        ]);
+        let (code, reason) = *self.rng.pick(&[
+            (0, "Other."),
+            (0, "Other."),
+            (0, "Other."),
+            (50126, "Error validating credentials due to invalid username or password."),
+            (50074, "Strong Authentication is required."),
+        ]);
+        let risk = if code == 50126 && self.rng.below(3) == 0 { "medium" } else { "none" };
+        let user = *self.rng.pick(USERS);
+        let (id, uid, app_id, correlation) = (
+            self.rng.uuid(),
+            self.rng.uuid(),
+            self.rng.uuid(),
+            self.rng.uuid(),
+        );
+        let ip = self.rng.ip();
+        let (city, country) = *self.rng.pick(&[("Redmond", "US"), ("Berlin", "DE"), ("Tokyo", "JP")]);
+        let time = iso(self.time);
+        format!(
+            r#"{{"id":"{id}","createdDateTime":"{time}","userDisplayName":null,"userPrincipalName":{u},"userId":"{uid}","appId":"{app_id}","appDisplayName":"{app}","ipAddress":"{ip}","clientAppUsed":"{client}","correlationId":"{correlation}","conditionalAccessStatus":"notApplied","isInteractive":true,"riskDetail":"none","riskLevelAggregated":"none","riskLevelDuringSignIn":"{risk}","riskState":"none","riskEventTypes_v2":[],"resourceDisplayName":"Windows Azure Service Management API","resourceId":"797f4846-ba00-4fd7-ba43-dac1f8f63013","status":{{"errorCode":{code},"failureReason":"{reason}","additionalDetails":null}},"deviceDetail":{{"deviceId":"","displayName":null,"operatingSystem":"Windows 10","browser":"Edge 120.0.0","isCompliant":false,"isManaged":false,"trustType":null}},"location":{{"city":"{city}","state":null,"countryOrRegion":"{country}","geoCoordinates":null}},"appliedConditionalAccessPolicies":[]}}"#,
+            u = J(user),
         )
     }
 

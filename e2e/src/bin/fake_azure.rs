@@ -66,6 +66,7 @@ async fn main() -> Result<(), String> {
             mix: SimulateMix {
                 wad: 0,
                 diagnostic_log: 0,
+                sign_in: 1,
                 ..SimulateMix::default()
             },
         };
@@ -78,6 +79,7 @@ async fn main() -> Result<(), String> {
                 EventKind::ActivityLog => azure.push_activity(subscription, value),
                 EventKind::SecurityAlert => azure.push_alert(subscription, value),
                 EventKind::DirectoryAudit => azure.push_directory_audit(value),
+                EventKind::SignIn => azure.push_sign_in(value),
                 EventKind::Wad | EventKind::DiagnosticLog => {}
             }
         }

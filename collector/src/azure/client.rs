@@ -1,0 +1,390 @@
+//! The HTTP client for ARM and Graph listings: bearer tokens, `nextLink` paging, throttling and the
+//! error bodies both services send.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::cloud::{Audience, Endpoints};
+use super::credential::Tokens;
+use crate::config::{AzureConfig, TlsConfig};
+use crate::metrics::Metrics;
+
+/// A page larger than this is refused rather than buffered: memory stays bounded whatever Azure sends.
+/// ARM and Graph pages are at most a few MiB.
+pub const MAX_PAGE_BYTES: usize = 64 << 20;
+
+/// ARM reports the subscription's remaining read budget on every answer; below this the client
+/// slows down instead of running into 429s that would also throttle other tools on the subscription.
+const LOW_READ_BUDGET: i64 = 100;
+const LOW_BUDGET_PAUSE: Duration = Duration::from_secs(10);
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page {
+    pub records: Vec<Box<RawValue>>,
+    pub next_link: Option<String>,
+}
+
+/// Why a request failed. Every variant is retried by the pipeline; the message says what to fix
+/// when retrying alone will not.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Credential(String),
+    #[error(
+        "{api} refused the token (401 {code}: {message}); azlog fetches a new token and retries"
+    )]
+    Unauthorized {
+        api: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("{api} denied access (403 {code}: {message}); {hint}")]
+    Forbidden {
+        api: &'static str,
+        code: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("{api} is throttling requests (HTTP {status})")]
+    Throttled {
+        api: &'static str,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{api} failed with HTTP {status} ({code}: {message})")]
+    Status {
+        api: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("failed to reach {api}: {message}")]
+    Transport { api: &'static str, message: String },
+    #[error("{api} sent a page that is not a listing ({reason})")]
+    Malformed {
+        api: &'static str,
+        url: String,
+        reason: String,
+        body: String,
+    },
+}
+
+impl ApiError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            ApiError::Credential(_) => "credential",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Throttled { .. } => "throttled",
+            ApiError::Status { status, .. } if *status >= 500 => "server_error",
+            ApiError::Status { .. } => "request_error",
+            ApiError::Transport { .. } => "transport",
+            ApiError::Malformed { .. } => "malformed_page",
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What an API call is about, for metrics, messages and the 403 advice.
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    pub name: &'static str,
+    pub audience: Audience,
+    /// What to do when access is denied.
+    pub forbidden_hint: &'static str,
+}
+
+#[derive(Debug)]
+pub struct AzureClient {
+    http: reqwest::Client,
+    tokens: Tokens,
+    endpoints: Endpoints,
+    metrics: Arc<Metrics>,
+    not_before: Mutex<Option<Instant>>,
+}
+
+/// Builds the HTTP client: rustls with ring, the configured CA or the system roots.
+pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    let tls = crate::tls::client_config(Some(&TlsConfig {
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        ..TlsConfig::default()
+    }))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(Arc::unwrap_or_clone(tls))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("azlog/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("failed to set up the HTTP client: {e}"))
+}
+
+impl AzureClient {
+    pub fn new(config: &AzureConfig, metrics: Arc<Metrics>) -> Result<AzureClient, String> {
+        let endpoints = Endpoints::resolve(config);
+        let http = http_client(config.ca_file.as_deref())?;
+        let tokens = Tokens::new(config.credential.clone(), endpoints.clone(), http.clone())?;
+        Ok(AzureClient {
+            http,
+            tokens,
+            endpoints,
+            metrics,
+            not_before: Mutex::new(None),
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Fetches one page of a listing: `{"value": [...], "nextLink" | "@odata.nextLink": ...}`.
+    pub async fn get_page(&self, url: &str, api: Api) -> Result<Page, ApiError> {
+        self.pace().await;
+        let token = self
+            .tokens
+            .bearer(api.audience)
+            .await
+            .map_err(ApiError::Credential)?;
+        let sent = self
+            .http
+            .get(url)
+            .bearer_auth(token.secret())
+            .header("accept", "application/json")
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.count(api, "error");
+                return Err(ApiError::Transport {
+                    api: api.name,
+                    message: describe(&e),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        self.count(api, &status.to_string());
+        if let Some(remaining) = header_number(&response, "x-ms-ratelimit-remaining-subscription-reads")
+        {
+            self.metrics
+                .azure_remaining_reads
+                .with_label_values(&[api.name])
+                .set(remaining);
+            if remaining < LOW_READ_BUDGET {
+                tracing::warn!(api = api.name, remaining, pause = ?LOW_BUDGET_PAUSE, "the subscription's ARM read budget is nearly spent; slowing down");
+                self.hold_off(LOW_BUDGET_PAUSE);
+            }
+        }
+        let retry_after = retry_after(&response);
+        let body = read_body(&mut response).await.map_err(|message| ApiError::Transport {
+            api: api.name,
+            message,
+        })?;
+        match status {
+            200 => parse_page(&body).map_err(|reason| ApiError::Malformed {
+                api: api.name,
+                url: url.to_owned(),
+                reason,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+            429 => self.throttled(api, status, retry_after),
+            503 if retry_after.is_some() => self.throttled(api, status, retry_after),
+            401 => {
+                self.tokens.renew();
+                let (code, message) = error_body(&body);
+                Err(ApiError::Unauthorized {
+                    api: api.name,
+                    code,
+                    message,
+                })
+            }
+            403 => {
+                let (code, message) = error_body(&body);
+                Err(ApiError::Forbidden {
+                    api: api.name,
+                    code,
+                    message,
+                    hint: api.forbidden_hint,
+                })
+            }
+            _ => {
+                let (code, message) = error_body(&body);
+                Err(ApiError::Status {
+                    api: api.name,
+                    status,
+                    code,
+                    message,
+                })
+            }
+        }
+    }
+
+    fn count(&self, api: Api, status: &str) {
+        self.metrics
+            .azure_requests
+            .with_label_values(&[api.name, status])
+            .inc();
+    }
+
+    fn throttled(
+        &self,
+        api: Api,
+        status: u16,
+        retry_after: Option<Duration>,
+    ) -> Result<Page, ApiError> {
+        self.metrics
+            .azure_throttled
+            .with_label_values(&[api.name])
+            .inc();
+        Err(ApiError::Throttled {
+            api: api.name,
+            status,
+            retry_after,
+        })
+    }
+
+    fn hold_off(&self, pause: Duration) {
+        if let Ok(mut not_before) = self.not_before.lock() {
+            *not_before = Some(Instant::now() + pause);
+        }
+    }
+
+    async fn pace(&self) {
+        let until = self.not_before.lock().ok().and_then(|mut n| n.take());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+fn header_number(response: &reqwest::Response, name: &str) -> Option<i64> {
+    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Retry-After in seconds (what ARM and Graph send) or as an HTTP date.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds.min(3600)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or_default().min(Duration::from_secs(3600)))
+}
+
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("the answer broke off: {}", describe(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(format!(
+                "the answer is larger than {} MiB; azlog does not buffer pages that large",
+                MAX_PAGE_BYTES >> 20
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+struct Listing<'a> {
+    #[serde(borrow)]
+    value: Vec<&'a RawValue>,
+    #[serde(rename = "nextLink", alias = "@odata.nextLink", default)]
+    next_link: Option<String>,
+}
+
+fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(Page {
+        records: listing.value.into_iter().map(RawValue::to_owned).collect(),
+        next_link: listing.next_link.filter(|link| !link.is_empty()),
+    })
+}
+
+/// ARM and Graph both answer errors as `{"error": {"code": …, "message": …}}`.
+fn error_body(body: &[u8]) -> (String, String) {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Detail,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope { error }) => (error.code, error.message),
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(300).collect();
+            ("Unknown".into(), text)
+        }
+    }
+}
+
+/// reqwest's error with its causes ("error sending request: … : connection refused").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_and_graph_pages_are_read_alike() {
+        let arm = parse_page(br#"{"value":[{"a":1},{"b":2}],"nextLink":"https://x/next"}"#)
+            .expect("arm page");
+        assert_eq!(arm.records.len(), 2);
+        assert_eq!(arm.next_link.as_deref(), Some("https://x/next"));
+        let graph = parse_page(
+            br#"{"@odata.context":"c","value":[{"id":"1"}],"@odata.nextLink":"https://g/next"}"#,
+        )
+        .expect("graph page");
+        assert_eq!(graph.records[0].get(), r#"{"id":"1"}"#);
+        assert_eq!(graph.next_link.as_deref(), Some("https://g/next"));
+        let last = parse_page(br#"{"value":[],"nextLink":null}"#).expect("last page");
+        assert!(last.next_link.is_none());
+    }
+
+    #[test]
+    fn a_page_without_a_value_array_is_malformed() {
+        assert!(parse_page(br#"{"error":"nope"}"#).is_err());
+        assert!(parse_page(br#"{"value":{"a":1}}"#).is_err());
+        assert!(parse_page(br#"{"value":[{"a":1},"#).is_err());
+    }
+
+    #[test]
+    fn error_bodies_give_code_and_message() {
+        let (code, message) =
+            error_body(br#"{"error":{"code":"AuthorizationFailed","message":"no access"}}"#);
+        assert_eq!((code.as_str(), message.as_str()), ("AuthorizationFailed", "no access"));
+        let (code, message) = error_body(b"<html>bad gateway</html>");
+        assert_eq!(code, "Unknown");
+        assert!(message.contains("bad gateway"));
+    }
+}
