@@ -959,7 +959,9 @@ impl Config {
             if !is_guid(id) {
                 err(
                     format!("{base}.subscriptions[{i}]"),
-                    format!("{id:?} is not a subscription id (a GUID such as 3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f)"),
+                    format!(
+                        "{id:?} is not a subscription id (a GUID such as 3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f)"
+                    ),
                 );
             }
         }
@@ -999,7 +1001,9 @@ fn validate_simulate(sim: &SimulateConfig, err: &mut impl FnMut(String, String))
     {
         err(
             "source.simulate.rate".into(),
-            format!("must be a positive number of events per second, got {rate}; omit it for no limit"),
+            format!(
+                "must be a positive number of events per second, got {rate}; omit it for no limit"
+            ),
         );
     }
     let mix = &sim.mix;
@@ -1029,7 +1033,10 @@ fn validate_window(
     {
         err(
             format!("{base}.startAt"),
-            format!("{} is in the future; use Now to start from the first run", String::from(start_at)),
+            format!(
+                "{} is in the future; use Now to start from the first run",
+                String::from(start_at)
+            ),
         );
     }
     if late_arrival > Duration::from_secs(86_400) {
@@ -1054,29 +1061,50 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
                     format!("azure.endpoints.{field}"),
                     format!("{url:?} must be an https:// URL: tokens are never sent in clear text"),
                 ),
-                Err(e) => err(format!("azure.endpoints.{field}"), format!("{url:?} is not a URL: {e}")),
+                Err(e) => err(
+                    format!("azure.endpoints.{field}"),
+                    format!("{url:?} is not a URL: {e}"),
+                ),
             }
         }
     }
     if let Some(ca) = &azure.ca_file
         && !ca.is_file()
     {
-        err("azure.caFile".into(), format!("{} does not exist", ca.display()));
+        err(
+            "azure.caFile".into(),
+            format!("{} does not exist", ca.display()),
+        );
     }
     let base = "azure.credential";
     match &azure.credential {
         CredentialConfig::ClientSecret(c) => {
             let base = format!("{base}.clientSecret");
             if !is_guid(&c.client_id) {
-                err(format!("{base}.clientId"), format!("{:?} is not a client (application) id (a GUID)", c.client_id));
+                err(
+                    format!("{base}.clientId"),
+                    format!(
+                        "{:?} is not a client (application) id (a GUID)",
+                        c.client_id
+                    ),
+                );
             }
             if !is_tenant(&c.tenant_id) {
-                err(format!("{base}.tenantId"), format!("{:?} is not a tenant id (a GUID or a domain such as contoso.onmicrosoft.com)", c.tenant_id));
+                err(
+                    format!("{base}.tenantId"),
+                    format!(
+                        "{:?} is not a tenant id (a GUID or a domain such as contoso.onmicrosoft.com)",
+                        c.tenant_id
+                    ),
+                );
             }
             if !c.secret_file.is_file() {
                 err(
                     format!("{base}.secretFile"),
-                    format!("{} does not exist; mount the Secret holding the client secret there", c.secret_file.display()),
+                    format!(
+                        "{} does not exist; mount the Secret holding the client secret there",
+                        c.secret_file.display()
+                    ),
                 );
             }
         }
@@ -1085,19 +1113,28 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
             if let Some(id) = &c.client_id
                 && !is_guid(id)
             {
-                err(format!("{base}.clientId"), format!("{id:?} is not a client id (a GUID)"));
+                err(
+                    format!("{base}.clientId"),
+                    format!("{id:?} is not a client id (a GUID)"),
+                );
             }
             if let Some(tenant) = &c.tenant_id
                 && !is_tenant(tenant)
             {
-                err(format!("{base}.tenantId"), format!("{tenant:?} is not a tenant id"));
+                err(
+                    format!("{base}.tenantId"),
+                    format!("{tenant:?} is not a tenant id"),
+                );
             }
         }
         CredentialConfig::ManagedIdentity(c) => {
             if let Some(id) = &c.client_id
                 && !is_guid(id)
             {
-                err(format!("{base}.managedIdentity.clientId"), format!("{id:?} is not a client id (a GUID)"));
+                err(
+                    format!("{base}.managedIdentity.clientId"),
+                    format!("{id:?} is not a client id (a GUID)"),
+                );
             }
         }
     }
@@ -1418,6 +1455,51 @@ mod tests {
         );
         let again = Config::parse(&yaml, "effective").expect("the effective config is valid");
         assert_eq!(again.effective_yaml().expect("yaml"), yaml);
+    }
+
+    #[test]
+    fn rest_sources_need_an_azure_block_and_real_ids() {
+        let errors = errors_of(
+            "name: demo\nsource:\n  activityLog:\n    subscriptions: [prod]\n    startAt: yesterday\noutputs:\n  - stdout: {}\n",
+        );
+        assert_eq!(errors[0].path, "source.activityLog.startAt");
+        assert!(
+            errors[0]
+                .message
+                .contains("Now, Earliest or an RFC 3339 time")
+        );
+        let errors = errors_of(
+            "name: demo\nsource:\n  activityLog:\n    subscriptions: [prod]\noutputs:\n  - stdout: {}\n",
+        );
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["source.activityLog.subscriptions[0]", "azure"]);
+        assert!(errors[1].message.contains("add an azure block"));
+    }
+
+    #[test]
+    fn azure_endpoints_must_be_https_and_secrets_must_be_files() {
+        let yaml = "name: demo\nsource:\n  securityAlerts: {}\nsubscriptionId: 089bd33f-d4ec-47fe-8ba5-0753aa5c5b33\nazure:\n  endpoints:\n    resourceManager: http://arm.example.com\n  credential:\n    clientSecret:\n      tenantId: contoso.onmicrosoft.com\n      clientId: not-a-guid\n      secretFile: /nonexistent/secret\noutputs:\n  - stdout: {}\n";
+        let errors = errors_of(yaml);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "azure.endpoints.resourceManager",
+                "azure.credential.clientSecret.clientId",
+                "azure.credential.clientSecret.secretFile",
+            ]
+        );
+        assert!(errors[0].message.contains("never sent in clear text"));
+        assert!(errors[2].message.contains("mount the Secret"));
+    }
+
+    #[test]
+    fn a_secret_written_inline_is_an_unknown_field() {
+        let errors = errors_of(
+            "name: demo\nsource:\n  entraAudit: {}\nazure:\n  credential:\n    clientSecret:\n      tenantId: contoso.onmicrosoft.com\n      clientId: 089bd33f-d4ec-47fe-8ba5-0753aa5c5b33\n      secret: hunter2\noutputs:\n  - stdout: {}\n",
+        );
+        assert_eq!(errors[0].path, "azure.credential.clientSecret.secret");
+        assert!(!errors[0].message.contains("hunter2"));
     }
 
     #[test]

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::azure::AzureClient;
 use crate::checkpoint::FileStore;
 use crate::config::{Config, SourceConfig};
 use crate::health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, RunSummary};
-use crate::azure::AzureClient;
 use crate::source::activity_log::ActivityLog;
 use crate::source::entra_audit::EntraAudit;
 use crate::source::listing::{Listed, Listing};
@@ -71,7 +71,8 @@ pub async fn run(
                 .await?
         }
         (SourceConfig::ActivityLog(c), Some(client)) => {
-            let streams = ActivityLog::streams(&subscriptions(&c.subscriptions), &c.resource_groups);
+            let streams =
+                ActivityLog::streams(&subscriptions(&c.subscriptions), &c.resource_groups);
             let listing = ActivityLog::new(&c, &client.endpoints().resource_manager, poll);
             run_listing(config, store, metrics, listing, client, streams, shutdown).await?
         }

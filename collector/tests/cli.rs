@@ -3,12 +3,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Collector, Kind, Receiver, file_output_ids, free_port, make_ca, wait_until};
+use support::{
+    Collector, Kind, Receiver, file_output_ids, free_port, http_get, make_ca, wait_until,
+};
 
 fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
@@ -169,27 +170,6 @@ fn the_demo_writes_every_event_into_the_azlog_folders() {
         assert!(finished >= 1, "{folder} has a finished file");
     }
     assert_eq!(file_output_ids(&dir.path().join("out")).len(), 200);
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -174,7 +174,8 @@ impl AzureClient {
         };
         let status = response.status().as_u16();
         self.count(api, &status.to_string());
-        if let Some(remaining) = header_number(&response, "x-ms-ratelimit-remaining-subscription-reads")
+        if let Some(remaining) =
+            header_number(&response, "x-ms-ratelimit-remaining-subscription-reads")
         {
             self.metrics
                 .azure_remaining_reads
@@ -186,10 +187,12 @@ impl AzureClient {
             }
         }
         let retry_after = retry_after(&response);
-        let body = read_body(&mut response).await.map_err(|message| ApiError::Transport {
-            api: api.name,
-            message,
-        })?;
+        let body = read_body(&mut response)
+            .await
+            .map_err(|message| ApiError::Transport {
+                api: api.name,
+                message,
+            })?;
         match status {
             200 => parse_page(&body).map_err(|reason| ApiError::Malformed {
                 api: api.name,
@@ -268,7 +271,14 @@ impl AzureClient {
 }
 
 fn header_number(response: &reqwest::Response, name: &str) -> Option<i64> {
-    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+    response
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Retry-After in seconds (what ARM and Graph send) or as an HTTP date.
@@ -279,7 +289,11 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or_default().min(Duration::from_secs(3600)))
+    Some(
+        wait.to_std()
+            .unwrap_or_default()
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
@@ -382,7 +396,10 @@ mod tests {
     fn error_bodies_give_code_and_message() {
         let (code, message) =
             error_body(br#"{"error":{"code":"AuthorizationFailed","message":"no access"}}"#);
-        assert_eq!((code.as_str(), message.as_str()), ("AuthorizationFailed", "no access"));
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            ("AuthorizationFailed", "no access")
+        );
         let (code, message) = error_body(b"<html>bad gateway</html>");
         assert_eq!(code, "Unknown");
         assert!(message.contains("bad gateway"));

@@ -74,7 +74,9 @@ mod tests {
             cloud,
             endpoints: Default::default(),
             ca_file: None,
-            credential: CredentialConfig::ManagedIdentity(ManagedIdentityCredentialConfig::default()),
+            credential: CredentialConfig::ManagedIdentity(
+                ManagedIdentityCredentialConfig::default(),
+            ),
         }
     }
 
@@ -82,7 +84,10 @@ mod tests {
     fn each_cloud_has_its_own_endpoints_and_scopes() {
         let gov = Endpoints::resolve(&azure(Cloud::AzureUSGovernment));
         assert_eq!(gov.resource_manager, "https://management.usgovcloudapi.net");
-        assert_eq!(gov.scope(Audience::Graph), "https://graph.microsoft.us/.default");
+        assert_eq!(
+            gov.scope(Audience::Graph),
+            "https://graph.microsoft.us/.default"
+        );
         let china = Endpoints::resolve(&azure(Cloud::AzureChinaCloud));
         assert_eq!(china.authority_host, "https://login.chinacloudapi.cn");
         assert_eq!(

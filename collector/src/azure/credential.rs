@@ -111,23 +111,23 @@ fn build(
             Ok(credential)
         }
         CredentialConfig::WorkloadIdentity(c) => {
-            let credential = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: ClientAssertionCredentialOptions { client_options },
-                client_id: c.client_id.clone(),
-                tenant_id: c.tenant_id.clone(),
-                token_file_path: c.token_file.clone(),
-                ..WorkloadIdentityCredentialOptions::default()
-            }))
-            .map_err(|e| format!("failed to set up the workload identity credential: {e}"))?;
+            let credential =
+                WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                    credential_options: ClientAssertionCredentialOptions { client_options },
+                    client_id: c.client_id.clone(),
+                    tenant_id: c.tenant_id.clone(),
+                    token_file_path: c.token_file.clone(),
+                }))
+                .map_err(|e| format!("failed to set up the workload identity credential: {e}"))?;
             Ok(credential)
         }
         CredentialConfig::ManagedIdentity(c) => {
-            let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                user_assigned_id: c.client_id.clone().map(UserAssignedId::ClientId),
-                client_options,
-                ..ManagedIdentityCredentialOptions::default()
-            }))
-            .map_err(|e| format!("failed to set up the managed identity credential: {e}"))?;
+            let credential =
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: c.client_id.clone().map(UserAssignedId::ClientId),
+                    client_options,
+                }))
+                .map_err(|e| format!("failed to set up the managed identity credential: {e}"))?;
             Ok(credential)
         }
     }

@@ -126,7 +126,10 @@ impl Listing for ActivityLog {
     fn record(&self, _stream: &str, _position: &Position, raw: Box<RawValue>) -> Option<RawRecord> {
         if !self.categories.is_empty()
             && let Ok(CategoryOnly {
-                category: Some(Localized { value: Some(category) }),
+                category:
+                    Some(Localized {
+                        value: Some(category),
+                    }),
             }) = serde_json::from_str::<CategoryOnly>(raw.get())
             && !self
                 .categories

@@ -120,9 +120,17 @@ mod tests {
     #[test]
     fn each_log_is_queried_on_its_own_time_field() {
         let config: EntraAuditConfig =
-            crate::config::from_yaml("logs: [signIns, directoryAudits, signIns]\n").expect("config");
-        assert_eq!(EntraAudit::streams(&config), vec!["directoryAudits", "signIns"]);
-        let s = EntraAudit::new(&config, "https://graph.microsoft.com", std::time::Duration::from_secs(30));
+            crate::config::from_yaml("logs: [signIns, directoryAudits, signIns]\n")
+                .expect("config");
+        assert_eq!(
+            EntraAudit::streams(&config),
+            vec!["directoryAudits", "signIns"]
+        );
+        let s = EntraAudit::new(
+            &config,
+            "https://graph.microsoft.com",
+            std::time::Duration::from_secs(30),
+        );
         let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
             .expect("time")
             .with_timezone(&Utc);

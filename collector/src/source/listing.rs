@@ -18,10 +18,6 @@ use crate::azure::client::Api;
 use crate::azure::{ApiError, AzureClient};
 use crate::normalise::RawRecord;
 
-/// How often the same page may come back malformed before it is dead-lettered and the query ends.
-/// A truncated answer is usually transient; one that stays broken must not stop the source forever.
-const MALFORMED_ATTEMPTS: u32 = 3;
-
 /// What distinguishes one REST source from another.
 pub trait Listing: Send + Sync + 'static {
     /// The source kind, as in [`super::Source::KIND`].
@@ -40,8 +36,12 @@ pub trait Listing: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Option<(String, Self::Position)>;
     /// Turns a listed record into a record for the pipeline; None drops it (client-side filters).
-    fn record(&self, stream: &str, position: &Self::Position, raw: Box<RawValue>)
-    -> Option<RawRecord>;
+    fn record(
+        &self,
+        stream: &str,
+        position: &Self::Position,
+        raw: Box<RawValue>,
+    ) -> Option<RawRecord>;
 }
 
 struct Running<P> {
@@ -187,7 +187,7 @@ impl<L: Listing> Listed<L> {
                         body,
                     }) => {
                         run.malformed_attempts += 1;
-                        if run.malformed_attempts < MALFORMED_ATTEMPTS {
+                        if run.malformed_attempts > 1 {
                             return Err(ApiError::Malformed {
                                 api,
                                 url,
@@ -196,14 +196,14 @@ impl<L: Listing> Listed<L> {
                             }
                             .into());
                         }
-                        tracing::error!(api, url = %url, reason = %reason, attempts = run.malformed_attempts,
-                            "a page stayed malformed; it goes to the dead-letter file and the rest of this query is skipped");
+                        // Kept once for whoever investigates. The page is asked for again (with
+                        // backoff) until Azure answers properly: skipping it would lose the events
+                        // in it and every page after it, since its nextLink is unreadable.
                         run.malformed.push(Malformed {
                             origin: url,
                             reason: format!("{api} page is not a listing: {reason}"),
                             payload: body,
                         });
-                        run.next_url = None;
                     }
                     Err(e) => return Err(e.into()),
                 }

@@ -177,7 +177,13 @@ mod tests {
             url,
             "https://arm/subscriptions/sub-1/providers/Microsoft.Security/alerts?api-version=2022-01-01"
         );
-        assert!(s.plan("sub-1", &listed, now + TimeDelta::seconds(30)).is_none());
-        assert!(s.plan("sub-1", &listed, now + TimeDelta::seconds(60)).is_some());
+        assert!(
+            s.plan("sub-1", &listed, now + TimeDelta::seconds(30))
+                .is_none()
+        );
+        assert!(
+            s.plan("sub-1", &listed, now + TimeDelta::seconds(60))
+                .is_some()
+        );
     }
 }

@@ -433,10 +433,17 @@ impl Gen<'_> {
             (0, "Other."),
             (0, "Other."),
             (0, "Other."),
-            (50126, "Error validating credentials due to invalid username or password."),
+            (
+                50126,
+                "Error validating credentials due to invalid username or password.",
+            ),
             (50074, "Strong Authentication is required."),
         ]);
-        let risk = if code == 50126 && self.rng.below(3) == 0 { "medium" } else { "none" };
+        let risk = if code == 50126 && self.rng.below(3) == 0 {
+            "medium"
+        } else {
+            "none"
+        };
         let user = *self.rng.pick(USERS);
         let (id, uid, app_id, correlation) = (
             self.rng.uuid(),
@@ -445,7 +452,10 @@ impl Gen<'_> {
             self.rng.uuid(),
         );
         let ip = self.rng.ip();
-        let (city, country) = *self.rng.pick(&[("Redmond", "US"), ("Berlin", "DE"), ("Tokyo", "JP")]);
+        let (city, country) =
+            *self
+                .rng
+                .pick(&[("Redmond", "US"), ("Berlin", "DE"), ("Tokyo", "JP")]);
         let time = iso(self.time);
         format!(
             r#"{{"id":"{id}","createdDateTime":"{time}","userDisplayName":null,"userPrincipalName":{u},"userId":"{uid}","appId":"{app_id}","appDisplayName":"{app}","ipAddress":"{ip}","clientAppUsed":"{client}","correlationId":"{correlation}","conditionalAccessStatus":"notApplied","isInteractive":true,"riskDetail":"none","riskLevelAggregated":"none","riskLevelDuringSignIn":"{risk}","riskState":"none","riskEventTypes_v2":[],"resourceDisplayName":"Windows Azure Service Management API","resourceId":"797f4846-ba00-4fd7-ba43-dac1f8f63013","status":{{"errorCode":{code},"failureReason":"{reason}","additionalDetails":null}},"deviceDetail":{{"deviceId":"","displayName":null,"operatingSystem":"Windows 10","browser":"Edge 120.0.0","isCompliant":false,"isManaged":false,"trustType":null}},"location":{{"city":"{city}","state":null,"countryOrRegion":"{country}","geoCoordinates":null}},"appliedConditionalAccessPolicies":[]}}"#,

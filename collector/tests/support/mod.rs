@@ -7,12 +7,15 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod process;
+pub use process::*;
 
 pub fn syslog_root() -> PathBuf {
     let root = std::env::var_os("AZLOG_SYSLOG_ROOT")
@@ -31,32 +34,6 @@ pub fn syslog_root() -> PathBuf {
         root.display()
     );
     root
-}
-
-/// A port free for both TCP and UDP on loopback, from the kernel's ephemeral range.
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Polls `check` until it answers Some, or fails the test with `what` after `timeout`.
-pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A test CA and a server certificate for 127.0.0.1 / localhost signed by it. rustls refuses a
@@ -438,156 +415,4 @@ log {{ source(s_tcp); source(s_newline); source(s_udp); source(s_tls); source(s_
         cert = ca.cert_file.display(),
         out = out.display(),
     )
-}
-
-/// The collector binary, run as a user would run it.
-pub struct Collector {
-    child: Option<Child>,
-    pub dir: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Collector {
-    /// Writes `yaml` to `dir/collector.yaml` and starts `azlog-collector run` on it.
-    pub fn start(dir: &Path, yaml: &str) -> Collector {
-        let config = dir.join("collector.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let mut collector = Collector {
-            child: None,
-            dir: dir.to_owned(),
-            config,
-            log: dir.join("collector.log"),
-        };
-        collector.spawn();
-        collector
-    }
-
-    pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_azlog-collector"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start azlog-collector");
-        self.child = Some(child);
-    }
-
-    pub fn signal(&mut self, signal: i32) {
-        if let Some(child) = &self.child {
-            // SAFETY: kill(2) on a pid this test spawned and has not yet reaped.
-            unsafe { libc::kill(child.id() as i32, signal) };
-        }
-    }
-
-    /// Waits for the process to exit; fails the test with its log after `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("collector was started");
-        let log = self.log.clone();
-        let status = wait_until(timeout, "the collector to exit", || {
-            child.try_wait().expect("try_wait")
-        });
-        self.child = None;
-        if !status.success() && status.code().is_some() {
-            eprintln!(
-                "collector log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        status
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The committed checkpoint, if one was written.
-    pub fn checkpoint(&self) -> Option<Value> {
-        let text = std::fs::read_to_string(self.dir.join("state/checkpoint.json")).ok()?;
-        Some(serde_json::from_str(&text).expect("checkpoint is JSON"))
-    }
-
-    /// The simulate cursor's next record number in the committed checkpoint (0 without one).
-    pub fn committed(&self) -> u64 {
-        self.checkpoint()
-            .and_then(|c| c["cursor"]["next"].as_u64())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Every event id in a file output directory, finished and in-progress files alike, in file order.
-/// The collector renames files while we read; a file that vanished mid-scan means start again.
-pub fn file_output_ids(dir: &Path) -> Vec<String> {
-    loop {
-        if let Some(ids) = scan_output(dir) {
-            return ids;
-        }
-    }
-}
-
-fn scan_output(dir: &Path) -> Option<Vec<String>> {
-    let mut ids = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(e) => panic!("cannot read {}: {e}", path.display()),
-            };
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-                    panic!(
-                        "{} holds a line that is not JSON ({e}): {line}",
-                        path.display()
-                    )
-                });
-                ids.push(value["azlog"]["id"].as_str().expect("azlog.id").to_owned());
-            }
-        }
-    }
-    Some(ids)
-}
-
-/// The ids of simulated records `0..count`, as the collector will compute them.
-pub fn simulated_ids(config: &azlog_collector::config::SimulateConfig, count: u64) -> Vec<String> {
-    use azlog_collector::normalise::{NormaliseContext, normalise};
-    let sim = azlog_collector::source::simulate::Simulate::new(config.clone(), 100, None)
-        .expect("simulate");
-    let ctx = NormaliseContext {
-        source_name: std::sync::Arc::from("test"),
-        subscription_id: None,
-    };
-    (0..count)
-        .map(|n| {
-            normalise(sim.record(n), &ctx)
-                .expect("simulated records normalise")
-                .id
-        })
-        .collect()
 }

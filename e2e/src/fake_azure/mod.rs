@@ -149,6 +149,7 @@ fn record(shared: &Shared, api: Api, query: &str, response: Response) -> Respons
         api,
         status: response.status().as_u16(),
         query: query.to_owned(),
+        at: Instant::now(),
     });
     response
 }
@@ -340,6 +341,18 @@ impl FakeAzure {
         self.with(|s| {
             if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
                 sub.alerts.push(alert);
+            }
+        });
+    }
+
+    /// Changes the status of the subscription's alert named `name` (Active → Resolved), as Defender
+    /// for Cloud does in place.
+    pub fn set_alert_status(&self, subscription_id: &str, name: &str, status: &str) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
+                for alert in sub.alerts.iter_mut().filter(|a| a["name"] == name) {
+                    alert["properties"]["status"] = Value::from(status);
+                }
             }
         });
     }

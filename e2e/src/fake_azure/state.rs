@@ -75,6 +75,8 @@ pub struct Served {
     pub api: Api,
     pub status: u16,
     pub query: String,
+    /// When the answer was sent.
+    pub at: Instant,
 }
 
 #[derive(Debug)]

@@ -41,7 +41,9 @@ impl SyslogOutput {
         };
         let (host, port) = split_host_port(&config.address).map_err(setup_err)?;
         let tls = match config.transport {
-            Transport::Tls => Some(crate::tls::client_config(config.tls.as_ref()).map_err(setup_err)?),
+            Transport::Tls => {
+                Some(crate::tls::client_config(config.tls.as_ref()).map_err(setup_err)?)
+            }
             Transport::Udp | Transport::Tcp => None,
         };
         let encoder = Encoder::new(&config, &local_hostname());

@@ -1,0 +1,248 @@
+//! The collector binary as a process, and what it leaves behind: its log, checkpoint and file
+//! output. Shared by the collector's integration tests and the end-to-end suites (included there by
+//! path), so both drive the collector the same way.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A port free for both TCP and UDP on loopback, from the kernel's ephemeral range.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A plain HTTP GET on loopback: the status and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`, from
+/// the collector's /metrics on `port` (0 when none match).
+pub fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
+    let (_, body) = http_get(port, "/metrics");
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name && labels.iter().all(|l| rest.contains(l))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` until it answers Some, or fails the test with `what` after `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `azlog-collector` binary. Cargo names it for the collector's own tests; other workspace crates
+/// find it beside their test binary, where `cargo test --workspace` builds it.
+pub fn collector_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_azlog-collector") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("azlog-collector");
+    assert!(
+        path.exists(),
+        "{} does not exist: build it with cargo build -p azlog-collector (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// The collector binary, run as a user would run it.
+pub struct Collector {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Collector {
+    /// Writes `yaml` to `dir/collector.yaml` and starts `azlog-collector run` on it.
+    pub fn start(dir: &Path, yaml: &str) -> Collector {
+        let config = dir.join("collector.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut collector = Collector {
+            child: None,
+            dir: dir.to_owned(),
+            config,
+            log: dir.join("collector.log"),
+        };
+        collector.spawn();
+        collector
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(collector_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start azlog-collector");
+        self.child = Some(child);
+    }
+
+    pub fn signal(&mut self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on a pid this test spawned and has not yet reaped.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits for the process to exit; fails the test with its log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("collector was started");
+        let log = self.log.clone();
+        let status = wait_until(timeout, "the collector to exit", || {
+            child.try_wait().expect("try_wait")
+        });
+        self.child = None;
+        if !status.success() && status.code().is_some() {
+            eprintln!(
+                "collector log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        status
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The committed checkpoint, if one was written.
+    pub fn checkpoint(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.dir.join("state/checkpoint.json")).ok()?;
+        Some(serde_json::from_str(&text).expect("checkpoint is JSON"))
+    }
+
+    /// The simulate cursor's next record number in the committed checkpoint (0 without one).
+    pub fn committed(&self) -> u64 {
+        self.checkpoint()
+            .and_then(|c| c["cursor"]["next"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every event id in a file output directory, finished and in-progress files alike, in file order.
+/// The collector renames files while we read; a file that vanished mid-scan means start again.
+pub fn file_output_ids(dir: &Path) -> Vec<String> {
+    loop {
+        if let Some(ids) = scan_output(dir) {
+            return ids;
+        }
+    }
+}
+
+fn scan_output(dir: &Path) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) => panic!("cannot read {}: {e}", path.display()),
+            };
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!(
+                        "{} holds a line that is not JSON ({e}): {line}",
+                        path.display()
+                    )
+                });
+                ids.push(value["azlog"]["id"].as_str().expect("azlog.id").to_owned());
+            }
+        }
+    }
+    Some(ids)
+}
+
+/// The ids of simulated records `0..count`, as the collector will compute them.
+pub fn simulated_ids(config: &azlog_collector::config::SimulateConfig, count: u64) -> Vec<String> {
+    use azlog_collector::normalise::{NormaliseContext, normalise};
+    let sim = azlog_collector::source::simulate::Simulate::new(config.clone(), 100, None)
+        .expect("simulate");
+    let ctx = NormaliseContext {
+        source_name: std::sync::Arc::from("test"),
+        subscription_id: None,
+    };
+    (0..count)
+        .map(|n| {
+            normalise(sim.record(n), &ctx)
+                .expect("simulated records normalise")
+                .id
+        })
+        .collect()
+}
