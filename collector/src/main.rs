@@ -274,7 +274,7 @@ fn main() -> ExitCode {
             },
             Ok(config) => {
                 println!("{}: valid", path.display());
-                println!("  source: {} (simulate)", config.name);
+                println!("  source: {} ({})", config.name, config.source.type_name());
                 for (i, output) in config.outputs.iter().enumerate() {
                     println!("  output {}: {}", output.name(i), output.target());
                 }

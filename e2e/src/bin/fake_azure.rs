@@ -36,6 +36,13 @@ struct Args {
     /// Simulated records to seed per subscription (Activity Log events, alerts, audit records).
     #[arg(long, default_value_t = 1000)]
     records: u64,
+    /// Which records to seed: activity, alerts, audits, signins (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "activity,alerts,audits,signins"
+    )]
+    kinds: Vec<String>,
     /// Items per page on every paged API.
     #[arg(long, default_value_t = 200)]
     page_size: usize,
@@ -54,20 +61,37 @@ async fn main() -> Result<(), String> {
     azure.add_client_secret(&args.tenant_id, &args.client_id, &args.client_secret);
     azure.grant_directory_reader(&args.client_id);
     azure.set_page_size(args.page_size);
-    for subscription in &args.subscriptions {
+    let weight = |kind: &str, weight: u32| {
+        if args.kinds.iter().any(|k| k == kind) {
+            weight
+        } else {
+            0
+        }
+    };
+    if ["activity", "alerts", "audits", "signins"]
+        .iter()
+        .all(|kind| weight(kind, 1) == 0)
+    {
+        return Err("--kinds names none of activity, alerts, audits, signins".into());
+    }
+    let mut seeded = [0u64; EventKind::ALL.len()];
+    for (i, subscription) in args.subscriptions.iter().enumerate() {
         azure.add_subscription(subscription, &args.tenant_id);
         azure.grant_reader(&args.client_id, subscription);
         let config = SimulateConfig {
             rate: None,
             count: Some(args.records),
-            seed: 1,
+            // Each subscription its own records, so ids never repeat across subscriptions.
+            seed: 1 + i as u64,
             start_time: Some(chrono::Utc::now() - chrono::TimeDelta::hours(1)),
             subscription_id: subscription.clone(),
             mix: SimulateMix {
                 wad: 0,
+                activity_log: weight("activity", 3),
+                security_alert: weight("alerts", 1),
+                directory_audit: weight("audits", 2),
                 diagnostic_log: 0,
-                sign_in: 1,
-                ..SimulateMix::default()
+                sign_in: weight("signins", 1),
             },
         };
         let simulate = Simulate::new(config, 100, None).map_err(|e| e.to_string())?;
@@ -75,6 +99,7 @@ async fn main() -> Result<(), String> {
             let record = simulate.record(n);
             let value: serde_json::Value =
                 serde_json::from_str(record.raw.get()).map_err(|e| e.to_string())?;
+            seeded[record.kind.index()] += 1;
             match record.kind {
                 EventKind::ActivityLog => azure.push_activity(subscription, value),
                 EventKind::SecurityAlert => azure.push_alert(subscription, value),
@@ -91,6 +116,12 @@ async fn main() -> Result<(), String> {
         args.tenant_id, args.client_id, args.client_secret
     );
     println!("  subscriptions:   {}", args.subscriptions.join(", "));
+    let seeded: Vec<String> = EventKind::ALL
+        .iter()
+        .filter(|kind| seeded[kind.index()] > 0)
+        .map(|kind| format!("{} {}", seeded[kind.index()], kind.as_str()))
+        .collect();
+    println!("  seeded:          {}", seeded.join(", "));
     println!(
         "  token endpoint:  {}/{}/oauth2/v2.0/token",
         azure.url(),
