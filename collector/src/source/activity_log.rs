@@ -40,11 +40,7 @@ impl ActivityLog {
     ) -> ActivityLog {
         ActivityLog {
             resource_manager: resource_manager.to_owned(),
-            windows: Windows {
-                late_arrival: TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX),
-                poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
-                retention: RETENTION,
-            },
+            windows: Windows::new(config.late_arrival, poll_interval, RETENTION),
             start_at: config.start_at,
             categories: config.categories.clone(),
         }

@@ -34,11 +34,7 @@ impl EntraAudit {
     ) -> EntraAudit {
         EntraAudit {
             graph: graph.to_owned(),
-            windows: Windows {
-                late_arrival: TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX),
-                poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
-                retention: RETENTION,
-            },
+            windows: Windows::new(config.late_arrival, poll_interval, RETENTION),
             start_at: config.start_at,
         }
     }

@@ -44,6 +44,18 @@ pub struct Windows {
 pub const MAX_WINDOW: TimeDelta = TimeDelta::hours(1);
 
 impl Windows {
+    pub fn new(
+        late_arrival: std::time::Duration,
+        poll_interval: std::time::Duration,
+        retention: TimeDelta,
+    ) -> Windows {
+        Windows {
+            late_arrival: TimeDelta::from_std(late_arrival).unwrap_or(TimeDelta::MAX),
+            poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
+            retention,
+        }
+    }
+
     /// Where a stream with no checkpoint begins.
     pub fn start(&self, start_at: StartAt, now: DateTime<Utc>) -> Position {
         let oldest = now - self.retention;

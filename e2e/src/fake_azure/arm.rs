@@ -4,6 +4,7 @@
 // Handlers return early with a finished error response; boxing every one would add only noise.
 #![allow(clippy::result_large_err)]
 
+use azlog_collector::source::listing::encode_query;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
@@ -145,7 +146,7 @@ fn paged(
     let (value, token) = page;
     let mut body = json!({ "value": value });
     if let Some(token) = token {
-        body["nextLink"] = json!(format!("{base_link}&$skipToken={}", super::encode(&token)));
+        body["nextLink"] = json!(format!("{base_link}&$skipToken={}", encode_query(&token)));
     }
     axum::Json(body).into_response()
 }
@@ -197,7 +198,7 @@ async fn serve_listing(
             "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
             super::base_url(shared),
             listing.path,
-            super::encode(
+            encode_query(
                 query
                     .get("api-version")
                     .map(String::as_str)
@@ -217,7 +218,7 @@ pub async fn activity_log(
     headers: HeaderMap,
 ) -> Response {
     let filter_text = query.get("$filter").cloned().unwrap_or_default();
-    let extra = format!("&$filter={}", super::encode(&filter_text));
+    let extra = format!("&$filter={}", encode_query(&filter_text));
     serve_listing(
         &shared,
         &ACTIVITY_LOG,

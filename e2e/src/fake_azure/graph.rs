@@ -1,6 +1,7 @@
 //! Microsoft Graph: `auditLogs/directoryAudits` and `auditLogs/signIns`, with `$filter` on the record
 //! time (unquoted), `$top`, `@odata.nextLink` paging and Graph's error bodies.
 
+use azlog_collector::source::listing::encode_query;
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
@@ -184,7 +185,7 @@ fn serve(
         body["@odata.nextLink"] = json!(format!(
             "{base}/v1.0/{}?$skiptoken={}",
             listing.path,
-            super::encode(&token)
+            encode_query(&token)
         ));
     }
     axum::Json(body).into_response()

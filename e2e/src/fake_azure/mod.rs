@@ -160,19 +160,6 @@ fn query_text(query: &HashMap<String, String>) -> String {
     pairs.join("&")
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// A running fake Azure. Dropping it does not stop the server; it lives as long as the runtime.
 pub struct FakeAzure {
     shared: Shared,
