@@ -802,6 +802,27 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_risky_sign_in_is_critical_and_names_user_app_and_reason() {
+        let rec = r#"{"id":"s-1","createdDateTime":"2026-11-22T10:00:00Z","userPrincipalName":"alice@contoso.com","appDisplayName":"Azure Portal","ipAddress":"203.0.113.7","clientAppUsed":"Browser","riskLevelDuringSignIn":"high","status":{"errorCode":50126,"failureReason":"Invalid username or password."}}"#;
+        let event = normalise(record(EventKind::SignIn, rec), &ctx()).expect("normalises");
+        assert_eq!(event.id, "s-1");
+        assert_eq!(event.severity, Severity::Critical);
+        assert_eq!(event.outcome.as_deref(), Some("failure"));
+        assert_eq!(event.actor.as_deref(), Some("alice@contoso.com"));
+        assert_eq!(event.client_ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            event.message,
+            "Sign-in by alice@contoso.com to Azure Portal failed (50126): Invalid username or password."
+        );
+        let ok = rec
+            .replace(r#""errorCode":50126"#, r#""errorCode":0"#)
+            .replace(r#""high""#, r#""none""#);
+        let event = normalise(record(EventKind::SignIn, &ok), &ctx()).expect("normalises");
+        assert_eq!(event.severity, Severity::Informational);
+        assert_eq!(event.outcome.as_deref(), Some("success"));
+    }
+
+    #[test]
     fn activity_log_example_from_the_rest_spec_normalises() {
         let doc = example("activitylog_GetActivityLogsFiltered.json");
         let rec = &doc["responses"]["200"]["body"]["value"][0];

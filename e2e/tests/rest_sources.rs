@@ -426,6 +426,14 @@ fn entra_audit_logs_and_sign_ins_arrive_once_with_workload_identity() {
             .push_sign_in(sign_in(&id, now - TimeDelta::seconds(3000 - n * 40)));
         expected.insert(id);
     }
+    // Graph throttles too: its Retry-After is honoured the same way.
+    s.azure.inject(
+        Api::SignIns,
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+    );
     let dir = s.path().display();
     let yaml = s.config_with(
         &format!(
@@ -440,6 +448,10 @@ fn entra_audit_logs_and_sign_ins_arrive_once_with_workload_identity() {
     assert_eq!(sign_ins.len(), 60, "sign-ins have their own folder");
     let audits = file_output_ids(&s.out().join("AzureActiveDirectoryJson"));
     assert_eq!(audits.len(), 60);
+    assert_eq!(
+        s.metric("azlog_azure_throttled_total", &["api=\"signIns\""]),
+        1.0
+    );
     // A late audit record is still delivered once.
     let late = "audit-late";
     s.azure
