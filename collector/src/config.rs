@@ -54,9 +54,21 @@ pub enum SourceConfig {
     SecurityAlerts(SecurityAlertsConfig),
     /// Entra ID (Azure AD) audit logs of the tenant: directoryAudits and signIns.
     EntraAudit(EntraAuditConfig),
+    /// Rows of a VM diagnostics table (WAD / LAD) in a storage account.
+    Wad(WadConfig),
 }
 
 impl SourceConfig {
+    /// Whether the source needs an Entra ID credential (the storage sources can use keys instead).
+    pub fn needs_credential(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::ActivityLog(_)
+                | SourceConfig::SecurityAlerts(_)
+                | SourceConfig::EntraAudit(_)
+        )
+    }
+
     /// The key under `source:`, for field paths in messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -64,8 +76,45 @@ impl SourceConfig {
             SourceConfig::ActivityLog(_) => "activityLog",
             SourceConfig::SecurityAlerts(_) => "securityAlerts",
             SourceConfig::EntraAudit(_) => "entraAudit",
+            SourceConfig::Wad(_) => "wad",
         }
     }
+}
+
+fn default_wad_table() -> String {
+    "WADWindowsEventLogsTable".to_owned()
+}
+
+fn default_wad_late_arrival() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WadConfig {
+    /// The storage account the diagnostics extension writes to.
+    pub account: String,
+    /// WADWindowsEventLogsTable (default), WADLogsTable, WADPerformanceCountersTable,
+    /// WADDiagnosticInfrastructureLogsTable, or a Linux diagnostics table by name.
+    #[serde(default = "default_wad_table")]
+    pub table: String,
+    /// Table endpoint; absent means https://<account>.table.<the cloud's storage suffix>. Plain http
+    /// is accepted for an emulator on loopback only.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// File holding the account key (a mounted Secret).
+    #[serde(default)]
+    pub account_key_file: Option<PathBuf>,
+    /// File holding a SAS token with read and list permission on the table.
+    #[serde(default)]
+    pub sas_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How far behind the storage server's clock a read window ends, so writes still in flight
+    /// land in a window not yet read. Rows are windowed by the time the server stored them, so a
+    /// row the agent uploads late into an old minute's partition is still read, once.
+    #[serde(default = "default_wad_late_arrival", with = "humantime_serde")]
+    pub late_arrival: Duration,
 }
 
 /// Where a source starts reading when it has no checkpoint yet.
@@ -179,7 +228,7 @@ pub struct EntraAuditConfig {
 }
 
 /// Where Azure is and who the collector is there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AzureConfig {
     #[serde(default)]
@@ -190,7 +239,9 @@ pub struct AzureConfig {
     /// PEM file of the CA(s) to trust for these endpoints instead of the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    pub credential: CredentialConfig,
+    /// Required by the ARM and Graph sources; storage sources may use a key or SAS instead.
+    #[serde(default)]
+    pub credential: Option<CredentialConfig>,
 }
 
 /// A national cloud: it picks the login, ARM and Graph endpoints and the token scopes.
@@ -838,6 +889,7 @@ impl Config {
                 self.validate_subscriptions(&c.subscriptions, base, &mut err);
                 validate_window(c.start_at, Duration::ZERO, base, &mut err);
             }
+            SourceConfig::Wad(c) => validate_wad(c, self.azure.as_ref(), &mut err),
             SourceConfig::EntraAudit(c) => {
                 let base = "source.entraAudit";
                 if c.logs.is_empty() {
@@ -849,16 +901,18 @@ impl Config {
                 validate_window(c.start_at, c.late_arrival, base, &mut err);
             }
         }
-        match (&self.azure, &self.source) {
-            (Some(azure), _) => validate_azure(azure, &mut err),
-            (None, SourceConfig::Simulate(_)) => {}
-            (None, source) => err(
-                "azure".into(),
+        if let Some(azure) = &self.azure {
+            validate_azure(azure, &mut err);
+        }
+        let has_credential = self.azure.as_ref().is_some_and(|a| a.credential.is_some());
+        if self.source.needs_credential() && !has_credential {
+            err(
+                "azure.credential".into(),
                 format!(
                     "the {} source reads Azure's APIs: add an azure block with a credential (clientSecret, workloadIdentity or managedIdentity)",
-                    source.type_name()
+                    self.source.type_name()
                 ),
-            ),
+            );
         }
         if self.outputs.is_empty() {
             err(
@@ -1047,6 +1101,85 @@ fn validate_window(
     }
 }
 
+fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut(String, String)) {
+    let base = "source.wad";
+    let valid_account = (3..=24).contains(&c.account.len())
+        && c.account
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !valid_account {
+        err(
+            format!("{base}.account"),
+            format!(
+                "{:?} is not a storage account name (3 to 24 lowercase letters and digits)",
+                c.account
+            ),
+        );
+    }
+    let valid_table = (3..=63).contains(&c.table.len())
+        && c.table.bytes().all(|b| b.is_ascii_alphanumeric())
+        && c.table
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic());
+    if !valid_table {
+        err(
+            format!("{base}.table"),
+            format!(
+                "{:?} is not a table name (3 to 63 letters and digits, starting with a letter)",
+                c.table
+            ),
+        );
+    }
+    if let Some(endpoint) = &c.endpoint {
+        match reqwest::Url::parse(endpoint) {
+            Ok(url) if url.scheme() == "https" => {}
+            Ok(url)
+                if url.scheme() == "http"
+                    && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) => {}
+            Ok(_) => err(
+                format!("{base}.endpoint"),
+                format!(
+                    "{endpoint:?} must be https:// (plain http only for an emulator on loopback)"
+                ),
+            ),
+            Err(e) => err(
+                format!("{base}.endpoint"),
+                format!("{endpoint:?} is not a URL: {e}"),
+            ),
+        }
+    }
+    let has_credential = azure.is_some_and(|a| a.credential.is_some());
+    match (&c.account_key_file, &c.sas_token_file) {
+        (Some(_), Some(_)) => err(
+            format!("{base}.sasTokenFile"),
+            "set accountKeyFile or sasTokenFile, not both".into(),
+        ),
+        (None, None) if !has_credential => err(
+            format!("{base}.accountKeyFile"),
+            "set accountKeyFile or sasTokenFile, or an azure.credential with Storage Table Data Reader on the account".into(),
+        ),
+        _ => {}
+    }
+    for (field, file) in [
+        ("accountKeyFile", &c.account_key_file),
+        ("sasTokenFile", &c.sas_token_file),
+    ] {
+        if let Some(file) = file
+            && !file.is_file()
+        {
+            err(
+                format!("{base}.{field}"),
+                format!(
+                    "{} does not exist; mount the Secret holding it there",
+                    file.display()
+                ),
+            );
+        }
+    }
+    validate_window(c.start_at, c.late_arrival, base, err);
+}
+
 fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
     let endpoints = [
         ("authorityHost", &azure.endpoints.authority_host),
@@ -1078,7 +1211,8 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
     }
     let base = "azure.credential";
     match &azure.credential {
-        CredentialConfig::ClientSecret(c) => {
+        None => {}
+        Some(CredentialConfig::ClientSecret(c)) => {
             let base = format!("{base}.clientSecret");
             if !is_guid(&c.client_id) {
                 err(
@@ -1108,7 +1242,7 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
                 );
             }
         }
-        CredentialConfig::WorkloadIdentity(c) => {
+        Some(CredentialConfig::WorkloadIdentity(c)) => {
             let base = format!("{base}.workloadIdentity");
             if let Some(id) = &c.client_id
                 && !is_guid(id)
@@ -1127,7 +1261,7 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
                 );
             }
         }
-        CredentialConfig::ManagedIdentity(c) => {
+        Some(CredentialConfig::ManagedIdentity(c)) => {
             if let Some(id) = &c.client_id
                 && !is_guid(id)
             {
@@ -1472,7 +1606,10 @@ mod tests {
             "name: demo\nsource:\n  activityLog:\n    subscriptions: [prod]\noutputs:\n  - stdout: {}\n",
         );
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["source.activityLog.subscriptions[0]", "azure"]);
+        assert_eq!(
+            paths,
+            ["source.activityLog.subscriptions[0]", "azure.credential"]
+        );
         assert!(errors[1].message.contains("add an azure block"));
     }
 

@@ -15,6 +15,7 @@ use crate::source::entra_audit::EntraAudit;
 use crate::source::listing::{Listed, Listing};
 use crate::source::security_alerts::SecurityAlerts;
 use crate::source::simulate::Simulate;
+use crate::source::wad::Wad;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -56,11 +57,12 @@ pub async fn run(
     }
     let batch_size = config.pipeline.batch_size;
     let poll = config.pipeline.poll_interval;
-    let client = match &config.azure {
-        Some(azure) => Some(Arc::new(
-            AzureClient::new(azure, metrics.clone()).map_err(ServiceError::Azure)?,
+    let client = match &config.source {
+        SourceConfig::Simulate(_) => None,
+        _ => Some(Arc::new(
+            AzureClient::new(config.azure.as_ref(), metrics.clone())
+                .map_err(ServiceError::Azure)?,
         )),
-        None => None,
     };
     let source_config = config.source.clone();
     let subscriptions = |listed: &[String]| config.subscriptions(listed);
@@ -85,6 +87,15 @@ pub async fn run(
             let streams = EntraAudit::streams(&c);
             let listing = EntraAudit::new(&c, &client.endpoints().graph, poll);
             run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+        }
+        (SourceConfig::Wad(c), Some(client)) => {
+            tracing::info!(account = %c.account, table = %c.table, "reading");
+            Pipeline::new(config, store, metrics)
+                .run(
+                    |cursor| Wad::new(&c, client, poll, batch_size, cursor),
+                    shutdown,
+                )
+                .await?
         }
         (source, None) => {
             return Err(ServiceError::Azure(format!(

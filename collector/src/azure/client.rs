@@ -22,6 +22,15 @@ pub const MAX_PAGE_BYTES: usize = 64 << 20;
 const LOW_READ_BUDGET: i64 = 100;
 const LOW_BUDGET_PAUSE: Duration = Duration::from_secs(10);
 
+/// A whole answer, read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+    pub retry_after: Option<Duration>,
+}
+
 /// One page of a listing.
 #[derive(Debug)]
 pub struct Page {
@@ -108,7 +117,8 @@ pub struct Api {
 #[derive(Debug)]
 pub struct AzureClient {
     http: reqwest::Client,
-    tokens: Tokens,
+    /// None when the source authenticates otherwise (a storage account key or SAS).
+    tokens: Option<Tokens>,
     endpoints: Endpoints,
     metrics: Arc<Metrics>,
     not_before: Mutex<Option<Instant>>,
@@ -130,10 +140,20 @@ pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client,
 }
 
 impl AzureClient {
-    pub fn new(config: &AzureConfig, metrics: Arc<Metrics>) -> Result<AzureClient, String> {
+    /// A client for `config`'s cloud; without a config, for the public cloud with no credential.
+    pub fn new(config: Option<&AzureConfig>, metrics: Arc<Metrics>) -> Result<AzureClient, String> {
+        let default = AzureConfig::default();
+        let config = config.unwrap_or(&default);
         let endpoints = Endpoints::resolve(config);
         let http = http_client(config.ca_file.as_deref())?;
-        let tokens = Tokens::new(config.credential.clone(), endpoints.clone(), http.clone())?;
+        let tokens = match &config.credential {
+            Some(credential) => Some(Tokens::new(
+                credential.clone(),
+                endpoints.clone(),
+                http.clone(),
+            )?),
+            None => None,
+        };
         Ok(AzureClient {
             http,
             tokens,
@@ -149,20 +169,51 @@ impl AzureClient {
 
     /// Fetches one page of a listing: `{"value": [...], "nextLink" | "@odata.nextLink": ...}`.
     pub async fn get_page(&self, url: &str, api: Api) -> Result<Page, ApiError> {
-        self.pace().await;
-        let token = self
-            .tokens
-            .bearer(api.audience)
-            .await
-            .map_err(ApiError::Credential)?;
-        let sent = self
+        let token = self.bearer(api).await?;
+        let request = self
             .http
             .get(url)
             .bearer_auth(token.secret())
-            .header("accept", "application/json")
-            .send()
-            .await;
-        let mut response = match sent {
+            .header("accept", "application/json");
+        let answer = self.execute(request, api).await?;
+        if answer.status != 200 {
+            return Err(self.failure(answer, api));
+        }
+        parse_page(&answer.body).map_err(|reason| ApiError::Malformed {
+            api: api.name,
+            url: url.to_owned(),
+            reason,
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
+        })
+    }
+
+    /// A bearer token for `api`'s audience from the configured credential.
+    pub async fn bearer(&self, api: Api) -> Result<azure_core::credentials::Secret, ApiError> {
+        let tokens = self.tokens.as_ref().ok_or_else(|| {
+            ApiError::Credential(format!(
+                "{} needs an Entra ID token but the azure block names no credential",
+                api.name
+            ))
+        })?;
+        tokens
+            .bearer(api.audience)
+            .await
+            .map_err(ApiError::Credential)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends a request, paced by the read budget, and reads the whole answer (up to
+    /// [`MAX_PAGE_BYTES`]); counts it in the request metrics.
+    pub async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+        api: Api,
+    ) -> Result<Answer, ApiError> {
+        self.pace().await;
+        let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 self.count(api, "error");
@@ -187,48 +238,55 @@ impl AzureClient {
             }
         }
         let retry_after = retry_after(&response);
+        let headers = response.headers().clone();
         let body = read_body(&mut response)
             .await
             .map_err(|message| ApiError::Transport {
                 api: api.name,
                 message,
             })?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            retry_after,
+        })
+    }
+
+    /// What a non-success answer means. Storage says "busy" with 503 and 500 OperationTimedOut
+    /// instead of 429, so those count as throttling too.
+    pub fn failure(&self, answer: Answer, api: Api) -> ApiError {
+        let (code, message) = error_body(&answer.body);
+        let status = answer.status;
+        let busy = matches!(code.as_str(), "ServerBusy" | "OperationTimedOut");
         match status {
-            200 => parse_page(&body).map_err(|reason| ApiError::Malformed {
-                api: api.name,
-                url: url.to_owned(),
-                reason,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            }),
-            429 => self.throttled(api, status, retry_after),
-            503 if retry_after.is_some() => self.throttled(api, status, retry_after),
+            429 => self.throttled(api, status, answer.retry_after),
+            503 if answer.retry_after.is_some() || busy => {
+                self.throttled(api, status, answer.retry_after)
+            }
+            500 if busy => self.throttled(api, status, answer.retry_after),
             401 => {
-                self.tokens.renew();
-                let (code, message) = error_body(&body);
-                Err(ApiError::Unauthorized {
+                if let Some(tokens) = &self.tokens {
+                    tokens.renew();
+                }
+                ApiError::Unauthorized {
                     api: api.name,
                     code,
                     message,
-                })
+                }
             }
-            403 => {
-                let (code, message) = error_body(&body);
-                Err(ApiError::Forbidden {
-                    api: api.name,
-                    code,
-                    message,
-                    hint: api.forbidden_hint,
-                })
-            }
-            _ => {
-                let (code, message) = error_body(&body);
-                Err(ApiError::Status {
-                    api: api.name,
-                    status,
-                    code,
-                    message,
-                })
-            }
+            403 => ApiError::Forbidden {
+                api: api.name,
+                code,
+                message,
+                hint: api.forbidden_hint,
+            },
+            _ => ApiError::Status {
+                api: api.name,
+                status,
+                code,
+                message,
+            },
         }
     }
 
@@ -239,21 +297,16 @@ impl AzureClient {
             .inc();
     }
 
-    fn throttled(
-        &self,
-        api: Api,
-        status: u16,
-        retry_after: Option<Duration>,
-    ) -> Result<Page, ApiError> {
+    fn throttled(&self, api: Api, status: u16, retry_after: Option<Duration>) -> ApiError {
         self.metrics
             .azure_throttled
             .with_label_values(&[api.name])
             .inc();
-        Err(ApiError::Throttled {
+        ApiError::Throttled {
             api: api.name,
             status,
             retry_after,
-        })
+        }
     }
 
     fn hold_off(&self, pause: Duration) {
@@ -322,7 +375,7 @@ struct Listing<'a> {
     next_link: Option<String>,
 }
 
-fn parse_page(body: &[u8]) -> Result<Page, String> {
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(Page {
         records: listing.value.into_iter().map(RawValue::to_owned).collect(),
@@ -330,10 +383,12 @@ fn parse_page(body: &[u8]) -> Result<Page, String> {
     })
 }
 
-/// ARM and Graph both answer errors as `{"error": {"code": …, "message": …}}`.
+/// ARM and Graph answer errors as `{"error": {"code", "message"}}`; Table storage as
+/// `{"odata.error": {"code", "message": {"lang", "value"}}}`.
 fn error_body(body: &[u8]) -> (String, String) {
     #[derive(Deserialize)]
     struct Envelope {
+        #[serde(alias = "odata.error")]
         error: Detail,
     }
     #[derive(Deserialize)]
@@ -341,10 +396,28 @@ fn error_body(body: &[u8]) -> (String, String) {
         #[serde(default)]
         code: String,
         #[serde(default)]
-        message: String,
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Message {
+        Text(String),
+        Localized { value: String },
+    }
+    impl Default for Message {
+        fn default() -> Self {
+            Message::Text(String::new())
+        }
     }
     match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope { error }) => (error.code, error.message),
+        Ok(Envelope { error }) => {
+            let message = match error.message {
+                Message::Text(text) | Message::Localized { value: text } => text,
+            };
+            // Storage appends request ids and a timestamp on new lines; the first line says it.
+            let message = message.lines().next().unwrap_or_default().to_owned();
+            (error.code, message)
+        }
         Err(_) => {
             let text = String::from_utf8_lossy(body);
             let text: String = text.chars().take(300).collect();
@@ -399,6 +472,13 @@ mod tests {
         assert_eq!(
             (code.as_str(), message.as_str()),
             ("AuthorizationFailed", "no access")
+        );
+        let (code, message) = error_body(
+            br#"{"odata.error":{"code":"TableNotFound","message":{"lang":"en-US","value":"The table specified does not exist.\nRequestId:1"}}}"#,
+        );
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            ("TableNotFound", "The table specified does not exist.")
         );
         let (code, message) = error_body(b"<html>bad gateway</html>");
         assert_eq!(code, "Unknown");

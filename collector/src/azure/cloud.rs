@@ -7,6 +7,7 @@ use crate::config::{AzureConfig, Cloud};
 pub enum Audience {
     ResourceManager,
     Graph,
+    Storage,
 }
 
 /// The resolved endpoints and token scopes for one collector.
@@ -15,6 +16,8 @@ pub struct Endpoints {
     pub authority_host: String,
     pub resource_manager: String,
     pub graph: String,
+    /// Storage account host suffix: `<account>.table.<suffix>`, `<account>.blob.<suffix>`.
+    pub storage_suffix: String,
     resource_manager_scope: String,
     graph_scope: String,
 }
@@ -23,21 +26,24 @@ impl Endpoints {
     /// The cloud's endpoints with any overrides applied. Scopes always follow the cloud: a proxy or
     /// test service in front of ARM still issues tokens for ARM.
     pub fn resolve(config: &AzureConfig) -> Endpoints {
-        let (authority, arm, graph) = match config.cloud {
+        let (authority, arm, graph, storage) = match config.cloud {
             Cloud::AzureCloud => (
                 "https://login.microsoftonline.com",
                 "https://management.azure.com",
                 "https://graph.microsoft.com",
+                "core.windows.net",
             ),
             Cloud::AzureUSGovernment => (
                 "https://login.microsoftonline.us",
                 "https://management.usgovcloudapi.net",
                 "https://graph.microsoft.us",
+                "core.usgovcloudapi.net",
             ),
             Cloud::AzureChinaCloud => (
                 "https://login.chinacloudapi.cn",
                 "https://management.chinacloudapi.cn",
                 "https://microsoftgraph.chinacloudapi.cn",
+                "core.chinacloudapi.cn",
             ),
         };
         let pick = |over: &Option<String>, default: &str| {
@@ -51,6 +57,7 @@ impl Endpoints {
             authority_host: pick(&o.authority_host, authority),
             resource_manager: pick(&o.resource_manager, arm),
             graph: pick(&o.graph, graph),
+            storage_suffix: storage.to_owned(),
             resource_manager_scope: format!("{arm}/.default"),
             graph_scope: format!("{graph}/.default"),
         }
@@ -60,6 +67,8 @@ impl Endpoints {
         match audience {
             Audience::ResourceManager => &self.resource_manager_scope,
             Audience::Graph => &self.graph_scope,
+            // Storage has one audience in every cloud.
+            Audience::Storage => "https://storage.azure.com/.default",
         }
     }
 }
@@ -67,16 +76,11 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CredentialConfig, ManagedIdentityCredentialConfig};
 
     fn azure(cloud: Cloud) -> AzureConfig {
         AzureConfig {
             cloud,
-            endpoints: Default::default(),
-            ca_file: None,
-            credential: CredentialConfig::ManagedIdentity(
-                ManagedIdentityCredentialConfig::default(),
-            ),
+            ..AzureConfig::default()
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cloud;
 pub mod credential;
+pub mod table;
 
 pub use client::{ApiError, AzureClient, Page};
 pub use cloud::{Audience, Endpoints};

@@ -9,6 +9,7 @@ pub mod entra_audit;
 pub mod listing;
 pub mod security_alerts;
 pub mod simulate;
+pub mod wad;
 pub mod window;
 
 use std::future::Future;

@@ -1,0 +1,177 @@
+//! Azure Table storage queries: `$filter` with continuation tokens, signed with the account key
+//! (SharedKeyLite), a SAS token, or an Entra ID token.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::value::RawValue;
+
+use super::client::{Api, parse_page};
+use super::{ApiError, Audience, AzureClient};
+use crate::source::listing::encode_query;
+
+const API: Api = Api {
+    name: "tableStorage",
+    audience: Audience::Storage,
+    forbidden_hint: "check the account key or SAS token (it needs read and list permission and must not have expired), or give the identity Storage Table Data Reader on the account",
+};
+
+/// How a request proves it may read the table.
+pub enum TableAuth {
+    /// The account key, decoded.
+    Key(ring::hmac::Key),
+    /// A SAS token's query string, without the leading `?`.
+    Sas(String),
+    /// An Entra ID token from the azure block's credential.
+    Token,
+}
+
+impl std::fmt::Debug for TableAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or the token itself.
+        f.write_str(match self {
+            TableAuth::Key(_) => "Key",
+            TableAuth::Sas(_) => "Sas",
+            TableAuth::Token => "Token",
+        })
+    }
+}
+
+impl TableAuth {
+    pub fn key(base64_key: &str) -> Result<TableAuth, String> {
+        let bytes = STANDARD
+            .decode(base64_key.trim())
+            .map_err(|e| format!("the account key is not base64 ({e}); copy key1 or key2 from the storage account's Access keys"))?;
+        Ok(TableAuth::Key(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &bytes,
+        )))
+    }
+
+    pub fn sas(token: &str) -> TableAuth {
+        TableAuth::Sas(token.trim().trim_start_matches('?').to_owned())
+    }
+}
+
+/// Where the next page of a query starts (the `x-ms-continuation-*` headers; opaque).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuation {
+    partition: String,
+    row: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct TablePage {
+    pub rows: Vec<Box<RawValue>>,
+    pub continuation: Option<Continuation>,
+}
+
+#[derive(Debug)]
+pub struct TableClient {
+    client: Arc<AzureClient>,
+    /// `https://<account>.table.core.windows.net` or an emulator's `http://host:port/<account>`.
+    endpoint: String,
+    account: String,
+    auth: TableAuth,
+}
+
+impl TableClient {
+    pub fn new(
+        client: Arc<AzureClient>,
+        endpoint: &str,
+        account: &str,
+        auth: TableAuth,
+    ) -> TableClient {
+        TableClient {
+            client,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            account: account.to_owned(),
+            auth,
+        }
+    }
+
+    /// One page of `table` rows matching `filter`, in (PartitionKey, RowKey) order.
+    pub async fn query(
+        &self,
+        table: &str,
+        filter: &str,
+        top: usize,
+        continuation: Option<&Continuation>,
+    ) -> Result<TablePage, ApiError> {
+        let mut url = format!(
+            "{}/{table}()?$filter={}&$top={top}",
+            self.endpoint,
+            encode_query(filter)
+        );
+        if let Some(c) = continuation {
+            url.push_str(&format!("&NextPartitionKey={}", encode_query(&c.partition)));
+            if let Some(row) = &c.row {
+                url.push_str(&format!("&NextRowKey={}", encode_query(row)));
+            }
+        }
+        if let TableAuth::Sas(sas) = &self.auth {
+            url.push('&');
+            url.push_str(sas);
+        }
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let mut request = self
+            .client
+            .http()
+            .get(&url)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", "2019-02-02")
+            .header("accept", "application/json;odata=minimalmetadata")
+            .header("dataserviceversion", "3.0;NetFx")
+            .header("maxdataserviceversion", "3.0;NetFx");
+        match &self.auth {
+            TableAuth::Key(key) => {
+                let path = reqwest::Url::parse(&url)
+                    .map(|u| u.path().to_owned())
+                    .map_err(|e| ApiError::Transport {
+                        api: API.name,
+                        message: format!("{url} is not a URL: {e}"),
+                    })?;
+                let signed = format!("{date}\n/{}{path}", self.account);
+                let signature = STANDARD.encode(ring::hmac::sign(key, signed.as_bytes()));
+                request = request.header(
+                    "authorization",
+                    format!("SharedKeyLite {}:{signature}", self.account),
+                );
+            }
+            TableAuth::Sas(_) => {}
+            TableAuth::Token => {
+                let token = self.client.bearer(API).await?;
+                request = request.bearer_auth(token.secret());
+            }
+        }
+        let answer = self.client.execute(request, API).await?;
+        if answer.status != 200 {
+            return Err(self.client.failure(answer, API));
+        }
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let continuation =
+            header("x-ms-continuation-nextpartitionkey").map(|partition| Continuation {
+                partition,
+                row: header("x-ms-continuation-nextrowkey"),
+            });
+        let page = parse_page(&answer.body).map_err(|reason| ApiError::Malformed {
+            api: API.name,
+            url: url.split('?').next().unwrap_or_default().to_owned(),
+            reason,
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
+        })?;
+        Ok(TablePage {
+            rows: page.records,
+            continuation,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! Azurite, Microsoft's Azure Storage emulator, run as a process for tests; and Microsoft's Python
+//! SDK (`e2e/scripts/azure-storage.py`) to write rows into it the way a real client does.
+//!
+//! Both come from `e2e/scripts/install-azure-storage-tools`; a missing install fails loudly.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Azurite's well-known development account and its published key.
+pub const ACCOUNT: &str = "devstoreaccount1";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Where the install script put Azurite and the Python SDK.
+pub fn tools_root() -> PathBuf {
+    let root = std::env::var_os("AZLOG_STORAGE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+                });
+            cache.join("azlog/azure-storage-tools")
+        });
+    assert!(
+        root.join(".complete").exists(),
+        "Azurite and the Azure Python SDK are not installed in {}: run e2e/scripts/install-azure-storage-tools (the README's test command does)",
+        root.display()
+    );
+    root
+}
+
+/// A running Azurite Table service with in-memory storage; stopped when dropped.
+#[derive(Debug)]
+pub struct Azurite {
+    child: Child,
+    pub table_port: u16,
+    log: PathBuf,
+}
+
+impl Azurite {
+    pub fn start(dir: &Path) -> Azurite {
+        let root = tools_root();
+        // Azurite cannot report a port it chose itself; pick a free one.
+        let table_port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = dir.join(format!("azurite-{table_port}.log"));
+        let log_file = std::fs::File::create(&log).expect("azurite log");
+        let child = Command::new(root.join("node/node_modules/.bin/azurite-table"))
+            .args(["--tableHost", "127.0.0.1", "--tablePort"])
+            .arg(table_port.to_string())
+            .args([
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start azurite-table");
+        let mut azurite = Azurite {
+            child,
+            table_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", table_port)).is_err() {
+            if let Ok(Some(status)) = azurite.child.try_wait() {
+                panic!("Azurite exited ({status}): {}", azurite.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Azurite did not listen on {table_port} within 30s: {}",
+                azurite.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        azurite
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The path-style table endpoint: `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn table_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.table_port)
+    }
+
+    fn sdk(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/azure-storage.py");
+        let mut child = Command::new(tools_root().join("python/bin/python"))
+            .arg(script)
+            .args([
+                "--endpoint",
+                &self.table_endpoint(),
+                "--account",
+                ACCOUNT,
+                "--key",
+                KEY,
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the Azure Python SDK");
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.unwrap_or_default())
+                .expect("write rows");
+        }
+        let out = child.wait_with_output().expect("SDK output");
+        assert!(
+            out.status.success(),
+            "azure-storage.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Upserts `rows` (objects with PartitionKey and RowKey) with the SDK, in per-partition
+    /// transactions; columns named in `int64` are written as Edm.Int64.
+    pub fn put_rows(&self, table: &str, rows: &[Value], int64: &[&str]) {
+        let mut input = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut input, row).expect("row JSON");
+            input.push(b'\n');
+        }
+        let mut args = vec!["put-rows", table, "--int64"];
+        args.extend_from_slice(int64);
+        let written = self.sdk(&args, Some(&input));
+        assert_eq!(written, rows.len().to_string(), "rows written");
+    }
+
+    pub fn create_table(&self, table: &str) {
+        self.sdk(&["create-table", table], None);
+    }
+
+    /// A read-only SAS token for `table`, valid for an hour.
+    pub fn sas(&self, table: &str) -> String {
+        self.sdk(&["sas", table], None)
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,288 @@
+//! The `wad` source against Azurite, with rows written by Microsoft's Python SDK: late rows in old
+//! partitions, a 100k-row table through kill -9, SAS tokens, and bad credentials, tables and rows.
+
+#[path = "../../collector/tests/support/process.rs"]
+mod process;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
+use chrono::{DateTime, TimeDelta, Utc};
+use process::{Collector, file_output_ids, free_port, http_get, metric, wait_until};
+use serde_json::{Value, json};
+
+const TABLE: &str = "WADWindowsEventLogsTable";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// .NET ticks (100 ns since 0001-01-01), what WAD keys are made of.
+fn ticks(t: DateTime<Utc>) -> i64 {
+    (t.timestamp() + 62_135_596_800) * 10_000_000 + i64::from(t.timestamp_subsec_nanos() / 100)
+}
+
+/// The classic WAD PartitionKey: "0" + the ticks of the event's minute.
+fn partition(minute: DateTime<Utc>) -> String {
+    let whole = minute.timestamp() - minute.timestamp().rem_euclid(60);
+    format!(
+        "0{}",
+        ticks(DateTime::from_timestamp(whole, 0).expect("time"))
+    )
+}
+
+/// A row as the Windows diagnostics agent writes it to WADWindowsEventLogsTable.
+fn row(minute: DateTime<Utc>, n: u64) -> Value {
+    let t = minute + TimeDelta::milliseconds((n % 60_000) as i64);
+    json!({
+        "PartitionKey": partition(minute),
+        "RowKey": format!("a1b2c3d4e5f64a5b8c9d0e1f2a3b4c5d___WebRole___WebRole_IN_0___{:019}___{n:08}", ticks(t)),
+        "EventTickCount": ticks(t),
+        "DeploymentId": "a1b2c3d4e5f64a5b8c9d0e1f2a3b4c5d",
+        "Role": "WebRole",
+        "RoleInstance": "WebRole_IN_0",
+        "Level": 4,
+        "EventId": 4625,
+        "Pid": 636,
+        "Tid": 1512,
+        "ProviderGuid": "{54849625-5478-4994-A5BA-3E3B0328C30D}",
+        "ProviderName": "Microsoft-Windows-Security-Auditing",
+        "Channel": "Security",
+        "Description": "An account failed to log on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-0-0",
+        "RawXml": format!("<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System><Provider Name='Microsoft-Windows-Security-Auditing'/><EventID>4625</EventID><EventRecordID>{n}</EventRecordID></System></Event>"),
+        "PreciseTimeStamp": t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+}
+
+fn id(row: &Value) -> String {
+    format!(
+        "{}|{}",
+        row["PartitionKey"].as_str().expect("pk"),
+        row["RowKey"].as_str().expect("rk")
+    )
+}
+
+struct Setup {
+    azurite: Azurite,
+    dir: tempfile::TempDir,
+    health: u16,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let azurite = Azurite::start(dir.path());
+    std::fs::write(dir.path().join("account-key"), KEY).expect("key");
+    Setup {
+        azurite,
+        dir,
+        health: free_port(),
+    }
+}
+
+impl Setup {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A collector reading `table` with `auth` (YAML lines under `source.wad`).
+    fn config(&self, table: &str, auth: &str, batch: usize) -> String {
+        let dir = self.path().display();
+        format!(
+            "name: web\nsubscriptionId: 3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f\nsource:\n  wad:\n    account: {ACCOUNT}\n    table: {table}\n    endpoint: {endpoint}\n{auth}\n    startAt: Earliest\n    lateArrival: 1s\noutputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 200ms\n  batchSize: {batch}\n  maxInFlightEvents: {inflight}\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: 127.0.0.1:{health}\n",
+            endpoint = self.azurite.table_endpoint(),
+            inflight = batch * 4,
+            health = self.health,
+        )
+    }
+
+    fn key_auth(&self) -> String {
+        format!("    accountKeyFile: {}/account-key", self.path().display())
+    }
+
+    fn start(&self, yaml: &str) -> Collector {
+        let collector = Collector::start(self.path(), yaml);
+        wait_until(WAIT, "the collector's health endpoint", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.health))
+                .is_ok()
+                .then_some(())
+        });
+        collector
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        file_output_ids(&self.path().join("out"))
+    }
+
+    /// Waits until the output holds exactly `expected`, failing on any duplicate.
+    fn wait_for_exactly(&self, expected: &HashSet<String>, what: &str) {
+        wait_until(WAIT, what, || {
+            let ids = self.delivered();
+            let unique: HashSet<String> = ids.iter().cloned().collect();
+            assert_eq!(unique.len(), ids.len(), "an event was delivered twice");
+            let unexpected: Vec<&String> = unique.difference(expected).take(5).collect();
+            assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
+            (unique == *expected).then_some(())
+        });
+    }
+
+    fn readyz_failure(&self) -> String {
+        wait_until(WAIT, "readyz to report the failure", || {
+            let (status, body) = http_get(self.health, "/readyz");
+            (status == 503).then_some(body)
+        })
+    }
+}
+
+#[test]
+fn late_rows_in_an_old_partition_are_delivered_once() {
+    let s = setup();
+    let minute = Utc::now() - TimeDelta::minutes(10);
+    let first: Vec<Value> = (0..50).map(|n| row(minute, n)).collect();
+    s.azurite.put_rows(TABLE, &first, &["EventTickCount"]);
+    let mut expected: HashSet<String> = first.iter().map(id).collect();
+    let collector = s.start(&s.config(TABLE, &s.key_auth(), 100));
+    s.wait_for_exactly(&expected, "the first 50 rows");
+
+    // The agent uploads more rows of that old minute after the collector has read past it.
+    let passed = Utc::now();
+    wait_until(WAIT, "the read position to pass the first upload", || {
+        let cp = collector.checkpoint()?;
+        let from = DateTime::parse_from_rfc3339(cp["cursor"]["from"].as_str()?).ok()?;
+        (from > passed).then_some(())
+    });
+    let late: Vec<Value> = (50..70).map(|n| row(minute, n)).collect();
+    s.azurite.put_rows(TABLE, &late, &["EventTickCount"]);
+    expected.extend(late.iter().map(id));
+    // A row uploaded twice (an agent retry) gets a new server Timestamp and is read again.
+    s.azurite.put_rows(TABLE, &first[..1], &["EventTickCount"]);
+    s.wait_for_exactly(&expected, "the late rows, once");
+    wait_until(WAIT, "the re-uploaded row to be recognised", || {
+        (metric(s.health, "azlog_events_duplicate_total", &[]) >= 1.0).then_some(())
+    });
+    // Every row carries the friendly name and subscription, and Int64 columns are numbers.
+    let out = std::fs::read_dir(s.path().join("out/AzureVmDiagnosticsJson"))
+        .expect("WAD folder")
+        .flatten()
+        .next()
+        .expect("a file");
+    let text = std::fs::read_to_string(out.path()).expect("read");
+    let line: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+    assert_eq!(line["azlog"]["source"], "web");
+    assert_eq!(
+        line["azlog"]["subscriptionId"],
+        "3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f"
+    );
+    assert!(line["EventTickCount"].is_i64(), "{line}");
+    assert!(
+        line["RawXml"]
+            .as_str()
+            .expect("RawXml")
+            .starts_with("<Event")
+    );
+}
+
+#[test]
+fn a_100k_row_table_is_read_completely_in_order_through_kill_9() {
+    let s = setup();
+    let start = Utc::now() - TimeDelta::hours(2);
+    let mut expected = HashSet::new();
+    let rows: Vec<Value> = (0..100_000u64)
+        .map(|n| row(start + TimeDelta::minutes((n / 1000) as i64), n))
+        .collect();
+    expected.extend(rows.iter().map(id));
+    s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    drop(rows);
+    let mut collector = s.start(&s.config(TABLE, &s.key_auth(), 1000));
+    for threshold in [20_000, 60_000] {
+        wait_until(WAIT, "part of the table delivered", || {
+            (s.delivered().len() >= threshold).then_some(())
+        });
+        collector.signal(libc::SIGKILL);
+        collector.wait(WAIT);
+        collector.spawn();
+    }
+    s.wait_for_exactly(&expected, "all 100k rows, once each");
+    // In order within every partition, as the table holds them.
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for id in s.delivered() {
+        let (pk, rk) = id.split_once('|').expect("pk|rk");
+        if let Some(previous) = last.insert(pk.to_owned(), rk.to_owned()) {
+            assert!(
+                previous.as_str() < rk,
+                "{pk}: {previous} came before {rk}"
+            );
+        }
+    }
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success());
+}
+
+#[test]
+fn a_sas_token_reads_and_a_missing_table_or_wrong_key_is_named_until_fixed() {
+    let s = setup();
+    // The table does not exist yet: TableNotFound, named, retried.
+    s.azurite.create_table("Unrelated");
+    let sas = s.azurite.sas(TABLE);
+    std::fs::write(s.path().join("sas"), &sas).expect("sas");
+    let auth = format!("    sasTokenFile: {}/sas", s.path().display());
+    let _collector = s.start(&s.config(TABLE, &auth, 100));
+    let body = s.readyz_failure();
+    assert!(body.contains("TableNotFound"), "{body}");
+    let rows: Vec<Value> = (0..30).map(|n| row(Utc::now(), n)).collect();
+    s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    s.wait_for_exactly(&rows.iter().map(id).collect(), "rows once the table exists");
+
+    // A wrong key is refused with the storage service's reason and what to check.
+    let other = tempfile::tempdir().expect("tempdir");
+    let bad = Setup {
+        azurite: Azurite::start(other.path()),
+        dir: other,
+        health: free_port(),
+    };
+    bad.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    std::fs::write(
+        bad.path().join("account-key"),
+        "bm90IHRoZSBrZXkgbm90IHRoZSBrZXkgbm90IHRoZSBrZXk=",
+    )
+    .expect("key");
+    let collector = bad.start(&bad.config(TABLE, &bad.key_auth(), 100));
+    let body = bad.readyz_failure();
+    assert!(body.contains("403"), "{body}");
+    assert!(body.contains("check the account key"), "{body}");
+    assert!(
+        metric(
+            bad.health,
+            "azlog_source_errors_total",
+            &["category=\"forbidden\""]
+        ) >= 1.0
+    );
+    assert!(bad.delivered().is_empty());
+    assert!(
+        !collector.log().contains("bm90IHRoZSBrZXk"),
+        "the key never reaches the log"
+    );
+}
+
+#[test]
+fn rows_with_unexpected_types_are_dead_lettered_and_the_rest_delivered() {
+    let s = setup();
+    let minute = Utc::now() - TimeDelta::minutes(1);
+    let mut rows: Vec<Value> = (0..20).map(|n| row(minute, n)).collect();
+    rows[5]["EventId"] = json!("four thousand");
+    rows[9]["PreciseTimeStamp"] = json!("not a time");
+    rows[9].as_object_mut().expect("row").remove("TIMESTAMP");
+    s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    let _collector = s.start(&s.config(TABLE, &s.key_auth(), 100));
+    let expected: HashSet<String> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5 && *i != 9)
+        .map(|(_, r)| id(r))
+        .collect();
+    s.wait_for_exactly(&expected, "the 18 well-formed rows");
+    let dead = wait_until(WAIT, "two dead letters", || {
+        let text = std::fs::read_to_string(s.path().join("state/dead-letter.ndjson")).ok()?;
+        (text.lines().count() == 2).then_some(text)
+    });
+    assert!(dead.contains("four thousand"), "{dead}");
+    assert!(dead.contains("not a time"), "{dead}");
+}
