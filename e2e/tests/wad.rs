@@ -206,10 +206,7 @@ fn a_100k_row_table_is_read_completely_in_order_through_kill_9() {
     for id in s.delivered() {
         let (pk, rk) = id.split_once('|').expect("pk|rk");
         if let Some(previous) = last.insert(pk.to_owned(), rk.to_owned()) {
-            assert!(
-                previous.as_str() < rk,
-                "{pk}: {previous} came before {rk}"
-            );
+            assert!(previous.as_str() < rk, "{pk}: {previous} came before {rk}");
         }
     }
     collector.signal(libc::SIGTERM);

@@ -91,7 +91,8 @@ impl TableClient {
         }
     }
 
-    /// One page of `table` rows matching `filter`, in (PartitionKey, RowKey) order.
+    /// One page of `table` rows matching `filter` (all rows when empty), in (PartitionKey, RowKey)
+    /// order.
     pub async fn query(
         &self,
         table: &str,
@@ -99,11 +100,11 @@ impl TableClient {
         top: usize,
         continuation: Option<&Continuation>,
     ) -> Result<TablePage, ApiError> {
-        let mut url = format!(
-            "{}/{table}()?$filter={}&$top={top}",
-            self.endpoint,
-            encode_query(filter)
-        );
+        let mut url = format!("{}/{table}()?$top={top}", self.endpoint);
+        if !filter.is_empty() {
+            url.push_str("&$filter=");
+            url.push_str(&encode_query(filter));
+        }
         if let Some(c) = continuation {
             url.push_str(&format!("&NextPartitionKey={}", encode_query(&c.partition)));
             if let Some(row) = &c.row {

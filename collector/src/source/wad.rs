@@ -7,12 +7,12 @@
 //! Inside a window the table answers in (PartitionKey, RowKey) order, and the cursor keeps the last
 //! row delivered, so a restart resumes mid-window without re-reading it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
@@ -34,6 +34,11 @@ struct WadCursor {
     window_end: Option<DateTime<Utc>>,
     /// The last row of the window in progress delivered: (PartitionKey, RowKey).
     after: Option<(String, String)>,
+    /// A first read of the whole table in progress (startAt: Earliest). It has no Timestamp filter,
+    /// which is how the table service (and Azurite) serve rows fastest; the windows that follow
+    /// start `lateArrival` before the scan began, and dedup hides the rows read by both.
+    #[serde(default)]
+    scanning: bool,
 }
 
 /// A query in progress: its filter must stay the same while its continuation is followed.
@@ -87,16 +92,21 @@ impl Wad {
         let cursor = match cursor {
             Some(value) => serde_json::from_value(value)
                 .map_err(|e| SourceError::Cursor(format!("wad cursor: {e}")))?,
-            None => WadCursor {
-                from: match config.start_at {
-                    StartAt::Now => Utc::now(),
-                    // Before any diagnostics agent existed.
-                    StartAt::Earliest => DateTime::<Utc>::UNIX_EPOCH,
-                    StartAt::Time(t) => t,
-                },
-                window_end: None,
-                after: None,
-            },
+            None => {
+                let now = Utc::now();
+                let late = TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX);
+                let (from, scanning) = match config.start_at {
+                    StartAt::Now => (now, false),
+                    StartAt::Earliest => (now - late, true),
+                    StartAt::Time(t) => (t, false),
+                };
+                WadCursor {
+                    from,
+                    window_end: None,
+                    after: None,
+                    scanning,
+                }
+            }
         };
         Ok(Wad {
             client: TableClient::new(client, &endpoint, &config.account, auth),
@@ -111,23 +121,27 @@ impl Wad {
 
     fn filter(&self, end: DateTime<Utc>) -> String {
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut filter = format!(
-            "Timestamp ge datetime'{}' and Timestamp lt datetime'{}'",
-            time(self.cursor.from),
-            time(end)
-        );
-        if let Some((partition, row)) = &self.cursor.after {
-            let (p, r) = (odata_string(partition), odata_string(row));
-            filter.push_str(&format!(
-                " and (PartitionKey gt '{p}' or (PartitionKey eq '{p}' and RowKey gt '{r}'))"
+        let mut clauses = Vec::new();
+        if !self.cursor.scanning {
+            clauses.push(format!(
+                "Timestamp ge datetime'{}' and Timestamp lt datetime'{}'",
+                time(self.cursor.from),
+                time(end)
             ));
         }
-        filter
+        if let Some((partition, row)) = &self.cursor.after {
+            let (p, r) = (odata_string(partition), odata_string(row));
+            clauses.push(format!(
+                "(PartitionKey gt '{p}' or (PartitionKey eq '{p}' and RowKey gt '{r}'))"
+            ));
+        }
+        clauses.join(" and ")
     }
 
     async fn next(&mut self) -> Result<Fetch, SourceError> {
         let end = match self.cursor.window_end {
             Some(end) => end,
+            None if self.cursor.scanning => self.cursor.from,
             None => {
                 let end = Utc::now() - self.late_arrival;
                 if end - self.cursor.from < self.poll_interval {
@@ -177,11 +191,12 @@ impl Wad {
                 }
             }
             None => {
-                // The window is complete: the next one starts where it ended.
+                // The window (or the first scan) is complete: the next window starts where it ended.
                 self.cursor = WadCursor {
                     from: end,
                     window_end: None,
                     after: None,
+                    scanning: false,
                 };
                 self.running = None;
             }
@@ -212,40 +227,55 @@ fn odata_string(text: &str) -> String {
 /// Applies the row's type annotations (`EventTickCount@odata.type: Edm.Int64` turns the string
 /// Table storage sends for Int64 into a number) and drops the OData bookkeeping, so outputs get the
 /// row's own columns, correctly typed. Answers the row and its (PartitionKey, RowKey).
+///
+/// Column values are copied as raw JSON, never parsed into a tree: this runs for every row.
 fn typed_row(raw: &RawValue) -> Result<(Box<RawValue>, (String, String)), String> {
-    let mut row: Map<String, Value> = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a table row is not a JSON object: {e}"))?;
-    let annotations: Vec<(String, String)> = row
+    // Property names are identifiers, so they borrow (a name with a JSON escape is refused).
+    let row: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| format!("a table row is not a JSON object of columns: {e}"))?;
+    let int64: Vec<&str> = row
         .iter()
-        .filter_map(|(key, value)| {
-            let column = key.strip_suffix("@odata.type")?;
-            Some((column.to_owned(), value.as_str()?.to_owned()))
-        })
+        .filter(|(_, value)| value.get() == "\"Edm.Int64\"")
+        .filter_map(|(key, _)| key.strip_suffix("@odata.type"))
         .collect();
-    row.retain(|key, _| !key.starts_with("odata.") && !key.ends_with("@odata.type"));
-    for (column, edm) in annotations {
-        if edm == "Edm.Int64"
-            && let Some(Value::String(text)) = row.get(&column)
-        {
-            let number: i64 = text
-                .parse()
-                .map_err(|_| format!("column {column} is typed Edm.Int64 but holds {text:?}"))?;
-            row.insert(column, Value::from(number));
+    let mut out = String::with_capacity(raw.get().len());
+    out.push('{');
+    for (column, value) in &row {
+        if column.starts_with("odata.") || column.ends_with("@odata.type") {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(column);
+        out.push_str("\":");
+        let text = value.get();
+        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(digits) if int64.contains(column) => {
+                digits
+                    .parse::<i64>()
+                    .map_err(|_| format!("column {column} is typed Edm.Int64 but holds {text}"))?;
+                out.push_str(digits);
+            }
+            _ => out.push_str(text),
         }
     }
-    let key = |name: &str| match row.get(name) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        _ => Err(format!("the row has no {name}")),
+    out.push('}');
+    let key = |name: &str| {
+        row.get(name)
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .ok_or_else(|| format!("the row has no {name}"))
     };
     let keys = (key("PartitionKey")?, key("RowKey")?);
-    let text = serde_json::to_string(&row).map_err(|e| e.to_string())?;
-    let raw = RawValue::from_string(text).map_err(|e| e.to_string())?;
+    let raw = RawValue::from_string(out).map_err(|e| e.to_string())?;
     Ok((raw, keys))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn int64_columns_get_their_type_and_odata_bookkeeping_goes() {
