@@ -375,12 +375,18 @@ struct Listing<'a> {
     next_link: Option<String>,
 }
 
-pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+fn parse_page(body: &[u8]) -> Result<Page, String> {
     let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(Page {
         records: listing.value.into_iter().map(RawValue::to_owned).collect(),
         next_link: listing.next_link.filter(|link| !link.is_empty()),
     })
+}
+
+/// The items of a listing's `value`, borrowed from the answer.
+pub fn listing(body: &[u8]) -> Result<Vec<&RawValue>, String> {
+    let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(listing.value)
 }
 
 /// ARM and Graph answer errors as `{"error": {"code", "message"}}`; Table storage as

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::value::RawValue;
 
-use super::client::{Api, parse_page};
+use super::client::{Api, listing};
 use super::{ApiError, Audience, AzureClient};
 use crate::source::listing::encode_query;
 
@@ -62,12 +62,6 @@ pub struct Continuation {
 }
 
 #[derive(Debug)]
-pub struct TablePage {
-    pub rows: Vec<Box<RawValue>>,
-    pub continuation: Option<Continuation>,
-}
-
-#[derive(Debug)]
 pub struct TableClient {
     client: Arc<AzureClient>,
     /// `https://<account>.table.core.windows.net` or an emulator's `http://host:port/<account>`.
@@ -92,14 +86,16 @@ impl TableClient {
     }
 
     /// One page of `table` rows matching `filter` (all rows when empty), in (PartitionKey, RowKey)
-    /// order.
+    /// order: each row is handed to `each` as it lies in the answer, uncopied. Answers where the next
+    /// page starts, if there is one.
     pub async fn query(
         &self,
         table: &str,
         filter: &str,
         top: usize,
         continuation: Option<&Continuation>,
-    ) -> Result<TablePage, ApiError> {
+        mut each: impl FnMut(&RawValue),
+    ) -> Result<Option<Continuation>, ApiError> {
         let mut url = format!("{}/{table}()?$top={top}", self.endpoint);
         if !filter.is_empty() {
             url.push_str("&$filter=");
@@ -164,15 +160,13 @@ impl TableClient {
                 partition,
                 row: header("x-ms-continuation-nextrowkey"),
             });
-        let page = parse_page(&answer.body).map_err(|reason| ApiError::Malformed {
+        let rows = listing(&answer.body).map_err(|reason| ApiError::Malformed {
             api: API.name,
             url: url.split('?').next().unwrap_or_default().to_owned(),
             reason,
             body: String::from_utf8_lossy(&answer.body).into_owned(),
         })?;
-        Ok(TablePage {
-            rows: page.records,
-            continuation,
-        })
+        rows.into_iter().for_each(&mut each);
+        Ok(continuation)
     }
 }

@@ -7,11 +7,10 @@
 //! Inside a window the table answers in (PartitionKey, RowKey) order, and the cursor keeps the last
 //! row delivered, so a restart resumes mid-window without re-reading it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
@@ -161,30 +160,38 @@ impl Wad {
             Some(running) => (running.filter.clone(), running.continuation.clone()),
             None => return Ok(Fetch::CaughtUp),
         };
-        let page = self
-            .client
-            .query(&self.table, &filter, self.page_size, continuation.as_ref())
-            .await?;
-        let mut records = Vec::with_capacity(page.rows.len());
+        let mut records = Vec::new();
         let mut malformed = Vec::new();
-        for raw in page.rows {
-            match typed_row(&raw) {
-                Ok((row, keys)) => {
-                    self.cursor.after = Some(keys);
-                    records.push(RawRecord {
-                        kind: EventKind::Wad,
-                        raw: row,
-                        id_hint: None,
-                    });
-                }
-                Err(reason) => malformed.push(Malformed {
-                    origin: format!("{} row", self.table),
-                    reason,
-                    payload: raw.get().to_owned(),
-                }),
-            }
+        let mut last = None;
+        let table = &self.table;
+        let next = self
+            .client
+            .query(
+                table,
+                &filter,
+                self.page_size,
+                continuation.as_ref(),
+                |raw| match typed_row(raw) {
+                    Ok((row, keys)) => {
+                        last = Some(keys);
+                        records.push(RawRecord {
+                            kind: EventKind::Wad,
+                            raw: row,
+                            id_hint: None,
+                        });
+                    }
+                    Err(reason) => malformed.push(Malformed {
+                        origin: format!("{table} row"),
+                        reason,
+                        payload: raw.get().to_owned(),
+                    }),
+                },
+            )
+            .await?;
+        if last.is_some() {
+            self.cursor.after = last;
         }
-        match page.continuation {
+        match next {
             Some(next) => {
                 if let Some(running) = self.running.as_mut() {
                     running.continuation = Some(next);
@@ -226,50 +233,81 @@ fn odata_string(text: &str) -> String {
 
 /// Applies the row's type annotations (`EventTickCount@odata.type: Edm.Int64` turns the string
 /// Table storage sends for Int64 into a number) and drops the OData bookkeeping, so outputs get the
-/// row's own columns, correctly typed. Answers the row and its (PartitionKey, RowKey).
+/// row's own columns, correctly typed and in the table's order. Answers the row and its
+/// (PartitionKey, RowKey).
 ///
-/// Column values are copied as raw JSON, never parsed into a tree: this runs for every row.
+/// One streaming pass that copies values as raw JSON: this runs for every row. Table storage writes
+/// a column's annotation just before the column.
 fn typed_row(raw: &RawValue) -> Result<(Box<RawValue>, (String, String)), String> {
-    // Property names are identifiers, so they borrow (a name with a JSON escape is refused).
-    let row: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a table row is not a JSON object of columns: {e}"))?;
-    let int64: Vec<&str> = row
-        .iter()
-        .filter(|(_, value)| value.get() == "\"Edm.Int64\"")
-        .filter_map(|(key, _)| key.strip_suffix("@odata.type"))
-        .collect();
     let mut out = String::with_capacity(raw.get().len());
-    out.push('{');
-    for (column, value) in &row {
-        if column.starts_with("odata.") || column.ends_with("@odata.type") {
-            continue;
-        }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(column);
-        out.push_str("\":");
-        let text = value.get();
-        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(digits) if int64.contains(column) => {
-                digits
-                    .parse::<i64>()
-                    .map_err(|_| format!("column {column} is typed Edm.Int64 but holds {text}"))?;
-                out.push_str(digits);
-            }
-            _ => out.push_str(text),
-        }
-    }
-    out.push('}');
-    let key = |name: &str| {
-        row.get(name)
-            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-            .ok_or_else(|| format!("the row has no {name}"))
-    };
-    let keys = (key("PartitionKey")?, key("RowKey")?);
+    let visitor = RowVisitor { out: &mut out };
+    let keys = serde_json::Deserializer::from_str(raw.get())
+        .deserialize_map(visitor)
+        .map_err(|e| format!("a table row is not a JSON object of columns: {e}"))?;
     let raw = RawValue::from_string(out).map_err(|e| e.to_string())?;
     Ok((raw, keys))
+}
+
+struct RowVisitor<'o> {
+    out: &'o mut String,
+}
+
+impl<'de> serde::de::Visitor<'de> for RowVisitor<'_> {
+    type Value = (String, String);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of table columns")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let (mut partition, mut row) = (None, None);
+        let mut int64_next: Option<&'de str> = None;
+        self.out.push('{');
+        // Property names are identifiers, so they borrow (a name with a JSON escape is refused).
+        while let Some(column) = map.next_key::<&'de str>()? {
+            let value: &'de RawValue = map.next_value()?;
+            if let Some(annotated) = column.strip_suffix("@odata.type") {
+                if value.get() == "\"Edm.Int64\"" {
+                    int64_next = Some(annotated);
+                }
+                continue;
+            }
+            if column.starts_with("odata.") {
+                continue;
+            }
+            if self.out.len() > 1 {
+                self.out.push(',');
+            }
+            self.out.push('"');
+            self.out.push_str(column);
+            self.out.push_str("\":");
+            let text = value.get();
+            let int64 = int64_next.take() == Some(column);
+            match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                Some(digits) if int64 => {
+                    digits.parse::<i64>().map_err(|_| {
+                        A::Error::custom(format!(
+                            "column {column} is typed Edm.Int64 but holds {text}"
+                        ))
+                    })?;
+                    self.out.push_str(digits);
+                }
+                _ => self.out.push_str(text),
+            }
+            match column {
+                "PartitionKey" => partition = Some(serde_json::from_str::<String>(text)),
+                "RowKey" => row = Some(serde_json::from_str::<String>(text)),
+                _ => {}
+            }
+        }
+        self.out.push('}');
+        let key = |found: Option<Result<String, serde_json::Error>>, name: &str| match found {
+            Some(Ok(key)) => Ok(key),
+            _ => Err(A::Error::custom(format!("the row has no {name}"))),
+        };
+        Ok((key(partition, "PartitionKey")?, key(row, "RowKey")?))
+    }
 }
 
 #[cfg(test)]
