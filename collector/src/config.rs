@@ -56,6 +56,8 @@ pub enum SourceConfig {
     EntraAudit(EntraAuditConfig),
     /// Rows of a VM diagnostics table (WAD / LAD) in a storage account.
     Wad(WadConfig),
+    /// Resource logs that diagnostic settings archive to a storage account (PT1H.json blobs).
+    DiagnosticLogs(DiagnosticLogsConfig),
 }
 
 impl SourceConfig {
@@ -77,6 +79,7 @@ impl SourceConfig {
             SourceConfig::SecurityAlerts(_) => "securityAlerts",
             SourceConfig::EntraAudit(_) => "entraAudit",
             SourceConfig::Wad(_) => "wad",
+            SourceConfig::DiagnosticLogs(_) => "diagnosticLogs",
         }
     }
 }
@@ -114,6 +117,46 @@ pub struct WadConfig {
     /// land in a window not yet read. Rows are windowed by the time the server stored them, so a
     /// row the agent uploads late into an old minute's partition is still read, once.
     #[serde(default = "default_wad_late_arrival", with = "humantime_serde")]
+    pub late_arrival: Duration,
+}
+
+fn default_blob_late_arrival() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiagnosticLogsConfig {
+    /// The storage account diagnostic settings archive to.
+    pub account: String,
+    /// Blob endpoint; absent means https://<account>.blob.<the cloud's storage suffix>. Plain http
+    /// is accepted for an emulator on loopback only.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// File holding the account key (a mounted Secret).
+    #[serde(default)]
+    pub account_key_file: Option<PathBuf>,
+    /// File holding a SAS token with read and list permission on the containers.
+    #[serde(default)]
+    pub sas_token_file: Option<PathBuf>,
+    /// Log categories to read (AuditEvent, SignInLogs, …: the `insights-logs-<category>`
+    /// containers); empty means every insights-logs-* container.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Also read the Activity Log archive (the insights-activity-logs container).
+    #[serde(default)]
+    pub activity_logs: bool,
+    /// Only blobs of these subscriptions; empty means all.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Only blobs of these resource groups (needs subscriptions); empty means all.
+    #[serde(default)]
+    pub resource_groups: Vec<String>,
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How long after its hour ends an hour's blob may still grow. Blobs are read again, from
+    /// where they were left, until then.
+    #[serde(default = "default_blob_late_arrival", with = "humantime_serde")]
     pub late_arrival: Duration,
 }
 
@@ -890,6 +933,9 @@ impl Config {
                 validate_window(c.start_at, Duration::ZERO, base, &mut err);
             }
             SourceConfig::Wad(c) => validate_wad(c, self.azure.as_ref(), &mut err),
+            SourceConfig::DiagnosticLogs(c) => {
+                validate_diagnostic_logs(c, self.azure.as_ref(), &mut err)
+            }
             SourceConfig::EntraAudit(c) => {
                 let base = "source.entraAudit";
                 if c.logs.is_empty() {
@@ -1101,10 +1147,23 @@ fn validate_window(
     }
 }
 
-fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut(String, String)) {
-    let base = "source.wad";
-    let valid_account = (3..=24).contains(&c.account.len())
-        && c.account
+/// The storage account, endpoint and key or SAS every storage source names.
+struct StorageFields<'a> {
+    base: &'a str,
+    account: &'a str,
+    endpoint: Option<&'a str>,
+    key_file: Option<&'a Path>,
+    sas_file: Option<&'a Path>,
+}
+
+fn validate_storage(
+    f: StorageFields<'_>,
+    azure: Option<&AzureConfig>,
+    err: &mut impl FnMut(String, String),
+) {
+    let base = f.base;
+    let valid_account = (3..=24).contains(&f.account.len())
+        && f.account
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !valid_account {
@@ -1112,26 +1171,11 @@ fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut
             format!("{base}.account"),
             format!(
                 "{:?} is not a storage account name (3 to 24 lowercase letters and digits)",
-                c.account
+                f.account
             ),
         );
     }
-    let valid_table = (3..=63).contains(&c.table.len())
-        && c.table.bytes().all(|b| b.is_ascii_alphanumeric())
-        && c.table
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic());
-    if !valid_table {
-        err(
-            format!("{base}.table"),
-            format!(
-                "{:?} is not a table name (3 to 63 letters and digits, starting with a letter)",
-                c.table
-            ),
-        );
-    }
-    if let Some(endpoint) = &c.endpoint {
+    if let Some(endpoint) = f.endpoint {
         match reqwest::Url::parse(endpoint) {
             Ok(url) if url.scheme() == "https" => {}
             Ok(url)
@@ -1150,21 +1194,18 @@ fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut
         }
     }
     let has_credential = azure.is_some_and(|a| a.credential.is_some());
-    match (&c.account_key_file, &c.sas_token_file) {
+    match (f.key_file, f.sas_file) {
         (Some(_), Some(_)) => err(
             format!("{base}.sasTokenFile"),
             "set accountKeyFile or sasTokenFile, not both".into(),
         ),
         (None, None) if !has_credential => err(
             format!("{base}.accountKeyFile"),
-            "set accountKeyFile or sasTokenFile, or an azure.credential with Storage Table Data Reader on the account".into(),
+            "set accountKeyFile or sasTokenFile, or an azure.credential with a Storage Data Reader role on the account".into(),
         ),
         _ => {}
     }
-    for (field, file) in [
-        ("accountKeyFile", &c.account_key_file),
-        ("sasTokenFile", &c.sas_token_file),
-    ] {
+    for (field, file) in [("accountKeyFile", f.key_file), ("sasTokenFile", f.sas_file)] {
         if let Some(file) = file
             && !file.is_file()
         {
@@ -1177,7 +1218,89 @@ fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut
             );
         }
     }
+}
+
+fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut(String, String)) {
+    let base = "source.wad";
+    validate_storage(
+        StorageFields {
+            base,
+            account: &c.account,
+            endpoint: c.endpoint.as_deref(),
+            key_file: c.account_key_file.as_deref(),
+            sas_file: c.sas_token_file.as_deref(),
+        },
+        azure,
+        err,
+    );
+    let valid_table = (3..=63).contains(&c.table.len())
+        && c.table.bytes().all(|b| b.is_ascii_alphanumeric())
+        && c.table
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic());
+    if !valid_table {
+        err(
+            format!("{base}.table"),
+            format!(
+                "{:?} is not a table name (3 to 63 letters and digits, starting with a letter)",
+                c.table
+            ),
+        );
+    }
     validate_window(c.start_at, c.late_arrival, base, err);
+}
+
+fn validate_diagnostic_logs(
+    c: &DiagnosticLogsConfig,
+    azure: Option<&AzureConfig>,
+    err: &mut impl FnMut(String, String),
+) {
+    let base = "source.diagnosticLogs";
+    validate_storage(
+        StorageFields {
+            base,
+            account: &c.account,
+            endpoint: c.endpoint.as_deref(),
+            key_file: c.account_key_file.as_deref(),
+            sas_file: c.sas_token_file.as_deref(),
+        },
+        azure,
+        err,
+    );
+    for (i, category) in c.categories.iter().enumerate() {
+        if category.is_empty()
+            || !category
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            err(
+                format!("{base}.categories[{i}]"),
+                format!("{category:?} is not a log category name (AuditEvent, SignInLogs, …)"),
+            );
+        }
+    }
+    for (i, id) in c.subscriptions.iter().enumerate() {
+        if !is_guid(id) {
+            err(
+                format!("{base}.subscriptions[{i}]"),
+                format!("{id:?} is not a subscription id (a GUID)"),
+            );
+        }
+    }
+    if !c.resource_groups.is_empty() && c.subscriptions.is_empty() {
+        err(
+            format!("{base}.resourceGroups"),
+            "list the subscriptions too: blob names start with the subscription".into(),
+        );
+    }
+    if c.late_arrival > Duration::from_secs(7 * 86_400) {
+        err(
+            format!("{base}.lateArrival"),
+            "must be at most 7d; Azure appends to an hour's blob for a few hours at most".into(),
+        );
+    }
+    validate_window(c.start_at, Duration::ZERO, base, err);
 }
 
 fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {

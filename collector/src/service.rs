@@ -11,6 +11,7 @@ use crate::health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, RunSummary};
 use crate::source::activity_log::ActivityLog;
+use crate::source::diagnostic_logs::DiagnosticLogs;
 use crate::source::entra_audit::EntraAudit;
 use crate::source::listing::{Listed, Listing};
 use crate::source::security_alerts::SecurityAlerts;
@@ -95,6 +96,12 @@ pub async fn run(
                     |cursor| Wad::new(&c, client, poll, batch_size, cursor),
                     shutdown,
                 )
+                .await?
+        }
+        (SourceConfig::DiagnosticLogs(c), Some(client)) => {
+            tracing::info!(account = %c.account, "reading archived resource logs");
+            Pipeline::new(config, store, metrics)
+                .run(|cursor| DiagnosticLogs::new(&c, client, cursor), shutdown)
                 .await?
         }
         (source, None) => {

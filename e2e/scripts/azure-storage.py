@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Azure Table storage through Microsoft's own Python SDK (azure-data-tables): what the tests use to
-write rows, and the plain reader a user would script instead of azlog, for the benchmark.
+"""Azure Storage through Microsoft's own Python SDKs (azure-data-tables, azure-storage-blob): what the
+tests use to write rows and blobs, and the plain reader a user would script instead of azlog, for the
+benchmark.
 
   azure-storage.py --endpoint URL --account NAME --key KEY put-rows TABLE [--int64 COL ...] < rows.ndjson
   azure-storage.py ... put-sample-rows TABLE COUNT    # WAD-shaped rows, 1000 per minute partition
@@ -8,6 +9,8 @@ write rows, and the plain reader a user would script instead of azlog, for the b
   azure-storage.py ... create-table TABLE
   azure-storage.py ... sas TABLE                       # prints a read-only SAS token, valid 1 hour
   azure-storage.py ... forward TABLE HOST:PORT COUNT   # reads rows, sends each as RFC 5424 over TCP
+  azure-storage.py --blob-endpoint URL ... append CONTAINER BLOB < bytes      # to an append blob
+  azure-storage.py --blob-endpoint URL ... put-blob CONTAINER BLOB < bytes    # a whole block blob
 """
 import argparse
 import datetime
@@ -122,6 +125,60 @@ def ceiling(args):
     print(rows, time.monotonic() - started)
 
 
+def blob_service(args):
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient(args.blob_endpoint, credential={"account_name": args.account, "account_key": args.key})
+
+
+def container(args):
+    from azure.core.exceptions import ResourceExistsError
+
+    client = blob_service(args).get_container_client(args.container)
+    try:
+        client.create_container()
+    except ResourceExistsError:
+        pass
+    return client
+
+
+def append(args):
+    """Appends stdin to an append blob, as Azure Monitor does to an hour's PT1H.json."""
+    blob = container(args).get_blob_client(args.blob)
+    if not blob.exists():
+        blob.create_append_blob()
+    data = sys.stdin.buffer.read()
+    if data:
+        blob.append_block(data)
+
+
+def append_many(args):
+    """Appends to many append blobs: stdin holds JSON lines {"container", "blob", "data"}."""
+    from azure.core.exceptions import ResourceExistsError
+
+    service = blob_service(args)
+    containers = set()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        client = service.get_container_client(item["container"])
+        if item["container"] not in containers:
+            try:
+                client.create_container()
+            except ResourceExistsError:
+                pass
+            containers.add(item["container"])
+        blob = client.get_blob_client(item["blob"])
+        if not blob.exists():
+            blob.create_append_blob()
+        blob.append_block(item["data"].encode())
+
+
+def put_blob(args):
+    container(args).get_blob_client(args.blob).upload_blob(sys.stdin.buffer.read(), overwrite=True)
+
+
 def create_table(args):
     service(args).create_table_if_not_exists(args.table)
 
@@ -161,7 +218,8 @@ def forward(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--endpoint", default="", help="the table endpoint")
+    parser.add_argument("--blob-endpoint", default="")
     parser.add_argument("--account", required=True)
     parser.add_argument("--key", required=True)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +235,13 @@ def main():
     p.add_argument("table")
     p.add_argument("--filter", default="")
     p.set_defaults(run=ceiling)
+    for name, run in [("append", append), ("put-blob", put_blob)]:
+        p = commands.add_parser(name)
+        p.add_argument("container")
+        p.add_argument("blob")
+        p.set_defaults(run=run)
+    p = commands.add_parser("append-many")
+    p.set_defaults(run=append_many)
     p = commands.add_parser("create-table")
     p.add_argument("table")
     p.set_defaults(run=create_table)

@@ -1,5 +1,5 @@
-//! Azurite, Microsoft's Azure Storage emulator, run as a process for tests; and Microsoft's Python
-//! SDK (`e2e/scripts/azure-storage.py`) to write rows into it the way a real client does.
+//! Azurite, Microsoft's Azure Storage emulator, run as processes for tests; and Microsoft's Python
+//! SDKs (`e2e/scripts/azure-storage.py`) to write rows and blobs into it the way real clients do.
 //!
 //! Both come from `e2e/scripts/install-azure-storage-tools`; a missing install fails loudly.
 
@@ -36,60 +36,81 @@ pub fn tools_root() -> PathBuf {
     root
 }
 
-/// A running Azurite Table service with in-memory storage; stopped when dropped.
+/// Running Azurite Table and Blob services with in-memory storage; stopped when dropped.
 #[derive(Debug)]
 pub struct Azurite {
-    child: Child,
+    children: Vec<Child>,
     pub table_port: u16,
+    pub blob_port: u16,
     log: PathBuf,
+}
+
+/// A port free on loopback now. Azurite cannot report a port it chose itself.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Azurite {
     pub fn start(dir: &Path) -> Azurite {
         let root = tools_root();
-        // Azurite cannot report a port it chose itself; pick a free one.
-        let table_port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let (table_port, blob_port) = (free_port(), free_port());
         let log = dir.join(format!("azurite-{table_port}.log"));
         let log_file = std::fs::File::create(&log).expect("azurite log");
-        let child = Command::new(root.join("node/node_modules/.bin/azurite-table"))
-            .args(["--tableHost", "127.0.0.1", "--tablePort"])
-            .arg(table_port.to_string())
-            .args([
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--loose",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start azurite-table");
         let mut azurite = Azurite {
-            child,
+            children: Vec::new(),
             table_port,
+            blob_port,
             log,
         };
+        for (service, port) in [("table", table_port), ("blob", blob_port)] {
+            let child =
+                Command::new(root.join(format!("node/node_modules/.bin/azurite-{service}")))
+                    .arg(format!("--{service}Host"))
+                    .arg("127.0.0.1")
+                    .arg(format!("--{service}Port"))
+                    .arg(port.to_string())
+                    .args([
+                        "--inMemoryPersistence",
+                        "--disableTelemetry",
+                        "--skipApiVersionCheck",
+                        "--loose",
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(log_file.try_clone().expect("log"))
+                    .stderr(log_file.try_clone().expect("log"))
+                    .spawn()
+                    .expect("start azurite");
+            azurite.children.push(child);
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", table_port)).is_err() {
-            if let Ok(Some(status)) = azurite.child.try_wait() {
-                panic!("Azurite exited ({status}): {}", azurite.log_text());
+        for port in [table_port, blob_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                for child in &mut azurite.children {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("Azurite exited ({status}): {}", azurite.log_text());
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "Azurite did not listen on {port} within 30s: {}",
+                    azurite.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(
-                Instant::now() < deadline,
-                "Azurite did not listen on {table_port} within 30s: {}",
-                azurite.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
         azurite
     }
 
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The path-style blob endpoint: `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.blob_port)
     }
 
     /// The path-style table endpoint: `http://127.0.0.1:<port>/devstoreaccount1`.
@@ -101,14 +122,9 @@ impl Azurite {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/azure-storage.py");
         let mut child = Command::new(tools_root().join("python/bin/python"))
             .arg(script)
-            .args([
-                "--endpoint",
-                &self.table_endpoint(),
-                "--account",
-                ACCOUNT,
-                "--key",
-                KEY,
-            ])
+            .args(["--endpoint", &self.table_endpoint()])
+            .args(["--blob-endpoint", &self.blob_endpoint()])
+            .args(["--account", ACCOUNT, "--key", KEY])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -146,6 +162,28 @@ impl Azurite {
         self.sdk(&["create-table", table], None);
     }
 
+    /// Appends `bytes` to an append blob (created with its container when missing), as Azure
+    /// Monitor appends to an hour's PT1H.json.
+    pub fn append_blob(&self, container: &str, blob: &str, bytes: &[u8]) {
+        self.sdk(&["append", container, blob], Some(bytes));
+    }
+
+    /// Appends to many append blobs in one SDK session: (container, blob, bytes) each.
+    pub fn append_blobs(&self, appends: &[(String, String, String)]) {
+        let mut input = Vec::new();
+        for (container, blob, data) in appends {
+            let line = serde_json::json!({"container": container, "blob": blob, "data": data});
+            serde_json::to_writer(&mut input, &line).expect("append JSON");
+            input.push(b'\n');
+        }
+        self.sdk(&["append-many"], Some(&input));
+    }
+
+    /// Writes a whole block blob.
+    pub fn put_blob(&self, container: &str, blob: &str, bytes: &[u8]) {
+        self.sdk(&["put-blob", container, blob], Some(bytes));
+    }
+
     /// A read-only SAS token for `table`, valid for an hour.
     pub fn sas(&self, table: &str) -> String {
         self.sdk(&["sas", table], None)
@@ -154,7 +192,9 @@ impl Azurite {
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

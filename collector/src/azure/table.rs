@@ -3,56 +3,17 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::value::RawValue;
 
 use super::client::{Api, listing};
-use super::{ApiError, Audience, AzureClient};
+use super::storage::{self, StorageAuth};
+use super::{ApiError, AzureClient};
 use crate::source::listing::encode_query;
 
-const API: Api = Api {
-    name: "tableStorage",
-    audience: Audience::Storage,
-    forbidden_hint: "check the account key or SAS token (it needs read and list permission and must not have expired), or give the identity Storage Table Data Reader on the account",
-};
-
-/// How a request proves it may read the table.
-pub enum TableAuth {
-    /// The account key, decoded.
-    Key(ring::hmac::Key),
-    /// A SAS token's query string, without the leading `?`.
-    Sas(String),
-    /// An Entra ID token from the azure block's credential.
-    Token,
-}
-
-impl std::fmt::Debug for TableAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key or the token itself.
-        f.write_str(match self {
-            TableAuth::Key(_) => "Key",
-            TableAuth::Sas(_) => "Sas",
-            TableAuth::Token => "Token",
-        })
-    }
-}
-
-impl TableAuth {
-    pub fn key(base64_key: &str) -> Result<TableAuth, String> {
-        let bytes = STANDARD
-            .decode(base64_key.trim())
-            .map_err(|e| format!("the account key is not base64 ({e}); copy key1 or key2 from the storage account's Access keys"))?;
-        Ok(TableAuth::Key(ring::hmac::Key::new(
-            ring::hmac::HMAC_SHA256,
-            &bytes,
-        )))
-    }
-
-    pub fn sas(token: &str) -> TableAuth {
-        TableAuth::Sas(token.trim().trim_start_matches('?').to_owned())
-    }
-}
+const API: Api = storage::api(
+    "tableStorage",
+    "check the account key or SAS token (it needs read and list permission and must not have expired), or give the identity Storage Table Data Reader on the account",
+);
 
 /// Where the next page of a query starts (the `x-ms-continuation-*` headers; opaque).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +28,7 @@ pub struct TableClient {
     /// `https://<account>.table.core.windows.net` or an emulator's `http://host:port/<account>`.
     endpoint: String,
     account: String,
-    auth: TableAuth,
+    auth: StorageAuth,
 }
 
 impl TableClient {
@@ -75,7 +36,7 @@ impl TableClient {
         client: Arc<AzureClient>,
         endpoint: &str,
         account: &str,
-        auth: TableAuth,
+        auth: StorageAuth,
     ) -> TableClient {
         TableClient {
             client,
@@ -107,13 +68,11 @@ impl TableClient {
                 url.push_str(&format!("&NextRowKey={}", encode_query(row)));
             }
         }
-        if let TableAuth::Sas(sas) = &self.auth {
+        if let StorageAuth::Sas(sas) = &self.auth {
             url.push('&');
             url.push_str(sas);
         }
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
+        let date = storage::now_header();
         let mut request = self
             .client
             .http()
@@ -124,22 +83,21 @@ impl TableClient {
             .header("dataserviceversion", "3.0;NetFx")
             .header("maxdataserviceversion", "3.0;NetFx");
         match &self.auth {
-            TableAuth::Key(key) => {
+            StorageAuth::Key(_) => {
                 let path = reqwest::Url::parse(&url)
                     .map(|u| u.path().to_owned())
                     .map_err(|e| ApiError::Transport {
                         api: API.name,
                         message: format!("{url} is not a URL: {e}"),
                     })?;
+                // Table SharedKeyLite: the date and the canonical resource.
                 let signed = format!("{date}\n/{}{path}", self.account);
-                let signature = STANDARD.encode(ring::hmac::sign(key, signed.as_bytes()));
-                request = request.header(
-                    "authorization",
-                    format!("SharedKeyLite {}:{signature}", self.account),
-                );
+                if let Some(authorization) = self.auth.sign(&self.account, &signed) {
+                    request = request.header("authorization", authorization);
+                }
             }
-            TableAuth::Sas(_) => {}
-            TableAuth::Token => {
+            StorageAuth::Sas(_) => {}
+            StorageAuth::Token => {
                 let token = self.client.bearer(API).await?;
                 request = request.bearer_auth(token.secret());
             }

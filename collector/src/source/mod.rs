@@ -5,6 +5,7 @@
 //! cursor back when the process starts again.
 
 pub mod activity_log;
+pub mod diagnostic_logs;
 pub mod entra_audit;
 pub mod listing;
 pub mod security_alerts;

@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
-use crate::azure::table::{Continuation, TableAuth, TableClient};
+use crate::azure::storage::{self, StorageAuth};
+use crate::azure::table::{Continuation, TableClient};
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
 use crate::normalise::RawRecord;
@@ -66,28 +67,17 @@ impl Wad {
         batch_size: usize,
         cursor: Option<serde_json::Value>,
     ) -> Result<Wad, SourceError> {
-        let endpoint = config.endpoint.clone().unwrap_or_else(|| {
-            format!(
-                "https://{}.table.{}",
-                config.account,
-                client.endpoints().storage_suffix
-            )
-        });
-        let read = |path: &std::path::Path, what: &str| {
-            std::fs::read_to_string(path).map_err(|e| {
-                SourceError::Setup(format!(
-                    "failed to read the {what} from {}: {e}",
-                    path.display()
-                ))
-            })
-        };
-        let auth = match (&config.account_key_file, &config.sas_token_file) {
-            (Some(key), _) => {
-                TableAuth::key(&read(key, "account key")?).map_err(SourceError::Setup)?
-            }
-            (None, Some(sas)) => TableAuth::sas(&read(sas, "SAS token")?),
-            (None, None) => TableAuth::Token,
-        };
+        let endpoint = storage::endpoint(
+            config.endpoint.as_deref(),
+            &config.account,
+            "table",
+            &client.endpoints().storage_suffix,
+        );
+        let auth = StorageAuth::from_files(
+            config.account_key_file.as_deref(),
+            config.sas_token_file.as_deref(),
+        )
+        .map_err(SourceError::Setup)?;
         let cursor = match cursor {
             Some(value) => serde_json::from_value(value)
                 .map_err(|e| SourceError::Cursor(format!("wad cursor: {e}")))?,

@@ -1,0 +1,95 @@
+//! What the storage sources share: how a request proves it may read the account (account key,
+//! SAS token or Entra ID token) and the endpoint of an account's service.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::Audience;
+use super::client::Api;
+
+/// How a request proves it may read the account.
+pub enum StorageAuth {
+    /// The account key, decoded.
+    Key(ring::hmac::Key),
+    /// A SAS token's query string, without the leading `?`.
+    Sas(String),
+    /// An Entra ID token from the azure block's credential.
+    Token,
+}
+
+impl std::fmt::Debug for StorageAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or the token itself.
+        f.write_str(match self {
+            StorageAuth::Key(_) => "Key",
+            StorageAuth::Sas(_) => "Sas",
+            StorageAuth::Token => "Token",
+        })
+    }
+}
+
+impl StorageAuth {
+    /// From the files a config names: the account key, else a SAS token, else the credential.
+    pub fn from_files(
+        key_file: Option<&std::path::Path>,
+        sas_file: Option<&std::path::Path>,
+    ) -> Result<StorageAuth, String> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("failed to read the {what} from {}: {e}", path.display()))
+        };
+        match (key_file, sas_file) {
+            (Some(key), _) => StorageAuth::key(&read(key, "account key")?),
+            (None, Some(sas)) => Ok(StorageAuth::sas(&read(sas, "SAS token")?)),
+            (None, None) => Ok(StorageAuth::Token),
+        }
+    }
+
+    pub fn key(base64_key: &str) -> Result<StorageAuth, String> {
+        let bytes = STANDARD
+            .decode(base64_key.trim())
+            .map_err(|e| format!("the account key is not base64 ({e}); copy key1 or key2 from the storage account's Access keys"))?;
+        Ok(StorageAuth::Key(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &bytes,
+        )))
+    }
+
+    pub fn sas(token: &str) -> StorageAuth {
+        StorageAuth::Sas(token.trim().trim_start_matches('?').to_owned())
+    }
+
+    /// The SharedKeyLite signature of `string_to_sign`, when signing with the key.
+    pub fn sign(&self, account: &str, string_to_sign: &str) -> Option<String> {
+        match self {
+            StorageAuth::Key(key) => {
+                let signature = STANDARD.encode(ring::hmac::sign(key, string_to_sign.as_bytes()));
+                Some(format!("SharedKeyLite {account}:{signature}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The storage API's identity for metrics and its 403 advice.
+pub const fn api(name: &'static str, data_reader_role: &'static str) -> Api {
+    Api {
+        name,
+        audience: Audience::Storage,
+        forbidden_hint: data_reader_role,
+    }
+}
+
+/// `https://<account>.<service>.<suffix>` unless the config names an endpoint.
+pub fn endpoint(explicit: Option<&str>, account: &str, service: &str, suffix: &str) -> String {
+    explicit
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("https://{account}.{service}.{suffix}"))
+}
+
+/// The current time as storage wants it in `x-ms-date`.
+pub fn now_header() -> String {
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}

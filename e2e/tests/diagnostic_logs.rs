@@ -1,0 +1,254 @@
+//! The `diagnosticLogs` source against Azurite, with blobs written by Microsoft's Python SDK: hourly
+//! append blobs that keep growing, restarts, paged listings, bad lines and the old format.
+
+#[path = "../../collector/tests/support/process.rs"]
+mod process;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use process::{Collector, file_output_ids, free_port, metric, wait_until};
+use serde_json::json;
+
+const SUB: &str = "3F2C8A1E-5B7D-4C9A-8E6F-1A2B3C4D5E6F";
+const AUDIT: &str = "insights-logs-auditevent";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The blob Azure Monitor appends a vault's records of `hour` to.
+fn blob_name(vault: &str, hour: DateTime<Utc>) -> String {
+    format!(
+        "resourceId=/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/SECURITY/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/{vault}/y={}/m={}/d={}/h={}/m=00/PT1H.json",
+        hour.format("%Y"),
+        hour.format("%m"),
+        hour.format("%d"),
+        hour.format("%H")
+    )
+}
+
+fn hour(hours_ago: i64) -> DateTime<Utc> {
+    (Utc::now() - TimeDelta::hours(hours_ago))
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("hour")
+}
+
+/// A Key Vault AuditEvent record as one JSON line.
+fn record(vault: &str, n: usize, at: DateTime<Utc>) -> String {
+    let line = json!({
+        "time": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "resourceId": format!("/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/SECURITY/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/{vault}"),
+        "operationName": "SecretGet", "operationVersion": "7.4", "category": "AuditEvent",
+        "resultType": "Success", "resultSignature": "OK", "durationMs": "12",
+        "callerIpAddress": "203.0.113.7", "correlationId": format!("{vault}-{n}"),
+        "identity": {"claim": {"upn": "alice@contoso.com"}},
+        "properties": {"id": format!("https://{vault}.vault.azure.net/secrets/db"), "httpStatusCode": 200}
+    });
+    format!("{line}\n")
+}
+
+/// Appended bytes and the ids azlog gives their lines (blob and byte offset).
+struct Lines {
+    data: String,
+    ids: Vec<String>,
+}
+
+fn lines(container: &str, blob: &str, offset: usize, records: &[String]) -> Lines {
+    let mut data = String::new();
+    let mut ids = Vec::new();
+    for r in records {
+        ids.push(format!("{container}/{blob}@{}", offset + data.len()));
+        data.push_str(r);
+    }
+    Lines { data, ids }
+}
+
+struct Setup {
+    azurite: Azurite,
+    dir: tempfile::TempDir,
+    health: u16,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let azurite = Azurite::start(dir.path());
+    std::fs::write(dir.path().join("account-key"), KEY).expect("key");
+    Setup {
+        azurite,
+        dir,
+        health: free_port(),
+    }
+}
+
+impl Setup {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self, extra: &str) -> String {
+        let dir = self.path().display();
+        format!(
+            "name: vaults\nsource:\n  diagnosticLogs:\n    account: {ACCOUNT}\n    endpoint: {endpoint}\n    accountKeyFile: {dir}/account-key\n    startAt: Earliest\n{extra}outputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 300ms\n  batchSize: 200\n  maxInFlightEvents: 800\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: 127.0.0.1:{health}\n",
+            endpoint = self.azurite.blob_endpoint(),
+            health = self.health,
+        )
+    }
+
+    fn start(&self, yaml: &str) -> Collector {
+        Collector::start(self.path(), yaml)
+    }
+
+    fn wait_for_exactly(&self, expected: &HashSet<String>, what: &str) {
+        wait_until(WAIT, what, || {
+            let ids = file_output_ids(&self.path().join("out"));
+            let unique: HashSet<String> = ids.iter().cloned().collect();
+            assert_eq!(unique.len(), ids.len(), "an event was delivered twice");
+            let unexpected: Vec<&String> = unique.difference(expected).take(5).collect();
+            assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
+            (unique == *expected).then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_growing_hourly_blob_delivers_only_its_new_lines_across_kill_9() {
+    let s = setup();
+    let now_blob = blob_name("KV-PROD", hour(0));
+    let old_blob = blob_name("KV-PROD", hour(5));
+    let records = |from: usize, to: usize, at: DateTime<Utc>| -> Vec<String> {
+        (from..to).map(|n| record("kv-prod", n, at)).collect()
+    };
+    let first = lines(AUDIT, &now_blob, 0, &records(0, 50, hour(0)));
+    let old = lines(AUDIT, &old_blob, 0, &records(1000, 1040, hour(5)));
+    let activity = lines(
+        "insights-activity-logs",
+        &format!("resourceId=/SUBSCRIPTIONS/{SUB}/y=2026/m=01/d=01/h=00/m=00/PT1H.json"),
+        0,
+        &[format!(
+            "{}\n",
+            json!({"time": "2026-01-01T00:10:00Z", "resourceId": format!("/SUBSCRIPTIONS/{SUB}"), "operationName": "MICROSOFT.RESOURCES/DEPLOYMENTS/WRITE", "category": "Administrative", "resultType": "Success"})
+        )],
+    );
+    s.azurite
+        .append_blob(AUDIT, &now_blob, first.data.as_bytes());
+    s.azurite.append_blob(AUDIT, &old_blob, old.data.as_bytes());
+    s.azurite.append_blob(
+        "insights-activity-logs",
+        &format!("resourceId=/SUBSCRIPTIONS/{SUB}/y=2026/m=01/d=01/h=00/m=00/PT1H.json"),
+        activity.data.as_bytes(),
+    );
+    let mut collector = s.start(&s.config("    activityLogs: true\n"));
+    let mut expected: HashSet<String> = first
+        .ids
+        .iter()
+        .chain(&old.ids)
+        .chain(&activity.ids)
+        .cloned()
+        .collect();
+    s.wait_for_exactly(&expected, "every line of every blob");
+
+    // The hour's blob grows: only the new lines arrive.
+    let second = lines(
+        AUDIT,
+        &now_blob,
+        first.data.len(),
+        &records(50, 80, hour(0)),
+    );
+    s.azurite
+        .append_blob(AUDIT, &now_blob, second.data.as_bytes());
+    expected.extend(second.ids.iter().cloned());
+    s.wait_for_exactly(&expected, "the appended lines only");
+
+    // Killed, and the blob grows while the collector is down.
+    collector.signal(libc::SIGKILL);
+    collector.wait(WAIT);
+    let offset = first.data.len() + second.data.len();
+    let third = lines(AUDIT, &now_blob, offset, &records(80, 100, hour(0)));
+    s.azurite
+        .append_blob(AUDIT, &now_blob, third.data.as_bytes());
+    expected.extend(third.ids.iter().cloned());
+    collector.spawn();
+    s.wait_for_exactly(
+        &expected,
+        "the lines appended while the collector was down, once",
+    );
+    let cp = collector.checkpoint().expect("checkpoint");
+    let offsets = cp["cursor"]["offsets"].as_object().expect("offsets");
+    assert!(
+        offsets.keys().all(|k| !k.contains(&old_blob)),
+        "a final blob's offset is not kept: {cp}"
+    );
+}
+
+#[test]
+fn bad_lines_are_dead_lettered_with_blob_and_offset_and_the_old_format_is_read() {
+    let s = setup();
+    let blob = blob_name("KV-TEST", hour(6));
+    let good = record("kv-test", 1, hour(6));
+    let single_quotes = "{'time': '2026-11-22T00:00:00Z', 'category': 'AuditEvent'}\n";
+    let raw_newline = "{\"time\":\"2026-11-22T00:00:00Z\",\"message\":\"first\nsecond\"}\n";
+    let truncated = "{\"time\":\"2026-11-22T00:00:00Z\",\"resourceId\":\"/SUBSCRIPTIONS/X";
+    let text = format!("{good}{single_quotes}{raw_newline}{good}{truncated}");
+    s.azurite.append_blob(AUDIT, &blob, text.as_bytes());
+    let legacy = blob_name("KV-LEGACY", hour(30));
+    let records: Vec<serde_json::Value> = (0..3)
+        .map(|n| serde_json::from_str(&record("kv-legacy", n, hour(30))).expect("record"))
+        .collect();
+    s.azurite.put_blob(
+        AUDIT,
+        &legacy,
+        json!({ "records": records }).to_string().as_bytes(),
+    );
+    let collector = s.start(&s.config(""));
+    let second_good = good.len() + single_quotes.len() + raw_newline.len();
+    let expected: HashSet<String> = [
+        format!("{AUDIT}/{blob}@0"),
+        format!("{AUDIT}/{blob}@{second_good}"),
+        format!("{AUDIT}/{legacy}#0"),
+        format!("{AUDIT}/{legacy}#1"),
+        format!("{AUDIT}/{legacy}#2"),
+    ]
+    .into();
+    s.wait_for_exactly(&expected, "the good lines and the old-format records");
+    let dead = wait_until(WAIT, "four dead letters", || {
+        let text = std::fs::read_to_string(s.path().join("state/dead-letter.ndjson")).ok()?;
+        (text.lines().count() >= 4).then_some(text)
+    });
+    assert!(
+        dead.contains(&format!("{AUDIT}/{blob}@{}", good.len())),
+        "{dead}"
+    );
+    assert!(dead.contains("{'time'"), "{dead}");
+    assert!(dead.contains("second"), "{dead}");
+    assert!(
+        dead.contains("RESOURCEGROUPS") || dead.contains("/SUBSCRIPTIONS/X"),
+        "{dead}"
+    );
+    assert!(metric(s.health, "azlog_events_dead_lettered_total", &[]) >= 4.0);
+    drop(collector);
+}
+
+#[test]
+fn a_listing_of_many_blobs_is_followed_page_by_page() {
+    let s = setup();
+    let mut appends = Vec::new();
+    let mut expected = HashSet::new();
+    for v in 0..1100 {
+        let vault = format!("KV-{v:04}");
+        let blob = blob_name(&vault, hour(3));
+        let l = lines(
+            AUDIT,
+            &blob,
+            0,
+            &[record(&vault.to_lowercase(), v, hour(3))],
+        );
+        expected.extend(l.ids);
+        appends.push((AUDIT.to_owned(), blob, l.data));
+    }
+    s.azurite.append_blobs(&appends);
+    let _collector = s.start(&s.config(
+        "    categories: [AuditEvent]\n    subscriptions: [3f2c8a1e-5b7d-4c9a-8e6f-1a2b3c4d5e6f]\n",
+    ));
+    s.wait_for_exactly(&expected, "a record from each of 1100 blobs");
+}
