@@ -3,19 +3,18 @@
 
 #[path = "../../collector/tests/support/process.rs"]
 mod process;
+mod storage;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::time::Duration;
 
-use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
+use azlog_e2e::azurite::ACCOUNT;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use process::{Collector, file_output_ids, free_port, metric, wait_until};
+use process::{metric, wait_until};
 use serde_json::json;
+use storage::{Setup, WAIT, setup};
 
 const SUB: &str = "3F2C8A1E-5B7D-4C9A-8E6F-1A2B3C4D5E6F";
 const AUDIT: &str = "insights-logs-auditevent";
-const WAIT: Duration = Duration::from_secs(90);
 
 /// The blob Azure Monitor appends a vault's records of `hour` to.
 fn blob_name(vault: &str, hour: DateTime<Utc>) -> String {
@@ -64,28 +63,7 @@ fn lines(container: &str, blob: &str, offset: usize, records: &[String]) -> Line
     Lines { data, ids }
 }
 
-struct Setup {
-    azurite: Azurite,
-    dir: tempfile::TempDir,
-    health: u16,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let azurite = Azurite::start(dir.path());
-    std::fs::write(dir.path().join("account-key"), KEY).expect("key");
-    Setup {
-        azurite,
-        dir,
-        health: free_port(),
-    }
-}
-
 impl Setup {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn config(&self, extra: &str) -> String {
         let dir = self.path().display();
         format!(
@@ -93,21 +71,6 @@ impl Setup {
             endpoint = self.azurite.blob_endpoint(),
             health = self.health,
         )
-    }
-
-    fn start(&self, yaml: &str) -> Collector {
-        Collector::start(self.path(), yaml)
-    }
-
-    fn wait_for_exactly(&self, expected: &HashSet<String>, what: &str) {
-        wait_until(WAIT, what, || {
-            let ids = file_output_ids(&self.path().join("out"));
-            let unique: HashSet<String> = ids.iter().cloned().collect();
-            assert_eq!(unique.len(), ids.len(), "an event was delivered twice");
-            let unexpected: Vec<&String> = unique.difference(expected).take(5).collect();
-            assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
-            (unique == *expected).then_some(())
-        });
     }
 }
 

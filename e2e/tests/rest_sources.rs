@@ -5,7 +5,7 @@
 #[path = "../../collector/tests/support/process.rs"]
 mod process;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -155,27 +155,8 @@ fn sign_in(id: &str, time: chrono::DateTime<Utc>) -> Value {
     })
 }
 
-/// Ids in the file output, each with how often it appears.
-fn delivered(out: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for id in file_output_ids(out) {
-        *counts.entry(id).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Waits until exactly `expected` is in the output, and fails on any duplicate along the way.
 fn wait_for_exactly(out: &Path, expected: &HashSet<String>, what: &str) {
-    wait_until(WAIT, what, || {
-        let got = delivered(out);
-        if let Some((id, n)) = got.iter().find(|(_, n)| **n > 1) {
-            panic!("{id} was delivered {n} times");
-        }
-        let ids: HashSet<String> = got.into_keys().collect();
-        let unexpected: Vec<&String> = ids.difference(expected).collect();
-        assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
-        (ids == *expected).then_some(())
-    });
+    process::wait_for_exactly(out, expected, WAIT, what);
 }
 
 fn activity_source(start: chrono::DateTime<Utc>, late: &str) -> String {

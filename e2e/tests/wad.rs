@@ -3,18 +3,17 @@
 
 #[path = "../../collector/tests/support/process.rs"]
 mod process;
+mod storage;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
-use std::time::Duration;
 
-use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
+use azlog_e2e::azurite::{ACCOUNT, Azurite};
 use chrono::{DateTime, TimeDelta, Utc};
-use process::{Collector, file_output_ids, free_port, http_get, metric, wait_until};
+use process::{file_output_ids, free_port, http_get, metric, wait_until};
 use serde_json::{Value, json};
+use storage::{Setup, WAIT, setup};
 
 const TABLE: &str = "WADWindowsEventLogsTable";
-const WAIT: Duration = Duration::from_secs(120);
 
 /// .NET ticks (100 ns since 0001-01-01), what WAD keys are made of.
 fn ticks(t: DateTime<Utc>) -> i64 {
@@ -61,28 +60,7 @@ fn id(row: &Value) -> String {
     )
 }
 
-struct Setup {
-    azurite: Azurite,
-    dir: tempfile::TempDir,
-    health: u16,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let azurite = Azurite::start(dir.path());
-    std::fs::write(dir.path().join("account-key"), KEY).expect("key");
-    Setup {
-        azurite,
-        dir,
-        health: free_port(),
-    }
-}
-
 impl Setup {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// A collector reading `table` with `auth` (YAML lines under `source.wad`).
     fn config(&self, table: &str, auth: &str, batch: usize) -> String {
         let dir = self.path().display();
@@ -98,30 +76,8 @@ impl Setup {
         format!("    accountKeyFile: {}/account-key", self.path().display())
     }
 
-    fn start(&self, yaml: &str) -> Collector {
-        let collector = Collector::start(self.path(), yaml);
-        wait_until(WAIT, "the collector's health endpoint", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.health))
-                .is_ok()
-                .then_some(())
-        });
-        collector
-    }
-
     fn delivered(&self) -> Vec<String> {
         file_output_ids(&self.path().join("out"))
-    }
-
-    /// Waits until the output holds exactly `expected`, failing on any duplicate.
-    fn wait_for_exactly(&self, expected: &HashSet<String>, what: &str) {
-        wait_until(WAIT, what, || {
-            let ids = self.delivered();
-            let unique: HashSet<String> = ids.iter().cloned().collect();
-            assert_eq!(unique.len(), ids.len(), "an event was delivered twice");
-            let unexpected: Vec<&String> = unique.difference(expected).take(5).collect();
-            assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
-            (unique == *expected).then_some(())
-        });
     }
 
     fn readyz_failure(&self) -> String {

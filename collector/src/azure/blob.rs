@@ -88,12 +88,7 @@ impl BlobClient {
         }
         match &self.auth {
             StorageAuth::Key(_) => {
-                let path = reqwest::Url::parse(&url)
-                    .map(|u| u.path().to_owned())
-                    .map_err(|e| ApiError::Transport {
-                        api: API.name,
-                        message: format!("{url} is not a URL: {e}"),
-                    })?;
+                let path = storage::signed_path(&url, API)?;
                 // Blob SharedKey: the verb, eleven empty standard headers for a GET, the x-ms-
                 // headers in order, and the resource with its query parameters.
                 let mut signed = String::from("GET\n\n\n\n\n\n\n\n\n\n\n\n");

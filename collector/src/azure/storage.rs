@@ -80,11 +80,38 @@ pub const fn api(name: &'static str, data_reader_role: &'static str) -> Api {
     }
 }
 
-/// `https://<account>.<service>.<suffix>` unless the config names an endpoint.
-pub fn endpoint(explicit: Option<&str>, account: &str, service: &str, suffix: &str) -> String {
-    explicit
-        .map(|e| e.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("https://{account}.{service}.{suffix}"))
+/// A storage account as a source's config names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Account<'a> {
+    pub name: &'a str,
+    /// The service's endpoint; None means `https://<name>.<service>.<cloud suffix>`.
+    pub endpoint: Option<&'a str>,
+    pub key_file: Option<&'a std::path::Path>,
+    pub sas_file: Option<&'a std::path::Path>,
+}
+
+impl Account<'_> {
+    /// The endpoint of `service` (`table`, `blob`) and how to authenticate to it.
+    pub fn connect(&self, service: &str, suffix: &str) -> Result<(String, StorageAuth), String> {
+        let endpoint = self
+            .endpoint
+            .map(|e| e.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("https://{}.{service}.{suffix}", self.name));
+        Ok((
+            endpoint,
+            StorageAuth::from_files(self.key_file, self.sas_file)?,
+        ))
+    }
+}
+
+/// The path of `url` as it is sent, which is what storage signs.
+pub fn signed_path(url: &str, api: Api) -> Result<String, super::ApiError> {
+    reqwest::Url::parse(url)
+        .map(|u| u.path().to_owned())
+        .map_err(|e| super::ApiError::Transport {
+            api: api.name,
+            message: format!("{url} is not a URL: {e}"),
+        })
 }
 
 /// The current time as storage wants it in `x-ms-date`.

@@ -84,12 +84,7 @@ impl TableClient {
             .header("maxdataserviceversion", "3.0;NetFx");
         match &self.auth {
             StorageAuth::Key(_) => {
-                let path = reqwest::Url::parse(&url)
-                    .map(|u| u.path().to_owned())
-                    .map_err(|e| ApiError::Transport {
-                        api: API.name,
-                        message: format!("{url} is not a URL: {e}"),
-                    })?;
+                let path = storage::signed_path(&url, API)?;
                 // Table SharedKeyLite: the date and the canonical resource.
                 let signed = format!("{date}\n/{}{path}", self.account);
                 if let Some(authorization) = self.auth.sign(&self.account, &signed) {

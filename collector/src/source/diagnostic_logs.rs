@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
 use crate::azure::blob::{BlobClient, BlobItem};
-use crate::azure::storage::{self, StorageAuth};
+use crate::azure::storage;
 use crate::config::{DiagnosticLogsConfig, StartAt};
 use crate::event::EventKind;
 use crate::normalise::RawRecord;
@@ -81,16 +81,13 @@ impl DiagnosticLogs {
         client: Arc<AzureClient>,
         cursor: Option<serde_json::Value>,
     ) -> Result<DiagnosticLogs, SourceError> {
-        let endpoint = storage::endpoint(
-            config.endpoint.as_deref(),
-            &config.account,
-            "blob",
-            &client.endpoints().storage_suffix,
-        );
-        let auth = StorageAuth::from_files(
-            config.account_key_file.as_deref(),
-            config.sas_token_file.as_deref(),
-        )
+        let (endpoint, auth) = storage::Account {
+            name: &config.account,
+            endpoint: config.endpoint.as_deref(),
+            key_file: config.account_key_file.as_deref(),
+            sas_file: config.sas_token_file.as_deref(),
+        }
+        .connect("blob", &client.endpoints().storage_suffix)
         .map_err(SourceError::Setup)?;
         let cursor = match cursor {
             Some(value) => serde_json::from_value(value)

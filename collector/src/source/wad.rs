@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
-use crate::azure::storage::{self, StorageAuth};
+use crate::azure::storage;
 use crate::azure::table::{Continuation, TableClient};
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
@@ -67,16 +67,13 @@ impl Wad {
         batch_size: usize,
         cursor: Option<serde_json::Value>,
     ) -> Result<Wad, SourceError> {
-        let endpoint = storage::endpoint(
-            config.endpoint.as_deref(),
-            &config.account,
-            "table",
-            &client.endpoints().storage_suffix,
-        );
-        let auth = StorageAuth::from_files(
-            config.account_key_file.as_deref(),
-            config.sas_token_file.as_deref(),
-        )
+        let (endpoint, auth) = storage::Account {
+            name: &config.account,
+            endpoint: config.endpoint.as_deref(),
+            key_file: config.account_key_file.as_deref(),
+            sas_file: config.sas_token_file.as_deref(),
+        }
+        .connect("table", &client.endpoints().storage_suffix)
         .map_err(SourceError::Setup)?;
         let cursor = match cursor {
             Some(value) => serde_json::from_value(value)

@@ -215,7 +215,9 @@ fn scan_output(dir: &Path) -> Option<Vec<String>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
                 Err(e) => panic!("cannot read {}: {e}", path.display()),
             };
-            for line in text.lines().filter(|l| !l.is_empty()) {
+            // A line without its newline is still being written; the next scan will see it whole.
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            for line in complete.lines().filter(|l| !l.is_empty()) {
                 let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
                     panic!(
                         "{} holds a line that is not JSON ({e}): {line}",
@@ -227,6 +229,30 @@ fn scan_output(dir: &Path) -> Option<Vec<String>> {
         }
     }
     Some(ids)
+}
+
+/// Waits until the file output below `out` holds exactly the events `expected`, failing the test at
+/// once if any event appears twice or an unexpected one appears.
+pub fn wait_for_exactly(
+    out: &Path,
+    expected: &std::collections::HashSet<String>,
+    timeout: Duration,
+    what: &str,
+) {
+    wait_until(timeout, what, || {
+        let ids = file_output_ids(out);
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            assert!(seen.insert(id), "{id} was delivered twice");
+        }
+        let unexpected: Vec<&&String> = seen
+            .iter()
+            .filter(|id| !expected.contains(**id))
+            .take(5)
+            .collect();
+        assert!(unexpected.is_empty(), "unexpected events: {unexpected:?}");
+        (seen.len() == expected.len()).then_some(())
+    });
 }
 
 /// The ids of simulated records `0..count`, as the collector will compute them.
