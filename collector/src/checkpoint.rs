@@ -34,10 +34,15 @@ impl Checkpoint {
     pub fn encode_ids(hashes: impl Iterator<Item = u128>) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = Vec::with_capacity(hashes.size_hint().0 * 32);
+        // A fixed buffer per id keeps the loop free of capacity checks: every commit encodes up to
+        // dedupCapacity ids, so this is on the hot path of a backlog.
         for hash in hashes {
-            for shift in (0..32).rev() {
-                out.push(HEX[((hash >> (shift * 4)) & 0xf) as usize]);
+            let mut digits = [0u8; 32];
+            for (pair, byte) in digits.chunks_exact_mut(2).zip(hash.to_be_bytes()) {
+                pair[0] = HEX[usize::from(byte >> 4)];
+                pair[1] = HEX[usize::from(byte & 0xf)];
             }
+            out.extend_from_slice(&digits);
         }
         // Only ASCII hex digits were pushed.
         String::from_utf8(out).unwrap_or_default()

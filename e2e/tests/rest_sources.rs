@@ -507,7 +507,9 @@ fn malformed_pages_and_records_are_dead_lettered_and_nothing_is_lost() {
         lines.iter().any(|l| l.to_string().contains("1234567")),
         "{dead}"
     );
-    assert!(s.metric("azlog_events_dead_lettered_total", &[]) >= 3.0);
+    wait_until(WAIT, "the dead letters counted", || {
+        (s.metric("azlog_events_dead_lettered_total", &[]) >= 3.0).then_some(())
+    });
     assert_eq!(
         s.metric(
             "azlog_source_errors_total",

@@ -350,7 +350,12 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 }
 
 async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
+    // Sized from Content-Length when Azure sends one, so a page is not copied as the buffer grows.
+    let expected = response
+        .content_length()
+        .unwrap_or(0)
+        .min(MAX_PAGE_BYTES as u64);
+    let mut body = Vec::with_capacity(expected as usize);
     while let Some(chunk) = response
         .chunk()
         .await
@@ -381,12 +386,6 @@ fn parse_page(body: &[u8]) -> Result<Page, String> {
         records: listing.value.into_iter().map(RawValue::to_owned).collect(),
         next_link: listing.next_link.filter(|link| !link.is_empty()),
     })
-}
-
-/// The items of a listing's `value`, borrowed from the answer.
-pub fn listing(body: &[u8]) -> Result<Vec<&RawValue>, String> {
-    let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    Ok(listing.value)
 }
 
 /// ARM and Graph answer errors as `{"error": {"code", "message"}}`; Table storage as

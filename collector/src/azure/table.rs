@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
-use super::client::{Api, listing};
+use super::client::Api;
 use super::storage::{self, StorageAuth};
 use super::{ApiError, AzureClient};
 use crate::source::listing::encode_query;
@@ -47,16 +45,16 @@ impl TableClient {
     }
 
     /// One page of `table` rows matching `filter` (all rows when empty), in (PartitionKey, RowKey)
-    /// order: each row is handed to `each` as it lies in the answer, uncopied. Answers where the next
-    /// page starts, if there is one.
-    pub async fn query(
+    /// order, read by `parse` straight from the answer's bytes. Answers what `parse` made of it and
+    /// where the next page starts, if there is one.
+    pub async fn query<T>(
         &self,
         table: &str,
         filter: &str,
         top: usize,
         continuation: Option<&Continuation>,
-        mut each: impl FnMut(&RawValue),
-    ) -> Result<Option<Continuation>, ApiError> {
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<(T, Option<Continuation>), ApiError> {
         let mut url = format!("{}/{table}()?$top={top}", self.endpoint);
         if !filter.is_empty() {
             url.push_str("&$filter=");
@@ -113,13 +111,12 @@ impl TableClient {
                 partition,
                 row: header("x-ms-continuation-nextrowkey"),
             });
-        let rows = listing(&answer.body).map_err(|reason| ApiError::Malformed {
+        let page = parse(&answer.body).map_err(|reason| ApiError::Malformed {
             api: API.name,
             url: url.split('?').next().unwrap_or_default().to_owned(),
             reason,
             body: String::from_utf8_lossy(&answer.body).into_owned(),
         })?;
-        rows.into_iter().for_each(&mut each);
-        Ok(continuation)
+        Ok((page, continuation))
     }
 }

@@ -7,9 +7,11 @@
 //! Inside a window the table answers in (PartitionKey, RowKey) order, and the cursor keeps the last
 //! row delivered, so a restart resumes mid-window without re-reading it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
@@ -147,34 +149,36 @@ impl Wad {
             Some(running) => (running.filter.clone(), running.continuation.clone()),
             None => return Ok(Fetch::CaughtUp),
         };
-        let mut records = Vec::new();
-        let mut malformed = Vec::new();
-        let mut last = None;
-        let table = &self.table;
-        let next = self
+        let (rows, next) = self
             .client
             .query(
-                table,
+                &self.table,
                 &filter,
                 self.page_size,
                 continuation.as_ref(),
-                |raw| match typed_row(raw) {
-                    Ok((row, keys)) => {
-                        last = Some(keys);
-                        records.push(RawRecord {
-                            kind: EventKind::Wad,
-                            raw: row,
-                            id_hint: None,
-                        });
-                    }
-                    Err(reason) => malformed.push(Malformed {
-                        origin: format!("{table} row"),
-                        reason,
-                        payload: raw.get().to_owned(),
-                    }),
-                },
+                rows_of_page,
             )
             .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut malformed = Vec::new();
+        let mut last = None;
+        for row in rows {
+            match row {
+                Row::Typed(raw, keys) => {
+                    last = Some(keys);
+                    records.push(RawRecord {
+                        kind: EventKind::Wad,
+                        raw,
+                        id_hint: None,
+                    });
+                }
+                Row::Refused { payload, reason } => malformed.push(Malformed {
+                    origin: format!("{} row", self.table),
+                    reason,
+                    payload,
+                }),
+            }
+        }
         if last.is_some() {
             self.cursor.after = last;
         }
@@ -218,82 +222,202 @@ fn odata_string(text: &str) -> String {
     text.replace('\'', "''")
 }
 
-/// Applies the row's type annotations (`EventTickCount@odata.type: Edm.Int64` turns the string
-/// Table storage sends for Int64 into a number) and drops the OData bookkeeping, so outputs get the
-/// row's own columns, correctly typed and in the table's order. Answers the row and its
-/// (PartitionKey, RowKey).
-///
-/// One streaming pass that copies values as raw JSON: this runs for every row. Table storage writes
-/// a column's annotation just before the column.
-fn typed_row(raw: &RawValue) -> Result<(Box<RawValue>, (String, String)), String> {
-    let mut out = String::with_capacity(raw.get().len());
-    let visitor = RowVisitor { out: &mut out };
-    let keys = serde_json::Deserializer::from_str(raw.get())
-        .deserialize_map(visitor)
-        .map_err(|e| format!("a table row is not a JSON object of columns: {e}"))?;
-    let raw = RawValue::from_string(out).map_err(|e| e.to_string())?;
-    Ok((raw, keys))
+/// A row of a page, typed; or refused, with why, for the dead-letter file.
+#[derive(Debug)]
+enum Row {
+    Typed(Box<RawValue>, (String, String)),
+    Refused { payload: String, reason: String },
 }
 
-struct RowVisitor<'o> {
-    out: &'o mut String,
+/// Reads a page (`{"value": [rows…], …}`) in one pass, typing each row as it goes: the row's
+/// annotations (`EventTickCount@odata.type: Edm.Int64` turns the string Table storage sends for
+/// Int64 into a number) are applied and the OData bookkeeping dropped, so outputs get the row's own
+/// columns, correctly typed and in the table's order. Column values are copied as raw JSON, never
+/// parsed into a tree: this runs for every row.
+fn rows_of_page(body: &[u8]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    serde_json::Deserializer::from_slice(body)
+        .deserialize_map(PageVisitor { rows: &mut rows })
+        .map_err(|e| e.to_string())?;
+    Ok(rows)
 }
 
-impl<'de> serde::de::Visitor<'de> for RowVisitor<'_> {
-    type Value = (String, String);
+struct PageVisitor<'r> {
+    rows: &'r mut Vec<Row>,
+}
+
+impl<'de> Visitor<'de> for PageVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a page of table rows")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(Key)? {
+            if key == "value" {
+                map.next_value_seed(Rows {
+                    rows: &mut *self.rows,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Rows<'r> {
+    rows: &'r mut Vec<Row>,
+}
+
+impl<'de> DeserializeSeed<'de> for Rows<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rows<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of table rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(row) = seq.next_element_seed(RowSeed)? {
+            self.rows.push(row);
+        }
+        Ok(())
+    }
+}
+
+struct RowSeed;
+
+impl<'de> DeserializeSeed<'de> for RowSeed {
+    type Value = Row;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Row, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed {
+    type Value = Row;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object of table columns")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
+        let mut out = String::with_capacity(1024);
         let (mut partition, mut row) = (None, None);
-        let mut int64_next: Option<&'de str> = None;
-        self.out.push('{');
-        // Property names are identifiers, so they borrow (a name with a JSON escape is refused).
-        while let Some(column) = map.next_key::<&'de str>()? {
+        let mut problem = None;
+        let mut int64_next: Option<Cow<'de, str>> = None;
+        out.push('{');
+        // Table storage writes a column's annotation just before the column.
+        while let Some(column) = map.next_key_seed(Key)? {
             let value: &'de RawValue = map.next_value()?;
-            if let Some(annotated) = column.strip_suffix("@odata.type") {
+            if column.ends_with("@odata.type") {
                 if value.get() == "\"Edm.Int64\"" {
-                    int64_next = Some(annotated);
+                    int64_next = Some(match column {
+                        Cow::Borrowed(name) => Cow::Borrowed(&name[..name.len() - 11]),
+                        Cow::Owned(name) => Cow::Owned(name[..name.len() - 11].to_owned()),
+                    });
                 }
                 continue;
             }
             if column.starts_with("odata.") {
                 continue;
             }
-            if self.out.len() > 1 {
-                self.out.push(',');
+            if out.len() > 1 {
+                out.push(',');
             }
-            self.out.push('"');
-            self.out.push_str(column);
-            self.out.push_str("\":");
+            // A column name is an identifier; written back as JSON in case it is not.
+            push_json_string(&mut out, &column);
+            out.push(':');
             let text = value.get();
-            let int64 = int64_next.take() == Some(column);
+            let int64 = int64_next.take().is_some_and(|name| name == column);
             match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                Some(digits) if int64 => {
-                    digits.parse::<i64>().map_err(|_| {
-                        A::Error::custom(format!(
-                            "column {column} is typed Edm.Int64 but holds {text}"
-                        ))
-                    })?;
-                    self.out.push_str(digits);
+                Some(digits) if int64 && digits.parse::<i64>().is_ok() => out.push_str(digits),
+                Some(_) if int64 => {
+                    problem.get_or_insert(format!(
+                        "column {column} is typed Edm.Int64 but holds {text}"
+                    ));
+                    out.push_str(text);
                 }
-                _ => self.out.push_str(text),
+                _ => out.push_str(text),
             }
-            match column {
-                "PartitionKey" => partition = Some(serde_json::from_str::<String>(text)),
-                "RowKey" => row = Some(serde_json::from_str::<String>(text)),
+            match &*column {
+                "PartitionKey" => partition = serde_json::from_str::<String>(text).ok(),
+                "RowKey" => row = serde_json::from_str::<String>(text).ok(),
                 _ => {}
             }
         }
-        self.out.push('}');
-        let key = |found: Option<Result<String, serde_json::Error>>, name: &str| match found {
-            Some(Ok(key)) => Ok(key),
-            _ => Err(A::Error::custom(format!("the row has no {name}"))),
+        out.push('}');
+        let keys = match (partition, row) {
+            (Some(p), Some(r)) => Some((p, r)),
+            (None, _) => {
+                problem.get_or_insert_with(|| "the row has no PartitionKey".into());
+                None
+            }
+            (_, None) => {
+                problem.get_or_insert_with(|| "the row has no RowKey".into());
+                None
+            }
         };
-        Ok((key(partition, "PartitionKey")?, key(row, "RowKey")?))
+        Ok(match (problem, keys) {
+            (None, Some(keys)) => match RawValue::from_string(out) {
+                Ok(raw) => Row::Typed(raw, keys),
+                Err(e) => Row::Refused {
+                    payload: String::new(),
+                    reason: e.to_string(),
+                },
+            },
+            (problem, _) => Row::Refused {
+                payload: out,
+                reason: problem.unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// A map key, borrowed from the page unless it holds an escape. (`Cow<str>` itself always copies.)
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a column name")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(text))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text.to_owned()))
+    }
+}
+
+fn push_json_string(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(text).to_string());
     }
 }
 
@@ -302,33 +426,44 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    #[test]
-    fn int64_columns_get_their_type_and_odata_bookkeeping_goes() {
-        let raw = RawValue::from_string(
-            r#"{"odata.etag":"W/\"x\"","PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp@odata.type":"Edm.DateTime","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"638675000000000000","EventId":4625}"#
-                .into(),
-        )
-        .expect("json");
-        let (row, keys) = typed_row(&raw).expect("typed");
-        assert_eq!(keys, ("0637000000000000000".into(), "r1".into()));
-        let row: Value = serde_json::from_str(row.get()).expect("json");
-        assert_eq!(row["EventTickCount"], Value::from(638675000000000000_i64));
-        assert_eq!(row["Timestamp"], "2026-11-22T06:00:00.1234567Z");
-        assert!(row.get("odata.etag").is_none());
-        assert!(row.get("EventTickCount@odata.type").is_none());
+    fn page(rows: &str) -> Vec<Row> {
+        rows_of_page(format!(r#"{{"odata.metadata":"m","value":[{rows}]}}"#).as_bytes())
+            .expect("page")
     }
 
     #[test]
-    fn a_row_that_breaks_its_own_types_is_refused_with_the_reason() {
-        let raw = RawValue::from_string(
-            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"}"#
-                .into(),
-        )
-        .expect("json");
-        let error = typed_row(&raw).expect_err("refused");
-        assert!(error.contains("EventTickCount"), "{error}");
-        let no_keys = RawValue::from_string(r#"{"RowKey":"r"}"#.into()).expect("json");
-        assert!(typed_row(&no_keys).is_err());
+    fn int64_columns_get_their_type_and_odata_bookkeeping_goes() {
+        let rows = page(
+            r#"{"odata.etag":"W/\"x\"","PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp@odata.type":"Edm.DateTime","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"638675000000000000","EventId":4625}"#,
+        );
+        let Some(Row::Typed(row, keys)) = rows.into_iter().next() else {
+            panic!("one typed row")
+        };
+        assert_eq!(keys, ("0637000000000000000".into(), "r1".into()));
+        assert_eq!(
+            row.get(),
+            r#"{"PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount":638675000000000000,"EventId":4625}"#
+        );
+        let value: Value = serde_json::from_str(row.get()).expect("json");
+        assert_eq!(value["EventTickCount"], Value::from(638675000000000000_i64));
+    }
+
+    #[test]
+    fn a_row_that_breaks_its_own_types_is_refused_with_the_reason_and_the_page_goes_on() {
+        let rows = page(
+            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"},{"RowKey":"r2"},{"PartitionKey":"p","RowKey":"r3"}"#,
+        );
+        assert_eq!(rows.len(), 3);
+        match &rows[0] {
+            Row::Refused { payload, reason } => {
+                assert!(reason.contains("EventTickCount"), "{reason}");
+                assert!(payload.contains("soon"), "{payload}");
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        assert!(matches!(&rows[1], Row::Refused { reason, .. } if reason.contains("PartitionKey")));
+        assert!(matches!(&rows[2], Row::Typed(_, keys) if keys.1 == "r3"));
+        assert!(rows_of_page(br#"{"value":[{"PartitionKey":"#).is_err());
     }
 
     #[test]
