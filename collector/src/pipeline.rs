@@ -334,10 +334,14 @@ impl<C: CheckpointStore> Pipeline<C> {
         for record in batch.records {
             let kind = record.kind;
             received[kind.index()] += 1;
+            // Where the record came from, when the source knows (a blob and byte offset).
+            let position = record.id_hint.clone();
             match normalise(record, ctx) {
                 Ok(event) => events.push(event),
                 Err(Rejected { error, payload }) => rejected.push((
-                    format!("{source_kind} {} record", kind.as_str()),
+                    position.unwrap_or_else(|| {
+                        format!("{} record from the {source_kind} source", kind.as_str())
+                    }),
                     error.category(),
                     error.to_string(),
                     payload.get().to_owned(),

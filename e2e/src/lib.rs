@@ -4,3 +4,4 @@
 
 pub mod azurite;
 pub mod fake_azure;
+pub mod fault_proxy;

@@ -151,8 +151,9 @@ fn bad_lines_are_dead_lettered_with_blob_and_offset_and_the_old_format_is_read()
     let good = record("kv-test", 1, hour(6));
     let single_quotes = "{'time': '2026-11-22T00:00:00Z', 'category': 'AuditEvent'}\n";
     let raw_newline = "{\"time\":\"2026-11-22T00:00:00Z\",\"message\":\"first\nsecond\"}\n";
+    let no_time = "{\"category\":\"AuditEvent\",\"operationName\":\"SecretGet\"}\n";
     let truncated = "{\"time\":\"2026-11-22T00:00:00Z\",\"resourceId\":\"/SUBSCRIPTIONS/X";
-    let text = format!("{good}{single_quotes}{raw_newline}{good}{truncated}");
+    let text = format!("{good}{single_quotes}{raw_newline}{good}{no_time}{truncated}");
     s.azurite.append_blob(AUDIT, &blob, text.as_bytes());
     let legacy = blob_name("KV-LEGACY", hour(30));
     let records: Vec<serde_json::Value> = (0..3)
@@ -174,10 +175,16 @@ fn bad_lines_are_dead_lettered_with_blob_and_offset_and_the_old_format_is_read()
     ]
     .into();
     s.wait_for_exactly(&expected, "the good lines and the old-format records");
-    let dead = wait_until(WAIT, "four dead letters", || {
+    let dead = wait_until(WAIT, "five dead letters", || {
         let text = std::fs::read_to_string(s.path().join("state/dead-letter.ndjson")).ok()?;
-        (text.lines().count() >= 4).then_some(text)
+        (text.lines().count() >= 5).then_some(text)
     });
+    // Valid JSON the normaliser refuses keeps its blob and offset too.
+    let no_time_at = second_good + good.len();
+    assert!(
+        dead.contains(&format!("{AUDIT}/{blob}@{no_time_at}")),
+        "{dead}"
+    );
     assert!(
         dead.contains(&format!("{AUDIT}/{blob}@{}", good.len())),
         "{dead}"
@@ -190,7 +197,7 @@ fn bad_lines_are_dead_lettered_with_blob_and_offset_and_the_old_format_is_read()
     );
     // The file is written before the counter moves.
     wait_until(WAIT, "the dead letters counted", || {
-        (metric(s.health, "azlog_events_dead_lettered_total", &[]) >= 4.0).then_some(())
+        (metric(s.health, "azlog_events_dead_lettered_total", &[]) >= 5.0).then_some(())
     });
     drop(collector);
 }

@@ -239,3 +239,46 @@ fn rows_with_unexpected_types_are_dead_lettered_and_the_rest_delivered() {
     assert!(dead.contains("four thousand"), "{dead}");
     assert!(dead.contains("not a time"), "{dead}");
 }
+
+#[test]
+fn storage_throttling_is_retried_counted_and_loses_or_doubles_nothing() {
+    use azlog_e2e::fault_proxy::{FaultProxy, StorageFault};
+    let s = setup();
+    let rows: Vec<Value> = (0..300)
+        .map(|n| row(Utc::now() - TimeDelta::minutes(3), n))
+        .collect();
+    s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], s.azurite.table_port));
+    let proxy = runtime
+        .block_on(FaultProxy::start(upstream))
+        .expect("fault proxy");
+    proxy.inject(&[
+        StorageFault::ServerBusy,
+        StorageFault::ServerBusy,
+        StorageFault::OperationTimedOut,
+        StorageFault::ServerBusy,
+    ]);
+    let yaml = s.config(TABLE, &s.key_auth(), 100).replace(
+        &s.azurite.table_endpoint(),
+        &format!("http://{}/{ACCOUNT}", proxy.address()),
+    );
+    let _collector = s.start(&yaml);
+    s.wait_for_exactly(
+        &rows.iter().map(id).collect(),
+        "every row despite the throttling",
+    );
+    assert_eq!(proxy.answered(), 4);
+    assert_eq!(
+        metric(
+            s.health,
+            "azlog_azure_throttled_total",
+            &["api=\"tableStorage\""]
+        ),
+        4.0
+    );
+}
