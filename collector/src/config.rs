@@ -461,6 +461,7 @@ impl OutputConfig {
                     SyslogBody::Message => "plain-text",
                     SyslogBody::Cef => "CEF",
                     SyslogBody::Leef => "LEEF",
+                    SyslogBody::EventXml => "Windows event XML",
                 }
             ),
             OutputConfig::Stdout(c) => format!("{} lines on stdout", format(c.format)),
@@ -570,6 +571,8 @@ pub enum SyslogBody {
     Cef,
     /// QRadar Log Event Extended Format 2.0.
     Leef,
+    /// Windows event XML as in the Forwarded Events log (WAD rows keep their RawXml).
+    EventXml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -351,6 +351,62 @@ async fn cef_and_leef_bodies_reach_the_receiver_intact() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn windows_event_xml_bodies_reach_rsyslog_well_formed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca(dir.path());
+    let receiver = Receiver::start(Kind::Rsyslog, dir.path(), &ca);
+    let row = r#"{"PartitionKey":"0637","RowKey":"r1","TIMESTAMP":"2026-11-22T06:00:00Z","EventId":4625,"Level":4,"Description":"An account failed to log on.\r\n\tAccount Name:\tadmin","RawXml":"<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System><EventID>4625</EventID><Computer>web-01</Computer></System><EventData><Data Name='TargetUserName'>admin</Data></EventData></Event>"}"#;
+    let ctx = azlog_collector::normalise::NormaliseContext {
+        source_name: Arc::from("web"),
+        subscription_id: None,
+    };
+    let record = azlog_collector::normalise::RawRecord {
+        kind: EventKind::Wad,
+        raw: RawValue::from_string(row.to_owned()).expect("raw"),
+        id_hint: None,
+    };
+    let wad = azlog_collector::normalise::normalise(record, &ctx).expect("normalises");
+    for (framing, e) in [
+        ("octetCounting", wad.clone()),
+        ("newline", event("alert", "line one\nline two")),
+    ] {
+        let case = Case {
+            transport: "tcp",
+            framing,
+            body: "eventXml",
+        };
+        send(&receiver, &case, &ca.ca_file, vec![e]).await;
+    }
+    let received = receiver.wait_for(2, Duration::from_secs(20));
+    let wad_msg = &received
+        .iter()
+        .find(|r| r.param("id") == Some("0637|r1"))
+        .expect("the WAD event")
+        .msg;
+    assert!(
+        wad_msg.starts_with("<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System><EventID>4625</EventID>"),
+        "{wad_msg}"
+    );
+    assert!(
+        wad_msg.ends_with("<RenderingInfo Culture='en-US'><Message>An account failed to log on.\r\n\tAccount Name:\tadmin</Message><Level>Information</Level></RenderingInfo></Event>"),
+        "{wad_msg}"
+    );
+    let alert = &received
+        .iter()
+        .find(|r| r.param("id") == Some("alert"))
+        .expect("the alert")
+        .msg;
+    assert!(
+        alert.contains("<Provider Name='Microsoft Defender for Cloud'/>"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains(r"<Message>line one\nline two</Message>"),
+        "{alert}"
+    );
+}
+
 async fn send_mtls(port: u16, ca: &support::TestCa, with_client_cert: bool) -> Result<(), String> {
     let mut yaml = format!(
         "syslog:\n  address: 127.0.0.1:{port}\n  transport: tls\n  body: message\n  connectTimeout: 3s\n  ackTimeout: 3s\n  tls:\n    caFile: {}\n    serverName: localhost\n",

@@ -5,6 +5,7 @@
 //! once every output has answered for a batch, so a slow or broken output holds the checkpoint back
 //! rather than losing events.
 
+pub mod event_xml;
 pub mod file;
 pub mod line;
 pub mod stdout;

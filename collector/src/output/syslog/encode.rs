@@ -223,6 +223,7 @@ impl Encoder {
             }
             SyslogBody::Cef => cef::push(out, event),
             SyslogBody::Leef => leef::push(out, event),
+            SyslogBody::EventXml => crate::output::event_xml::push(out, event),
         }
     }
 }
