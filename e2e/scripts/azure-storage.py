@@ -29,9 +29,14 @@ from azure.data.tables import (
 )
 
 
+def verify(args):
+    """The CA bundle to trust (Azurite over HTTPS), or the default."""
+    return {"connection_verify": args.ca_file} if args.ca_file else {}
+
+
 def service(args):
     credential = AzureNamedKeyCredential(args.account, args.key)
-    return TableServiceClient(endpoint=args.endpoint, credential=credential)
+    return TableServiceClient(endpoint=args.endpoint, credential=credential, **verify(args))
 
 
 def put_rows(args):
@@ -128,7 +133,9 @@ def ceiling(args):
 def blob_service(args):
     from azure.storage.blob import BlobServiceClient
 
-    return BlobServiceClient(args.blob_endpoint, credential={"account_name": args.account, "account_key": args.key})
+    return BlobServiceClient(
+        args.blob_endpoint, credential={"account_name": args.account, "account_key": args.key}, **verify(args)
+    )
 
 
 def container(args):
@@ -220,6 +227,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoint", default="", help="the table endpoint")
     parser.add_argument("--blob-endpoint", default="")
+    parser.add_argument("--ca-file", default="", help="CA bundle to trust for HTTPS endpoints")
     parser.add_argument("--account", required=True)
     parser.add_argument("--key", required=True)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -43,6 +43,8 @@ pub struct Azurite {
     pub table_port: u16,
     pub blob_port: u16,
     log: PathBuf,
+    /// With HTTPS and Entra ID (OAuth) authentication: the CA file clients must trust.
+    ca_file: Option<PathBuf>,
 }
 
 /// A port free on loopback now. Azurite cannot report a port it chose itself.
@@ -55,15 +57,48 @@ fn free_port() -> u16 {
 
 impl Azurite {
     pub fn start(dir: &Path) -> Azurite {
+        Azurite::launch(dir, false)
+    }
+
+    /// Azurite over HTTPS accepting Entra ID bearer tokens (`--oauth basic`: it checks a token's
+    /// issuer, audience and expiry, not its signature) besides the account key.
+    pub fn start_with_oauth(dir: &Path) -> Azurite {
+        Azurite::launch(dir, true)
+    }
+
+    fn launch(dir: &Path, oauth: bool) -> Azurite {
         let root = tools_root();
         let (table_port, blob_port) = (free_port(), free_port());
         let log = dir.join(format!("azurite-{table_port}.log"));
         let log_file = std::fs::File::create(&log).expect("azurite log");
+        let mut tls_args = Vec::new();
+        let mut ca_file = None;
+        if oauth {
+            let certs = crate::fake_azure::tls::certificates().expect("test certificates");
+            let (cert, key, ca) = (
+                dir.join("azurite-cert.pem"),
+                dir.join("azurite-key.pem"),
+                dir.join("azurite-ca.pem"),
+            );
+            std::fs::write(&cert, &certs.server_cert_pem).expect("cert");
+            std::fs::write(&key, &certs.server_key_pem).expect("key");
+            std::fs::write(&ca, &certs.ca_pem).expect("ca");
+            tls_args = vec![
+                "--oauth".into(),
+                "basic".into(),
+                "--cert".into(),
+                cert.display().to_string(),
+                "--key".into(),
+                key.display().to_string(),
+            ];
+            ca_file = Some(ca);
+        }
         let mut azurite = Azurite {
             children: Vec::new(),
             table_port,
             blob_port,
             log,
+            ca_file,
         };
         for (service, port) in [("table", table_port), ("blob", blob_port)] {
             let child =
@@ -78,6 +113,7 @@ impl Azurite {
                         "--skipApiVersionCheck",
                         "--loose",
                     ])
+                    .args(&tls_args)
                     .stdin(Stdio::null())
                     .stdout(log_file.try_clone().expect("log"))
                     .stderr(log_file.try_clone().expect("log"))
@@ -108,14 +144,31 @@ impl Azurite {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The path-style blob endpoint: `http://127.0.0.1:<port>/devstoreaccount1`.
-    pub fn blob_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.blob_port)
+    fn scheme(&self) -> &'static str {
+        if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// The path-style table endpoint: `http://127.0.0.1:<port>/devstoreaccount1`.
+    /// The CA to trust when Azurite serves HTTPS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The path-style blob endpoint: `http(s)://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn blob_endpoint(&self) -> String {
+        format!("{}://127.0.0.1:{}/{ACCOUNT}", self.scheme(), self.blob_port)
+    }
+
+    /// The path-style table endpoint: `http(s)://127.0.0.1:<port>/devstoreaccount1`.
     pub fn table_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.table_port)
+        format!(
+            "{}://127.0.0.1:{}/{ACCOUNT}",
+            self.scheme(),
+            self.table_port
+        )
     }
 
     fn sdk(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
@@ -125,6 +178,11 @@ impl Azurite {
             .args(["--endpoint", &self.table_endpoint()])
             .args(["--blob-endpoint", &self.blob_endpoint()])
             .args(["--account", ACCOUNT, "--key", KEY])
+            .args(
+                self.ca_file
+                    .iter()
+                    .flat_map(|ca| ["--ca-file".into(), ca.display().to_string()]),
+            )
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -282,3 +282,52 @@ fn storage_throttling_is_retried_counted_and_loses_or_doubles_nothing() {
         4.0
     );
 }
+
+#[test]
+fn an_entra_id_token_reads_the_table_when_no_key_is_given() {
+    use azlog_e2e::fake_azure::{Api, FakeAzure};
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CLIENT: &str = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Setup {
+        azurite: Azurite::start_with_oauth(dir.path()),
+        dir,
+        health: free_port(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let entra = runtime.block_on(FakeAzure::start()).expect("fake Entra ID");
+    entra.add_client_secret(TENANT, CLIENT, "s3cret-for-storage");
+    std::fs::write(s.path().join("client-secret"), "s3cret-for-storage").expect("secret");
+    // One file trusting both the token endpoint's CA and Azurite's.
+    let azurite_ca = std::fs::read_to_string(s.azurite.ca_file().expect("https")).expect("ca");
+    let bundle = s.path().join("ca-bundle.pem");
+    std::fs::write(&bundle, format!("{}{azurite_ca}", entra.ca_pem())).expect("bundle");
+    let rows: Vec<Value> = (0..40)
+        .map(|n| row(Utc::now() - TimeDelta::minutes(2), n))
+        .collect();
+    s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    let yaml = format!(
+        "{}azure:\n  endpoints:\n    authorityHost: {}\n  caFile: {}\n  credential:\n    clientSecret:\n      tenantId: {TENANT}\n      clientId: {CLIENT}\n      secretFile: {}/client-secret\n",
+        s.config(
+            TABLE,
+            "    # no key or SAS: the azure credential's token",
+            100
+        ),
+        entra.url(),
+        bundle.display(),
+        s.path().display(),
+    );
+    let _collector = s.start(&yaml);
+    s.wait_for_exactly(
+        &rows.iter().map(id).collect(),
+        "every row, read with a bearer token",
+    );
+    assert!(
+        entra.calls(Api::Token) >= 1,
+        "the collector asked Entra ID for a token"
+    );
+}

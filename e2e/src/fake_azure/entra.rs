@@ -41,6 +41,7 @@ fn audience_of(scope: &str) -> Option<Audience> {
         "https://graph.microsoft.com"
         | "https://graph.microsoft.us"
         | "https://microsoftgraph.chinacloudapi.cn" => Some(Audience::Graph),
+        "https://storage.azure.com" => Some(Audience::Storage),
         _ => None,
     }
 }
@@ -60,6 +61,29 @@ fn assertion_claims(assertion: &str) -> Option<(String, String)> {
         _ => return None,
     };
     Some((claims["sub"].as_str()?.to_owned(), aud))
+}
+
+fn storage_jwt(
+    tenant: &str,
+    client_id: &str,
+    object_id: &str,
+    lifetime: std::time::Duration,
+) -> String {
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "aud": "https://storage.azure.com",
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "iat": now, "nbf": now, "exp": now + lifetime.as_secs() as i64,
+        "appid": client_id, "oid": object_id, "tid": tenant, "sub": object_id,
+    });
+    format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(claims)
+    )
 }
 
 pub async fn token(
@@ -160,8 +184,13 @@ fn issue(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Respo
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         );
     }
-    let access_token = state.next_id("fake-token.");
     let lifetime = state.token_lifetime;
+    let access_token = match audience {
+        // Storage reads the token itself, so it gets a JWT with the claims Azure Storage checks
+        // (unsigned: the emulator does not verify signatures).
+        Audience::Storage => storage_jwt(tenant, client_id, &identity.object_id, lifetime),
+        _ => state.next_id("fake-token."),
+    };
     state.tokens.insert(
         access_token.clone(),
         Token {

@@ -21,7 +21,7 @@ mod entra;
 mod filter;
 mod graph;
 mod state;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -22,6 +22,8 @@ pub enum Api {
 pub enum Audience {
     Arm,
     Graph,
+    /// Azure Storage, which validates tokens itself (Azurite checks issuer, audience and expiry).
+    Storage,
 }
 
 /// Something that goes wrong on purpose, once, for the next request to an API.

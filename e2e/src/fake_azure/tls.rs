@@ -16,6 +16,9 @@ use tokio_rustls::server::TlsStream;
 pub struct Certificates {
     pub ca_pem: String,
     pub server: Arc<ServerConfig>,
+    /// The same server certificate and key as PEM, for servers started as processes.
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -39,6 +42,7 @@ pub fn certificates() -> Result<Certificates, String> {
         .subject_alt_names
         .push(SanType::IpAddress([127, 0, 0, 1].into()));
     let cert = params.signed_by(&key, &ca, &ca_key).map_err(err)?;
+    let (server_cert_pem, server_key_pem) = (cert.pem(), key.serialize_pem());
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let server =
@@ -51,6 +55,8 @@ pub fn certificates() -> Result<Certificates, String> {
     Ok(Certificates {
         ca_pem: ca.pem(),
         server: Arc::new(server),
+        server_cert_pem,
+        server_key_pem,
     })
 }
 
