@@ -7,7 +7,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use super::client::Api;
-use super::storage::{self, StorageAuth};
+use super::storage::{self, Service, StorageAuth};
 use super::{ApiError, AzureClient};
 use crate::source::listing::encode_query;
 
@@ -33,10 +33,7 @@ pub struct BlobPage {
 
 #[derive(Debug)]
 pub struct BlobClient {
-    client: Arc<AzureClient>,
-    endpoint: String,
-    account: String,
-    auth: StorageAuth,
+    service: Service,
 }
 
 impl BlobClient {
@@ -47,10 +44,7 @@ impl BlobClient {
         auth: StorageAuth,
     ) -> BlobClient {
         BlobClient {
-            client,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            account: account.to_owned(),
-            auth,
+            service: Service::new(client, endpoint, account, auth),
         }
     }
 
@@ -61,7 +55,7 @@ impl BlobClient {
         params: &[(&str, &str)],
         range: Option<(u64, u64)>,
     ) -> Result<Vec<u8>, ApiError> {
-        let mut url = format!("{}{path}", self.endpoint);
+        let mut url = format!("{}{path}", self.service.endpoint);
         let mut sorted: Vec<(&str, &str)> = params.to_vec();
         sorted.sort();
         for (i, (name, value)) in sorted.iter().enumerate() {
@@ -70,7 +64,7 @@ impl BlobClient {
             url.push('=');
             url.push_str(&encode_query(value));
         }
-        if let StorageAuth::Sas(sas) = &self.auth {
+        if let Some(sas) = self.service.sas() {
             url.push(if sorted.is_empty() { '?' } else { '&' });
             url.push_str(sas);
         }
@@ -78,7 +72,7 @@ impl BlobClient {
         let range_header =
             range.map(|(start, end)| format!("bytes={start}-{}", end.saturating_sub(1)));
         let mut request = self
-            .client
+            .service
             .http()
             .get(&url)
             .header("x-ms-date", &date)
@@ -86,37 +80,23 @@ impl BlobClient {
         if let Some(range) = &range_header {
             request = request.header("x-ms-range", range);
         }
-        match &self.auth {
-            StorageAuth::Key(_) => {
-                let path = storage::signed_path(&url, API)?;
-                // Blob SharedKey: the verb, eleven empty standard headers for a GET, the x-ms-
-                // headers in order, and the resource with its query parameters.
-                let mut signed = String::from("GET\n\n\n\n\n\n\n\n\n\n\n\n");
-                signed.push_str(&format!("x-ms-date:{date}\n"));
-                if let Some(range) = &range_header {
-                    signed.push_str(&format!("x-ms-range:{range}\n"));
-                }
-                signed.push_str(&format!("x-ms-version:{VERSION}\n/{}{path}", self.account));
-                for (name, value) in &sorted {
-                    signed.push_str(&format!("\n{}:{value}", name.to_ascii_lowercase()));
-                }
-                if let Some(authorization) = self.auth.sign(&self.account, &signed) {
-                    request = request.header(
-                        "authorization",
-                        authorization.replacen("SharedKeyLite ", "SharedKey ", 1),
-                    );
-                }
+        // Blob SharedKey signs the verb, eleven empty standard headers for a GET, the x-ms- headers
+        // in order, and the resource with its query parameters.
+        let string_to_sign = |resource: &str| {
+            let mut signed = format!("GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\n");
+            if let Some(range) = &range_header {
+                signed.push_str(&format!("x-ms-range:{range}\n"));
             }
-            StorageAuth::Sas(_) => {}
-            StorageAuth::Token => {
-                let token = self.client.bearer(API).await?;
-                request = request.bearer_auth(token.secret());
+            signed.push_str(&format!("x-ms-version:{VERSION}\n{resource}"));
+            for (name, value) in &sorted {
+                signed.push_str(&format!("\n{}:{value}", name.to_ascii_lowercase()));
             }
-        }
-        let answer = self.client.execute(request, API).await?;
-        if !matches!(answer.status, 200 | 206) {
-            return Err(self.client.failure(answer, API));
-        }
+            signed
+        };
+        let answer = self
+            .service
+            .send(request, &url, "SharedKey", string_to_sign, API, &[200, 206])
+            .await?;
         Ok(answer.body)
     }
 
@@ -177,7 +157,7 @@ impl BlobClient {
     fn malformed(&self, reason: String, body: &[u8]) -> ApiError {
         ApiError::Malformed {
             api: API.name,
-            url: self.endpoint.clone(),
+            url: self.service.endpoint.clone(),
             reason,
             body: String::from_utf8_lossy(body).into_owned(),
         }

@@ -4,8 +4,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::Audience;
-use super::client::Api;
+use std::sync::Arc;
+
+use super::client::{Answer, Api};
+use super::{ApiError, Audience, AzureClient};
 
 /// How a request proves it may read the account.
 pub enum StorageAuth {
@@ -58,16 +60,82 @@ impl StorageAuth {
     pub fn sas(token: &str) -> StorageAuth {
         StorageAuth::Sas(token.trim().trim_start_matches('?').to_owned())
     }
+}
 
-    /// The SharedKeyLite signature of `string_to_sign`, when signing with the key.
-    pub fn sign(&self, account: &str, string_to_sign: &str) -> Option<String> {
-        match self {
-            StorageAuth::Key(key) => {
-                let signature = STANDARD.encode(ring::hmac::sign(key, string_to_sign.as_bytes()));
-                Some(format!("SharedKeyLite {account}:{signature}"))
-            }
+/// One storage service of an account (its table or blob endpoint), with how to authenticate to it.
+#[derive(Debug)]
+pub struct Service {
+    client: Arc<AzureClient>,
+    /// `https://<account>.<service>.core.windows.net` or an emulator's `http://host:port/<account>`.
+    pub endpoint: String,
+    account: String,
+    auth: StorageAuth,
+}
+
+impl Service {
+    pub fn new(
+        client: Arc<AzureClient>,
+        endpoint: &str,
+        account: &str,
+        auth: StorageAuth,
+    ) -> Service {
+        Service {
+            client,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            account: account.to_owned(),
+            auth,
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        self.client.http()
+    }
+
+    /// The SAS token's query string, to append to request URLs, when one authenticates.
+    pub fn sas(&self) -> Option<&str> {
+        match &self.auth {
+            StorageAuth::Sas(sas) => Some(sas),
             _ => None,
         }
+    }
+
+    /// Authenticates `request` (to `url`) and sends it; any status but those in `ok` is a failure.
+    /// With the key, the request carries its signature under `scheme` (`SharedKey`,
+    /// `SharedKeyLite`) of what `string_to_sign` builds from the canonical resource; with a
+    /// credential, a bearer token; a SAS is already in the URL.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        scheme: &str,
+        string_to_sign: impl FnOnce(&str) -> String,
+        api: Api,
+        ok: &[u16],
+    ) -> Result<Answer, ApiError> {
+        let request = match &self.auth {
+            StorageAuth::Key(key) => {
+                let path = reqwest::Url::parse(url)
+                    .map(|u| u.path().to_owned())
+                    .map_err(|e| ApiError::Transport {
+                        api: api.name,
+                        message: format!("{url} is not a URL: {e}"),
+                    })?;
+                let account = &self.account;
+                let signed = string_to_sign(&format!("/{account}{path}"));
+                let signature = STANDARD.encode(ring::hmac::sign(key, signed.as_bytes()));
+                request.header("authorization", format!("{scheme} {account}:{signature}"))
+            }
+            StorageAuth::Sas(_) => request,
+            StorageAuth::Token => {
+                let token = self.client.bearer(api).await?;
+                request.bearer_auth(token.secret())
+            }
+        };
+        let answer = self.client.execute(request, api).await?;
+        if !ok.contains(&answer.status) {
+            return Err(self.client.failure(answer, api));
+        }
+        Ok(answer)
     }
 }
 
@@ -102,16 +170,6 @@ impl Account<'_> {
             StorageAuth::from_files(self.key_file, self.sas_file)?,
         ))
     }
-}
-
-/// The path of `url` as it is sent, which is what storage signs.
-pub fn signed_path(url: &str, api: Api) -> Result<String, super::ApiError> {
-    reqwest::Url::parse(url)
-        .map(|u| u.path().to_owned())
-        .map_err(|e| super::ApiError::Transport {
-            api: api.name,
-            message: format!("{url} is not a URL: {e}"),
-        })
 }
 
 /// The current time as storage wants it in `x-ms-date`.

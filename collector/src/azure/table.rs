@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::client::Api;
-use super::storage::{self, StorageAuth};
+use super::storage::{self, Service, StorageAuth};
 use super::{ApiError, AzureClient};
 use crate::source::listing::encode_query;
 
@@ -22,11 +22,7 @@ pub struct Continuation {
 
 #[derive(Debug)]
 pub struct TableClient {
-    client: Arc<AzureClient>,
-    /// `https://<account>.table.core.windows.net` or an emulator's `http://host:port/<account>`.
-    endpoint: String,
-    account: String,
-    auth: StorageAuth,
+    service: Service,
 }
 
 impl TableClient {
@@ -37,10 +33,7 @@ impl TableClient {
         auth: StorageAuth,
     ) -> TableClient {
         TableClient {
-            client,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            account: account.to_owned(),
-            auth,
+            service: Service::new(client, endpoint, account, auth),
         }
     }
 
@@ -55,7 +48,7 @@ impl TableClient {
         continuation: Option<&Continuation>,
         parse: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<(T, Option<Continuation>), ApiError> {
-        let mut url = format!("{}/{table}()?$top={top}", self.endpoint);
+        let mut url = format!("{}/{table}()?$top={top}", self.service.endpoint);
         if !filter.is_empty() {
             url.push_str("&$filter=");
             url.push_str(&encode_query(filter));
@@ -66,13 +59,13 @@ impl TableClient {
                 url.push_str(&format!("&NextRowKey={}", encode_query(row)));
             }
         }
-        if let StorageAuth::Sas(sas) = &self.auth {
+        if let Some(sas) = self.service.sas() {
             url.push('&');
             url.push_str(sas);
         }
         let date = storage::now_header();
-        let mut request = self
-            .client
+        let request = self
+            .service
             .http()
             .get(&url)
             .header("x-ms-date", &date)
@@ -80,25 +73,18 @@ impl TableClient {
             .header("accept", "application/json;odata=minimalmetadata")
             .header("dataserviceversion", "3.0;NetFx")
             .header("maxdataserviceversion", "3.0;NetFx");
-        match &self.auth {
-            StorageAuth::Key(_) => {
-                let path = storage::signed_path(&url, API)?;
-                // Table SharedKeyLite: the date and the canonical resource.
-                let signed = format!("{date}\n/{}{path}", self.account);
-                if let Some(authorization) = self.auth.sign(&self.account, &signed) {
-                    request = request.header("authorization", authorization);
-                }
-            }
-            StorageAuth::Sas(_) => {}
-            StorageAuth::Token => {
-                let token = self.client.bearer(API).await?;
-                request = request.bearer_auth(token.secret());
-            }
-        }
-        let answer = self.client.execute(request, API).await?;
-        if answer.status != 200 {
-            return Err(self.client.failure(answer, API));
-        }
+        // Table SharedKeyLite signs the date and the canonical resource.
+        let answer = self
+            .service
+            .send(
+                request,
+                &url,
+                "SharedKeyLite",
+                |resource| format!("{date}\n{resource}"),
+                API,
+                &[200],
+            )
+            .await?;
         let header = |name: &str| {
             answer
                 .headers
