@@ -7,9 +7,9 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use super::client::Api;
+use super::encode_query;
 use super::storage::{self, Service, StorageAuth};
 use super::{ApiError, AzureClient};
-use crate::source::listing::encode_query;
 
 const API: Api = storage::api(
     "blobStorage",

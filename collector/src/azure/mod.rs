@@ -10,3 +10,17 @@ pub mod table;
 
 pub use client::{ApiError, AzureClient, Page};
 pub use cloud::{Audience, Endpoints};
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass), so OData filters
+/// reach the API exactly as written.
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3 / 2);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::client::Api;
+use super::encode_query;
 use super::storage::{self, Service, StorageAuth};
 use super::{ApiError, AzureClient};
-use crate::source::listing::encode_query;
 
 const API: Api = storage::api(
     "tableStorage",

@@ -4,10 +4,10 @@
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::value::RawValue;
 
-use super::listing::{Listing, encode_query};
+use super::listing::Listing;
 use super::window::{Position, Windows};
-use crate::azure::Audience;
 use crate::azure::client::Api;
+use crate::azure::{Audience, encode_query};
 use crate::config::{EntraAuditConfig, EntraLog, StartAt};
 use crate::event::EventKind;
 use crate::normalise::RawRecord;

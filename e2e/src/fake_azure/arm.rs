@@ -4,7 +4,7 @@
 // Handlers return early with a finished error response; boxing every one would add only noise.
 #![allow(clippy::result_large_err)]
 
-use azlog_collector::source::listing::encode_query;
+use azlog_collector::azure::encode_query;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};

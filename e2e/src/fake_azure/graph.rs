@@ -1,7 +1,7 @@
 //! Microsoft Graph: `auditLogs/directoryAudits` and `auditLogs/signIns`, with `$filter` on the record
 //! time (unquoted), `$top`, `@odata.nextLink` paging and Graph's error bodies.
 
-use azlog_collector::source::listing::encode_query;
+use azlog_collector::azure::encode_query;
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
