@@ -310,13 +310,11 @@ impl DiagnosticLogs {
             reading.next += consumed as u64;
         }
         let finished = reading.next >= reading.length || consumed == 0;
-        let key = origin;
-        if open {
-            self.cursor.offsets.insert(key, reading.next);
-        } else if finished {
-            self.cursor.offsets.remove(&key);
+        // A final blob read to its end needs no offset: its hour will be settled.
+        if finished && !open {
+            self.cursor.offsets.remove(&origin);
         } else {
-            self.cursor.offsets.insert(key, reading.next);
+            self.cursor.offsets.insert(origin, reading.next);
         }
         if finished {
             self.cursor.done_through = Some((reading.container.clone(), reading.blob.clone()));

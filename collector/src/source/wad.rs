@@ -77,15 +77,15 @@ impl Wad {
         }
         .connect("table", &client.endpoints().storage_suffix)
         .map_err(SourceError::Setup)?;
+        let late_arrival = TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX);
         let cursor = match cursor {
             Some(value) => serde_json::from_value(value)
                 .map_err(|e| SourceError::Cursor(format!("wad cursor: {e}")))?,
             None => {
                 let now = Utc::now();
-                let late = TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX);
                 let (from, scanning) = match config.start_at {
                     StartAt::Now => (now, false),
-                    StartAt::Earliest => (now - late, true),
+                    StartAt::Earliest => (now - late_arrival, true),
                     StartAt::Time(t) => (t, false),
                 };
                 WadCursor {
@@ -99,7 +99,7 @@ impl Wad {
         Ok(Wad {
             client: TableClient::new(client, &endpoint, &config.account, auth),
             table: config.table.clone(),
-            late_arrival: TimeDelta::from_std(config.late_arrival).unwrap_or(TimeDelta::MAX),
+            late_arrival,
             poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
             page_size: batch_size.clamp(1, MAX_PAGE),
             cursor,
@@ -139,23 +139,20 @@ impl Wad {
                 end
             }
         };
-        if self.running.is_none() {
-            self.running = Some(Running {
-                filter: self.filter(end),
-                continuation: None,
-            });
-        }
-        let (filter, continuation) = match &self.running {
-            Some(running) => (running.filter.clone(), running.continuation.clone()),
-            None => return Ok(Fetch::CaughtUp),
-        };
+        // A query keeps its filter while its continuation is followed; a new one starts from the
+        // cursor.
+        let filter = self.running.is_none().then(|| self.filter(end));
+        let running = self.running.get_or_insert_with(|| Running {
+            filter: filter.unwrap_or_default(),
+            continuation: None,
+        });
         let (rows, next) = self
             .client
             .query(
                 &self.table,
-                &filter,
+                &running.filter,
                 self.page_size,
-                continuation.as_ref(),
+                running.continuation.as_ref(),
                 rows_of_page,
             )
             .await?;
@@ -183,11 +180,7 @@ impl Wad {
             self.cursor.after = last;
         }
         match next {
-            Some(next) => {
-                if let Some(running) = self.running.as_mut() {
-                    running.continuation = Some(next);
-                }
-            }
+            Some(next) => running.continuation = Some(next),
             None => {
                 // The window (or the first scan) is complete: the next window starts where it ended.
                 self.cursor = WadCursor {
