@@ -215,8 +215,14 @@ fn scan_output(dir: &Path) -> Option<Vec<String>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
                 Err(e) => panic!("cannot read {}: {e}", path.display()),
             };
-            // A line without its newline is still being written; the next scan will see it whole.
-            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            // In a file still being written, a line without its newline is being written now; the
+            // next scan sees it whole. A finished file must hold whole lines only.
+            let in_progress = path.extension().is_some_and(|e| e == "partial");
+            let complete = match text.rfind('\n') {
+                Some(end) if in_progress => &text[..end],
+                None if in_progress => "",
+                _ => text.as_str(),
+            };
             for line in complete.lines().filter(|l| !l.is_empty()) {
                 let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
                     panic!(
