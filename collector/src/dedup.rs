@@ -5,6 +5,7 @@
 //! persisted set is small and nobody can craft an id that collides with another to hide it.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -28,12 +29,34 @@ impl IdHasher {
     }
 }
 
+/// Members are already seeded 128-bit hashes, unpredictable to whoever writes the ids, so the set
+/// uses their low bits as they are instead of hashing them a second time with SipHash.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than u128, which this set never holds.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, hash: u128) {
+        self.0 = hash as u64;
+    }
+}
+
 /// A bounded first-in-first-out set of id hashes: the newest `capacity` ids are remembered.
 #[derive(Debug)]
 pub struct DedupSet {
     capacity: usize,
     order: VecDeque<u128>,
-    members: HashSet<u128>,
+    members: HashSet<u128, BuildHasherDefault<Prehashed>>,
 }
 
 impl DedupSet {
@@ -41,7 +64,10 @@ impl DedupSet {
         DedupSet {
             capacity,
             order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            members: HashSet::with_capacity(capacity.min(1 << 16)),
+            members: HashSet::with_capacity_and_hasher(
+                capacity.min(1 << 16),
+                BuildHasherDefault::default(),
+            ),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct RawRecord {
     pub raw: Box<RawValue>,
     /// The id for records that carry none of their own (resource logs: blob name + byte offset).
     pub id_hint: Option<String>,
+    /// A WAD row's columns the normaliser reads, decoded by the `wad` source while it read the page,
+    /// so that the row is not parsed a second time. Without them the row is parsed from `raw`.
+    pub wad_columns: Option<Box<WadRow<'static>>>,
 }
 
 /// Why a record could not be normalised. The message ends up in the dead-letter file.
@@ -92,7 +95,10 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
     };
     let fields = if raw.get().starts_with('{') {
         match record.kind {
-            EventKind::Wad => wad(&raw, ctx),
+            EventKind::Wad => match record.wad_columns {
+                Some(columns) => wad_event(*columns, ctx),
+                None => parse(EventKind::Wad, &raw).and_then(|row| wad_event(row, ctx)),
+            },
             EventKind::ActivityLog => activity_log(&raw, ctx),
             EventKind::SecurityAlert => security_alert(&raw, ctx),
             EventKind::DirectoryAudit => directory_audit(&raw, ctx),
@@ -196,9 +202,10 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Erro
     }
 }
 
-#[derive(Deserialize)]
+/// The columns of a WAD row that an [`Event`] is made of.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WadRow<'a> {
+pub struct WadRow<'a> {
     #[serde(borrow)]
     partition_key: Cow<'a, str>,
     #[serde(borrow)]
@@ -225,9 +232,44 @@ struct WadRow<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-fn wad(raw: &RawValue, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
+impl WadRow<'_> {
+    /// The row's (PartitionKey, RowKey): its place in the table.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.partition_key, &self.row_key)
+    }
+}
+
+impl WadRow<'static> {
+    /// Takes one column of a row being read, if it is one of ours; the same columns, under the same
+    /// names, as the derived `Deserialize` reads.
+    pub fn take_column(&mut self, name: &str, value: &RawValue) -> Result<(), serde_json::Error> {
+        fn text(value: &RawValue) -> Result<Option<Cow<'static, str>>, serde_json::Error> {
+            serde_json::from_str::<Option<String>>(value.get()).map(|t| t.map(Cow::Owned))
+        }
+        fn number(value: &RawValue) -> Result<Option<i64>, serde_json::Error> {
+            int_or_string(&mut serde_json::Deserializer::from_str(value.get()))
+        }
+        match name {
+            "PartitionKey" => self.partition_key = text(value)?.unwrap_or_default(),
+            "RowKey" => self.row_key = text(value)?.unwrap_or_default(),
+            "TIMESTAMP" => self.event_timestamp = text(value)?,
+            "PreciseTimeStamp" => self.precise_time_stamp = text(value)?,
+            "Timestamp" => self.timestamp = text(value)?,
+            "EventId" => self.event_id = number(value)?,
+            "Level" => self.level = number(value)?,
+            "Channel" => self.channel = text(value)?,
+            "ProviderName" => self.provider_name = text(value)?,
+            "Description" => self.description = text(value)?,
+            "RoleInstance" => self.role_instance = text(value)?,
+            "Message" => self.message = text(value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn wad_event(row: WadRow<'_>, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
     let kind = EventKind::Wad;
-    let row: WadRow = parse(kind, raw)?;
     let (field, when) = [
         ("TIMESTAMP", &row.event_timestamp),
         ("PreciseTimeStamp", &row.precise_time_stamp),
@@ -788,6 +830,7 @@ mod tests {
             kind,
             raw: RawValue::from_string(json.to_owned()).expect("test json"),
             id_hint: None,
+            wad_columns: None,
         }
     }
 

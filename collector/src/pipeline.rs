@@ -706,6 +706,7 @@ mod tests {
             ))
             .expect("json"),
             id_hint: None,
+            wad_columns: None,
         }
     }
 
@@ -761,6 +762,7 @@ mod tests {
             raw: RawValue::from_string(r#"{"eventTimestamp":"2026-01-01T00:00:00Z"}"#.into())
                 .expect("json"),
             id_hint: None,
+            wad_columns: None,
         };
         let summary = run(
             dir.path(),

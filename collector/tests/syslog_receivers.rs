@@ -365,6 +365,7 @@ async fn windows_event_xml_bodies_reach_rsyslog_well_formed() {
         kind: EventKind::Wad,
         raw: RawValue::from_string(row.to_owned()).expect("raw"),
         id_hint: None,
+        wad_columns: None,
     };
     let wad = azlog_collector::normalise::normalise(record, &ctx).expect("normalises");
     for (framing, e) in [

@@ -137,6 +137,7 @@ mod tests {
             kind,
             raw: serde_json::value::RawValue::from_string(json.to_owned()).expect("json"),
             id_hint: None,
+            wad_columns: None,
         };
         normalise(record, &ctx).expect("normalises")
     }

@@ -139,6 +139,7 @@ impl Listing for ActivityLog {
             kind: EventKind::ActivityLog,
             raw,
             id_hint: None,
+            wad_columns: None,
         })
     }
 }

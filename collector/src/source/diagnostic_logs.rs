@@ -409,6 +409,7 @@ fn lines(
                 kind: EventKind::DiagnosticLog,
                 raw,
                 id_hint: Some(id),
+                wad_columns: None,
             }),
             Ok(_) => malformed.push(Malformed {
                 origin: id,
@@ -443,6 +444,7 @@ fn records_object(
                     kind: EventKind::DiagnosticLog,
                     raw: raw.to_owned(),
                     id_hint: Some(format!("{origin}#{i}")),
+                    wad_columns: None,
                 });
             }
         }

@@ -105,6 +105,7 @@ impl Listing for EntraAudit {
             kind,
             raw,
             id_hint: None,
+            wad_columns: None,
         })
     }
 }

@@ -140,6 +140,7 @@ impl Listing for SecurityAlerts {
             kind: EventKind::SecurityAlert,
             raw,
             id_hint: None,
+            wad_columns: None,
         })
     }
 }

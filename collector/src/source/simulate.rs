@@ -130,6 +130,7 @@ impl Simulate {
             kind,
             raw: RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned()),
             id_hint,
+            wad_columns: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::azure::storage;
 use crate::azure::table::{Continuation, TableClient};
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
-use crate::normalise::RawRecord;
+use crate::normalise::{RawRecord, WadRow};
 
 /// Table storage answers at most 1000 rows a page.
 const MAX_PAGE: usize = 1000;
@@ -158,15 +158,14 @@ impl Wad {
             .await?;
         let mut records = Vec::with_capacity(rows.len());
         let mut malformed = Vec::new();
-        let mut last = None;
         for row in rows {
             match row {
-                Row::Typed(raw, keys) => {
-                    last = Some(keys);
+                Row::Typed(raw, columns) => {
                     records.push(RawRecord {
                         kind: EventKind::Wad,
                         raw,
                         id_hint: None,
+                        wad_columns: Some(columns),
                     });
                 }
                 Row::Refused { payload, reason } => malformed.push(Malformed {
@@ -176,8 +175,9 @@ impl Wad {
                 }),
             }
         }
-        if last.is_some() {
-            self.cursor.after = last;
+        let last = records.last().and_then(|r| r.wad_columns.as_deref());
+        if let Some((partition, row)) = last.map(WadRow::keys) {
+            self.cursor.after = Some((partition.to_owned(), row.to_owned()));
         }
         match next {
             Some(next) => running.continuation = Some(next),
@@ -215,10 +215,11 @@ fn odata_string(text: &str) -> String {
     text.replace('\'', "''")
 }
 
-/// A row of a page, typed; or refused, with why, for the dead-letter file.
+/// A row of a page, typed, with the columns the normaliser reads; or refused, with why, for the
+/// dead-letter file.
 #[derive(Debug)]
 enum Row {
-    Typed(Box<RawValue>, (String, String)),
+    Typed(Box<RawValue>, Box<WadRow<'static>>),
     Refused { payload: String, reason: String },
 }
 
@@ -228,8 +229,10 @@ enum Row {
 /// columns, correctly typed and in the table's order. Column values are copied as raw JSON, never
 /// parsed into a tree: this runs for every row.
 fn rows_of_page(body: &[u8]) -> Result<Vec<Row>, String> {
+    // Validated as UTF-8 once, so that the parser does not check every column value again.
+    let body = std::str::from_utf8(body).map_err(|e| format!("the page is not UTF-8: {e}"))?;
     let mut rows = Vec::new();
-    serde_json::Deserializer::from_slice(body)
+    serde_json::Deserializer::from_str(body)
         .deserialize_map(PageVisitor { rows: &mut rows })
         .map_err(|e| e.to_string())?;
     Ok(rows)
@@ -305,19 +308,19 @@ impl<'de> Visitor<'de> for RowSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut out = String::with_capacity(1024);
-        let (mut partition, mut row) = (None, None);
+        let mut columns: Vec<(Cow<'de, str>, Column<'de>)> = Vec::with_capacity(24);
+        let mut decoded = WadRow::default();
+        let (mut partition, mut row) = (false, false);
         let mut problem = None;
         let mut int64_next: Option<Cow<'de, str>> = None;
-        out.push('{');
         // Table storage writes a column's annotation just before the column.
         while let Some(column) = map.next_key_seed(Key)? {
             let value: &'de RawValue = map.next_value()?;
-            if column.ends_with("@odata.type") {
+            if let Some(length) = column.strip_suffix("@odata.type").map(str::len) {
                 if value.get() == "\"Edm.Int64\"" {
                     int64_next = Some(match column {
-                        Cow::Borrowed(name) => Cow::Borrowed(&name[..name.len() - 11]),
-                        Cow::Owned(name) => Cow::Owned(name[..name.len() - 11].to_owned()),
+                        Cow::Borrowed(name) => Cow::Borrowed(&name[..length]),
+                        Cow::Owned(name) => Cow::Owned(name[..length].to_owned()),
                     });
                 }
                 continue;
@@ -325,55 +328,66 @@ impl<'de> Visitor<'de> for RowSeed {
             if column.starts_with("odata.") {
                 continue;
             }
-            if out.len() > 1 {
-                out.push(',');
-            }
-            // A column name is an identifier; written back as JSON in case it is not.
-            push_json_string(&mut out, &column);
-            out.push(':');
             let text = value.get();
+            partition |= column == "PartitionKey";
+            row |= column == "RowKey";
+            if let Err(e) = decoded.take_column(&column, value) {
+                problem.get_or_insert(format!("column {column}: {e}"));
+            }
             let int64 = int64_next.take().is_some_and(|name| name == column);
-            match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                Some(digits) if int64 && digits.parse::<i64>().is_ok() => out.push_str(digits),
-                Some(_) if int64 => {
-                    problem.get_or_insert(format!(
-                        "column {column} is typed Edm.Int64 but holds {text}"
-                    ));
-                    out.push_str(text);
-                }
-                _ => out.push_str(text),
-            }
-            match &*column {
-                "PartitionKey" => partition = serde_json::from_str::<String>(text).ok(),
-                "RowKey" => row = serde_json::from_str::<String>(text).ok(),
-                _ => {}
-            }
-        }
-        out.push('}');
-        let keys = match (partition, row) {
-            (Some(p), Some(r)) => Some((p, r)),
-            (None, _) => {
-                problem.get_or_insert_with(|| "the row has no PartitionKey".into());
-                None
-            }
-            (_, None) => {
-                problem.get_or_insert_with(|| "the row has no RowKey".into());
-                None
-            }
-        };
-        Ok(match (problem, keys) {
-            (None, Some(keys)) => match RawValue::from_string(out) {
-                Ok(raw) => Row::Typed(raw, keys),
-                Err(e) => Row::Refused {
-                    payload: String::new(),
-                    reason: e.to_string(),
+            let value = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                Some(digits) if int64 => match digits.parse::<i64>() {
+                    Ok(number) => Column::Int64(number),
+                    Err(_) => {
+                        problem.get_or_insert(format!(
+                            "column {column} is typed Edm.Int64 but holds {text}"
+                        ));
+                        Column::Raw(value)
+                    }
                 },
-            },
-            (problem, _) => Row::Refused {
-                payload: out,
-                reason: problem.unwrap_or_default(),
+                _ => Column::Raw(value),
+            };
+            columns.push((column, value));
+        }
+        if !partition {
+            problem.get_or_insert_with(|| "the row has no PartitionKey".into());
+        } else if !row {
+            problem.get_or_insert_with(|| "the row has no RowKey".into());
+        }
+        // Written through serde_json's serializer: every piece is valid JSON already (raw values
+        // from the page, escaped names, integers), so the row is not scanned a second time.
+        let typed = serde_json::value::to_raw_value(&Columns(&columns))
+            .map_err(serde::de::Error::custom)?;
+        Ok(match problem {
+            None => Row::Typed(typed, Box::new(decoded)),
+            Some(reason) => Row::Refused {
+                payload: typed.get().to_owned(),
+                reason,
             },
         })
+    }
+}
+
+/// A column value as it goes out: raw JSON from the page, or an Int64 the page sent as a string.
+enum Column<'de> {
+    Raw(&'de RawValue),
+    Int64(i64),
+}
+
+/// A row's columns, in the table's order, written as one JSON object.
+struct Columns<'c, 'de>(&'c [(Cow<'de, str>, Column<'de>)]);
+
+impl Serialize for Columns<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            match value {
+                Column::Raw(raw) => map.serialize_entry(name, raw)?,
+                Column::Int64(number) => map.serialize_entry(name, number)?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -404,19 +418,10 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
-fn push_json_string(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::Value::from(text).to_string());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalise::{NormaliseContext, normalise};
     use serde_json::Value;
 
     fn page(rows: &str) -> Vec<Row> {
@@ -429,10 +434,10 @@ mod tests {
         let rows = page(
             r#"{"odata.etag":"W/\"x\"","PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp@odata.type":"Edm.DateTime","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"638675000000000000","EventId":4625}"#,
         );
-        let Some(Row::Typed(row, keys)) = rows.into_iter().next() else {
+        let Some(Row::Typed(row, columns)) = rows.into_iter().next() else {
             panic!("one typed row")
         };
-        assert_eq!(keys, ("0637000000000000000".into(), "r1".into()));
+        assert_eq!(columns.keys(), ("0637000000000000000", "r1"));
         assert_eq!(
             row.get(),
             r#"{"PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount":638675000000000000,"EventId":4625}"#
@@ -455,8 +460,35 @@ mod tests {
             other => panic!("refused, not {other:?}"),
         }
         assert!(matches!(&rows[1], Row::Refused { reason, .. } if reason.contains("PartitionKey")));
-        assert!(matches!(&rows[2], Row::Typed(_, keys) if keys.1 == "r3"));
+        assert!(matches!(&rows[2], Row::Typed(_, columns) if columns.keys().1 == "r3"));
         assert!(rows_of_page(br#"{"value":[{"PartitionKey":"#).is_err());
+    }
+
+    #[test]
+    fn columns_decoded_while_reading_make_the_event_the_normaliser_would_make() {
+        let page = page(
+            r#"{"PartitionKey":"0637","RowKey":"r\"1","Timestamp":"2026-11-22T06:00:00.1234567Z","PreciseTimeStamp":"2026-11-22T05:59:59.5Z","Level":"2","EventId":4625,"Channel":"Security","ProviderName":"Microsoft-Windows-Security-Auditing","Description":"failed\r\nlogon \u00e9","RoleInstance":"web_0","Other":[1]}"#,
+        );
+        let Some(Row::Typed(raw, columns)) = page.into_iter().next() else {
+            panic!("one typed row")
+        };
+        let ctx = NormaliseContext {
+            source_name: "wad".into(),
+            subscription_id: Some("sub".into()),
+        };
+        let record = |wad_columns| RawRecord {
+            kind: EventKind::Wad,
+            raw: raw.clone(),
+            id_hint: None,
+            wad_columns,
+        };
+        let decoded = normalise(record(Some(columns)), &ctx).expect("decoded while read");
+        let parsed = normalise(record(None), &ctx).expect("parsed by the normaliser");
+        assert_eq!(format!("{decoded:?}"), format!("{parsed:?}"));
+        assert_eq!(decoded.id, "0637|r\"1");
+        assert_eq!(decoded.message, "failed\r\nlogon é");
+        assert_eq!(decoded.severity, crate::event::Severity::Error);
+        assert_eq!(decoded.host.as_deref(), Some("web_0"));
     }
 
     #[test]
