@@ -4,12 +4,14 @@
 //! Both come from `e2e/scripts/install-azure-storage-tools`; a missing install fails loudly.
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::free_port;
 
 /// Azurite's well-known development account and its published key.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -20,14 +22,7 @@ pub const KEY: &str =
 pub fn tools_root() -> PathBuf {
     let root = std::env::var_os("AZLOG_STORAGE_TOOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                });
-            cache.join("azlog/azure-storage-tools")
-        });
+        .unwrap_or_else(|| crate::cache_dir().join("azure-storage-tools"));
     assert!(
         root.join(".complete").exists(),
         "Azurite and the Azure Python SDK are not installed in {}: run e2e/scripts/install-azure-storage-tools (the README's test command does)",
@@ -45,14 +40,6 @@ pub struct Azurite {
     log: PathBuf,
     /// With HTTPS and Entra ID (OAuth) authentication: the CA file clients must trust.
     ca_file: Option<PathBuf>,
-}
-
-/// A port free on loopback now. Azurite cannot report a port it chose itself.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl Azurite {

@@ -1,7 +1,29 @@
 //! Test components for azlog: a fake Azure service that speaks the public Entra ID, ARM and
 //! Microsoft Graph shapes with scriptable faults, and Azurite (the real storage emulator) with
-//! Microsoft's own SDK to write to it.
+//! Microsoft's own SDK to write to it; and a real Kubernetes control plane for the operator.
 
 pub mod azurite;
 pub mod fake_azure;
 pub mod fault_proxy;
+pub mod kube_cluster;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// Where the install scripts cache what they build: `$XDG_CACHE_HOME/azlog` or `~/.cache/azlog`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+        })
+        .join("azlog")
+}
+
+/// A port free on loopback now, for servers that cannot report a port they chose themselves.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}

@@ -1,1 +1,3 @@
-//! The azlog operator. Its controllers are built on the collector crate, whose config type they render.
+//! The azlog operator: LogSource resources reconciled into collector workloads.
+
+pub mod crd;

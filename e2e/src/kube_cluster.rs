@@ -1,0 +1,258 @@
+//! A real Kubernetes control plane on loopback for the operator's tests: etcd, kube-apiserver and
+//! kube-controller-manager (garbage collection, Deployments → ReplicaSets, ServiceAccount tokens).
+//! There is no scheduler and no kubelet, so pods stay Pending; tests run the collector on the host
+//! instead, with a token of its ServiceAccount.
+//!
+//! The binaries come from `e2e/scripts/install-kube`; a missing install fails loudly.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+
+use crate::free_port;
+
+/// The static token of the cluster's administrator (group system:masters).
+pub const ADMIN_TOKEN: &str = "azlog-test-admin-token";
+
+/// Where the install script put the control plane binaries.
+pub fn binaries() -> PathBuf {
+    let root = std::env::var_os("AZLOG_KUBE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::cache_dir().join("kube"));
+    assert!(
+        root.join(".complete").exists(),
+        "the test control plane is not installed in {}: run e2e/scripts/install-kube (the README's test command does)",
+        root.display()
+    );
+    root.join("bin")
+}
+
+/// A running control plane; every process is stopped when dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    children: Vec<(&'static str, Child)>,
+    /// https://127.0.0.1:<port> of the API server.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts etcd and the API server, installs the azlog CRDs, then starts the controller manager
+    /// (garbage collection of new kinds lags ~30 s when CRDs arrive after it).
+    pub async fn start(dir: &Path) -> Cluster {
+        // kube and the Azure crates bring two rustls providers; the process must pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let bin = binaries();
+        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let mut cluster = Cluster {
+            children: Vec::new(),
+            url: format!("https://127.0.0.1:{api_port}"),
+            dir: dir.to_owned(),
+        };
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        cluster.spawn(
+            "etcd",
+            Command::new(bin.join("etcd")).args([
+                "--data-dir",
+                &dir.join("etcd").display().to_string(),
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("default={peer_url}"),
+                "--log-level",
+                "warn",
+            ]),
+        );
+
+        let key = rcgen::KeyPair::generate().expect("service account key");
+        let (sa_key, sa_pub) = (dir.join("sa-key.pem"), dir.join("sa.pem"));
+        std::fs::write(&sa_key, key.serialize_pem()).expect("write sa key");
+        std::fs::write(&sa_pub, key.public_key_pem()).expect("write sa public key");
+        let tokens = dir.join("tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!("{ADMIN_TOKEN},azlog-admin,azlog-admin,\"system:masters\"\n"),
+        )
+        .expect("write token file");
+        let path = |p: &Path| p.display().to_string();
+        cluster.spawn(
+            "kube-apiserver",
+            Command::new(bin.join("kube-apiserver")).args([
+                "--etcd-servers",
+                &etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                &api_port.to_string(),
+                "--insecure-port",
+                "0",
+                "--cert-dir",
+                &path(&dir.join("certs")),
+                "--token-auth-file",
+                &path(&tokens),
+                "--authorization-mode",
+                "RBAC",
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-account-key-file",
+                &path(&sa_pub),
+                "--service-account-signing-key-file",
+                &path(&sa_key),
+                "--api-audiences",
+                "https://kubernetes.default.svc",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--allow-privileged",
+                "--enable-priority-and-fairness=false",
+            ]),
+        );
+        cluster.wait_ready().await;
+        cluster.install_crds().await;
+
+        let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
+        cluster.spawn(
+            "kube-controller-manager",
+            Command::new(bin.join("kube-controller-manager")).args([
+                "--kubeconfig",
+                &path(&kubeconfig),
+                "--controllers",
+                "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route",
+                "--service-account-private-key-file",
+                &path(&sa_key),
+                "--leader-elect=false",
+                "--port",
+                "0",
+                "--secure-port",
+                "0",
+            ]),
+        );
+        cluster
+    }
+
+    fn spawn(&mut self, name: &'static str, command: &mut Command) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {name}: {e}"));
+        self.children.push((name, child));
+    }
+
+    /// Panics with the process's log when one of them has exited.
+    pub fn assert_running(&mut self) {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join(format!("{name}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "{name} exited with {status}; the end of its log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("http client");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            self.assert_running();
+            let ready = http
+                .get(format!("{}/readyz", self.url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server was not ready within 90 s; see {}",
+                self.dir.join("kube-apiserver.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn install_crds(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client(ADMIN_TOKEN));
+        for (_, crd) in azlog_operator::crd::all() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("create CRD");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (_, crd) in azlog_operator::crd::all() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            loop {
+                let established = crds
+                    .get(&name)
+                    .await
+                    .ok()
+                    .and_then(|c| c.status)
+                    .is_some_and(|s| {
+                        s.conditions
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    });
+                if established {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "CRD {name} was not established");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// A client authenticated with `token`.
+    pub fn client(&self, token: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.url.parse().expect("api server url"));
+        config.accept_invalid_certs = true;
+        config.auth_info.token = Some(token.to_owned().into());
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// A kubeconfig file for `token`, for processes started by tests (the operator, kubectl).
+    pub fn kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let path = self.dir.join(format!("kubeconfig-{name}"));
+        let mut text = String::new();
+        let _ = write!(
+            text,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: test\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test, namespace: default}}\ncurrent-context: test\n",
+            self.url
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The controller manager first, etcd last, so nothing logs a storm of connection errors.
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The `LogSource` custom resource: one Azure log source and where its events go.
+
+use std::collections::BTreeMap;
+
+use azlog_collector::config::{
+    Cloud, EntraLog, Facility, Framing, JsonFormat, SyslogBody, SyslogProtocol, Transport,
+};
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A LogSource reads one Azure log source and delivers its events to the outputs listed. The
+/// operator runs one collector pod for it; set exactly one of `wad`, `diagnosticLogs`,
+/// `activityLog`, `securityAlerts`, `entraAudit` or `simulate`.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "azlog.io",
+    version = "v1alpha1",
+    kind = "LogSource",
+    namespaced,
+    status = "LogSourceStatus",
+    shortname = "ls",
+    shortname = "logsrc",
+    category = "azlog",
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".status.source"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Last Event","type":"date","jsonPath":".status.lastEventTime"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.lagSeconds","description":"Seconds between now and the newest event delivered"}"#,
+    printcolumn = r#"{"name":"Delivered","type":"integer","jsonPath":".status.eventsDelivered","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LogSourceSpec {
+    /// Rows of a VM diagnostics table (WADWindowsEventLogsTable and friends) in a storage account:
+    /// azlog's original `azlog source add <name> WAD <account> <key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wad: Option<WadSource>,
+    /// Resource logs that diagnostic settings archive to a storage account (PT1H.json append blobs in
+    /// `insights-logs-<category>` containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic_logs: Option<DiagnosticLogsSource>,
+    /// Activity Log events (the Azure Resource Manager control plane) of one or more subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_log: Option<ActivityLogSource>,
+    /// Microsoft Defender for Cloud security alerts of one or more subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_alerts: Option<SecurityAlertsSource>,
+    /// Entra ID (Azure AD) audit logs of the tenant: directory audits and sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_audit: Option<EntraAuditSource>,
+    /// Realistic simulated Azure records, for trying azlog out without an Azure account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<SimulateSource>,
+
+    /// The Azure subscription this source belongs to. It is carried into every event that does not
+    /// name its own (azlog's `<name>.<subscriptionId>`), and is the subscription read when a source's
+    /// own `subscriptions` list is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// The Azure cloud: AzureCloud (default), AzureUSGovernment or AzureChinaCloud. It picks the
+    /// login, Resource Manager, Graph and storage endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<Cloud>,
+    /// Endpoints that replace the cloud's own (private clouds, proxies, test services). Must be https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    /// Where reading starts the first time, before any checkpoint exists: `Now` (default),
+    /// `Earliest` (everything Azure still holds), or an RFC 3339 time such as 2026-01-31T00:00:00Z.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// How often the source asks Azure for new records once it has caught up, as a duration such as
+    /// 30s or 2m. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// How late Azure may make a record available after its time, as a duration such as 20m. Every
+    /// time window is read once more after this, so late records are delivered, once. Defaults per
+    /// source: 60s for wad, 2h for diagnosticLogs, 20m for activityLog and entraAudit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_arrival: Option<String>,
+    /// How the collector signs in to Entra ID. Required by activityLog, securityAlerts and
+    /// entraAudit; the storage sources may use an account key or SAS token instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Credential>,
+    /// The SubscriptionAuthorization that grants this source's identity its Azure roles. The
+    /// LogSource reports `Authorized` from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_ref: Option<LocalObjectReference>,
+    /// Where events go. At least one output.
+    pub outputs: Vec<Output>,
+    /// The collector pod: image, resources and placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<CollectorSpec>,
+}
+
+/// A key of a Secret in the LogSource's namespace. The Secret is mounted into the collector pod;
+/// its value is never copied anywhere else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// An object in the LogSource's namespace, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Name of the object.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WadSource {
+    /// The storage account the diagnostics extension writes to.
+    pub account: String,
+    /// WADWindowsEventLogsTable (default), WADLogsTable, WADPerformanceCountersTable,
+    /// WADDiagnosticInfrastructureLogsTable, or a Linux diagnostics table by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Table endpoint; by default https://<account>.table.<the cloud's storage suffix>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The storage account key. Give this, `sasToken`, or a `credential` with read access to the
+    /// table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<SecretKeyRef>,
+    /// A SAS token with read and list permission on the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<SecretKeyRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticLogsSource {
+    /// The storage account diagnostic settings archive to.
+    pub account: String,
+    /// Blob endpoint; by default https://<account>.blob.<the cloud's storage suffix>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The storage account key. Give this, `sasToken`, or a `credential` with Storage Blob Data
+    /// Reader on the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<SecretKeyRef>,
+    /// A SAS token with read and list permission on the containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<SecretKeyRef>,
+    /// Log categories to read (the `<category>` of `insights-logs-<category>` containers, such as
+    /// `auditevent`); empty means every category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Also read the `insights-activity-logs` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_logs: Option<bool>,
+    /// Read only blobs of these subscriptions; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
+    /// Read only blobs of these resource groups; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityLogSource {
+    /// Subscription ids to read, each keeping its own position; empty means `subscriptionId`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
+    /// Read only these resource groups; empty means the whole subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_groups: Vec<String>,
+    /// Deliver only these categories (Administrative, Security, Policy, …); empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityAlertsSource {
+    /// Subscription ids to read; empty means `subscriptionId`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntraAuditSource {
+    /// Which logs to read: directoryAudits (default) and/or signIns (needs Entra ID P1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<EntraLog>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulateSource {
+    /// Events per second; absent means as fast as the outputs take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Stop after this many events; absent means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Seed of the simulated records, so runs can be repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// Endpoints that replace the cloud's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// Entra ID token authority, such as https://login.microsoftonline.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// Azure Resource Manager, such as https://management.azure.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_manager: Option<String>,
+    /// Microsoft Graph, such as https://graph.microsoft.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<String>,
+    /// PEM bundle of the CA certificates to trust for these endpoints instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretKeyRef>,
+}
+
+/// How the collector gets its Entra ID tokens. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    /// Workload identity federation (recommended on AKS): the collector's ServiceAccount token is
+    /// exchanged for an Entra token. The operator annotates the ServiceAccount with the client id and
+    /// labels the pod for the workload identity webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
+    /// The managed identity of the node pool (system-assigned, or user-assigned by client id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_identity: Option<ManagedIdentity>,
+    /// A service principal and its client secret, kept in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecret>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// Directory (tenant) id of the federated identity.
+    pub tenant_id: String,
+    /// Application (client) id of the federated identity.
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedIdentity {
+    /// Client id of a user-assigned identity; absent means the system-assigned identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecret {
+    /// Directory (tenant) id of the service principal.
+    pub tenant_id: String,
+    /// Application (client) id of the service principal.
+    pub client_id: String,
+    /// The client secret.
+    pub secret: SecretKeyRef,
+}
+
+/// One output. Set exactly one of `file`, `syslog` or `forwarder`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// NDJSON or JSON-LD files in azlog's folders (AzureResourceManagerJson, …), for a file
+    /// forwarder to pick up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileOutput>,
+    /// Syslog to a SIEM or relay: RFC 5424 or 3164 over UDP, TCP or TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogOutput>,
+    /// Files read by a forwarder sidecar (Splunk Universal Forwarder, Fluent Bit, …) that runs in
+    /// the collector pod and shares the files' volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<ForwarderOutput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileOutput {
+    /// Name of the output in metrics and logs; defaults to file-<index>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ndjson (default) or jsonld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<JsonFormat>,
+    /// Finish a file once it reaches this many bytes (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
+    /// Finish a file once it is this old, as a duration such as 5m (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_age: Option<String>,
+    /// The volume the files are written to: an emptyDir (default) or a PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<FileVolume>,
+}
+
+/// Where files are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileVolume {
+    /// A PersistentVolumeClaim in the LogSource's namespace, by name; it must exist. Files then
+    /// survive the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<String>,
+    /// Size limit of the emptyDir used when no claim is named, such as 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyslogOutput {
+    /// Name of the output in metrics and logs; defaults to syslog-<index>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// host:port of the receiver.
+    pub address: String,
+    /// udp, tcp (default) or tls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// rfc5424 (default) or rfc3164.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<SyslogProtocol>,
+    /// Stream framing over tcp and tls: octetCounting (default) or newline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
+    /// Message body: json (default), message, cef (ArcSight), leef (QRadar) or eventXml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<SyslogBody>,
+    /// Syslog facility (default local0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<Facility>,
+    /// APP-NAME of every message (default azlog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    /// TLS settings for transport tls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SyslogTls>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyslogTls {
+    /// PEM bundle of the CA certificates that sign the receiver's certificate; default the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretKeyRef>,
+    /// A kubernetes.io/tls Secret (tls.crt, tls.key) with the client certificate, for receivers that
+    /// require mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_secret: Option<String>,
+    /// The name to verify in the receiver's certificate; default the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwarderOutput {
+    /// Name of the output in metrics and logs, and of the sidecar container; defaults to
+    /// forwarder-<index>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The forwarder's image, such as splunk/universalforwarder:9.3 or fluent/fluent-bit:3.1.
+    pub image: String,
+    /// Arguments of the forwarder's container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment of the forwarder's container (use valueFrom.secretKeyRef for its credentials).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// ndjson (default) or jsonld files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<JsonFormat>,
+    /// Where the forwarder sees the files (default /var/log/azlog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// Resources of the forwarder's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The collector pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorSpec {
+    /// The collector image; default the one the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// CPU and memory of the collector container; default requests 50m / 64Mi, limit 256Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the collector pod must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the collector pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Log level of the collector: error, warn, info (default), debug or trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// What the operator and the collector last saw of this source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogSourceStatus {
+    /// The generation of the spec the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The kind of source (wad, activityLog, …), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Ready: the collector is configured and running. Collecting: events are being delivered.
+    /// Degraded: something needs attention; the reason and message say what. Authorized: the
+    /// referenced SubscriptionAuthorization has granted its roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The time of the newest event delivered to every output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_time: Option<String>,
+    /// Seconds between the newest event delivered and the last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    /// Events delivered to every output since the source was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_delivered: Option<u64>,
+    /// When the collector last committed its checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
