@@ -915,6 +915,16 @@ impl Config {
 
     /// Checks what the types cannot: ranges, consistency, files that must exist.
     pub fn validate(&self) -> Vec<FieldError> {
+        self.check(Files::MustExist)
+    }
+
+    /// Everything [`Config::validate`] checks except that the files named exist: the operator
+    /// renders configs for pods where those files are Secrets mounted later.
+    pub fn validate_settings(&self) -> Vec<FieldError> {
+        self.check(Files::Elsewhere)
+    }
+
+    fn check(&self, files: Files) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let mut err = |path: String, message: String| errors.push(FieldError { path, message });
         if self.name.trim().is_empty() {
@@ -943,9 +953,9 @@ impl Config {
                 self.validate_subscriptions(&c.subscriptions, base, &mut err);
                 validate_window(c.start_at, Duration::ZERO, base, &mut err);
             }
-            SourceConfig::Wad(c) => validate_wad(c, self.azure.as_ref(), &mut err),
+            SourceConfig::Wad(c) => validate_wad(c, self.azure.as_ref(), files, &mut err),
             SourceConfig::DiagnosticLogs(c) => {
-                validate_diagnostic_logs(c, self.azure.as_ref(), &mut err)
+                validate_diagnostic_logs(c, self.azure.as_ref(), files, &mut err)
             }
             SourceConfig::EntraAudit(c) => {
                 let base = "source.entraAudit";
@@ -959,7 +969,7 @@ impl Config {
             }
         }
         if let Some(azure) = &self.azure {
-            validate_azure(azure, &mut err);
+            validate_azure(azure, files, &mut err);
         }
         let has_credential = self.azure.as_ref().is_some_and(|a| a.credential.is_some());
         if self.source.needs_credential() && !has_credential {
@@ -1014,7 +1024,7 @@ impl Config {
                         err(format!("{base}.maxFileAge"), "must be at least 1s".into());
                     }
                 }
-                OutputConfig::Syslog(syslog) => validate_syslog(syslog, &base, &mut err),
+                OutputConfig::Syslog(syslog) => validate_syslog(syslog, &base, files, &mut err),
                 OutputConfig::Stdout(_) => {}
             }
         }
@@ -1167,9 +1177,24 @@ struct StorageFields<'a> {
     sas_file: Option<&'a Path>,
 }
 
+/// Whether files a config names must exist where it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Files {
+    MustExist,
+    /// Checked where the config is rendered, not where it runs.
+    Elsewhere,
+}
+
+impl Files {
+    fn missing(self, path: &Path) -> bool {
+        self == Files::MustExist && !path.is_file()
+    }
+}
+
 fn validate_storage(
     f: StorageFields<'_>,
     azure: Option<&AzureConfig>,
+    files: Files,
     err: &mut impl FnMut(String, String),
 ) {
     let base = f.base;
@@ -1218,7 +1243,7 @@ fn validate_storage(
     }
     for (field, file) in [("accountKeyFile", f.key_file), ("sasTokenFile", f.sas_file)] {
         if let Some(file) = file
-            && !file.is_file()
+            && files.missing(file)
         {
             err(
                 format!("{base}.{field}"),
@@ -1231,7 +1256,12 @@ fn validate_storage(
     }
 }
 
-fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut(String, String)) {
+fn validate_wad(
+    c: &WadConfig,
+    azure: Option<&AzureConfig>,
+    files: Files,
+    err: &mut impl FnMut(String, String),
+) {
     let base = "source.wad";
     validate_storage(
         StorageFields {
@@ -1242,6 +1272,7 @@ fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut
             sas_file: c.sas_token_file.as_deref(),
         },
         azure,
+        files,
         err,
     );
     let valid_table = (3..=63).contains(&c.table.len())
@@ -1265,6 +1296,7 @@ fn validate_wad(c: &WadConfig, azure: Option<&AzureConfig>, err: &mut impl FnMut
 fn validate_diagnostic_logs(
     c: &DiagnosticLogsConfig,
     azure: Option<&AzureConfig>,
+    files: Files,
     err: &mut impl FnMut(String, String),
 ) {
     let base = "source.diagnosticLogs";
@@ -1277,6 +1309,7 @@ fn validate_diagnostic_logs(
             sas_file: c.sas_token_file.as_deref(),
         },
         azure,
+        files,
         err,
     );
     for (i, category) in c.categories.iter().enumerate() {
@@ -1314,7 +1347,7 @@ fn validate_diagnostic_logs(
     validate_window(c.start_at, Duration::ZERO, base, err);
 }
 
-fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
+fn validate_azure(azure: &AzureConfig, files: Files, err: &mut impl FnMut(String, String)) {
     let endpoints = [
         ("authorityHost", &azure.endpoints.authority_host),
         ("resourceManager", &azure.endpoints.resource_manager),
@@ -1336,7 +1369,7 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
         }
     }
     if let Some(ca) = &azure.ca_file
-        && !ca.is_file()
+        && files.missing(ca)
     {
         err(
             "azure.caFile".into(),
@@ -1366,7 +1399,7 @@ fn validate_azure(azure: &AzureConfig, err: &mut impl FnMut(String, String)) {
                     ),
                 );
             }
-            if !c.secret_file.is_file() {
+            if files.missing(&c.secret_file) {
                 err(
                     format!("{base}.secretFile"),
                     format!(
@@ -1423,7 +1456,12 @@ fn format_name(format: JsonFormat) -> &'static str {
     }
 }
 
-fn validate_syslog(c: &SyslogOutputConfig, base: &str, err: &mut impl FnMut(String, String)) {
+fn validate_syslog(
+    c: &SyslogOutputConfig,
+    base: &str,
+    files: Files,
+    err: &mut impl FnMut(String, String),
+) {
     match split_host_port(&c.address) {
         Ok(_) => {}
         Err(why) => err(format!("{base}.address"), why),
@@ -1495,7 +1533,7 @@ fn validate_syslog(c: &SyslogOutputConfig, base: &str, err: &mut impl FnMut(Stri
             ("keyFile", &tls.key_file),
         ] {
             if let Some(path) = file
-                && !path.is_file()
+                && files.missing(path)
             {
                 err(
                     format!("{base}.tls.{field}"),

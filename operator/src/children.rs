@@ -1,0 +1,502 @@
+//! The Kubernetes objects that run a LogSource's collector: its config (ConfigMap), its identity
+//! (ServiceAccount) and its pod (Deployment). Pure: built from the LogSource and its rendering.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+
+use crate::crd::LogSource;
+use crate::render::{
+    CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, HEALTH_PORT,
+    Rendered, SECRETS_DIR, STATE_DIR,
+};
+
+/// Label every child carries; the operator watches only objects with it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "azlog-operator");
+/// Label naming the LogSource a child belongs to.
+pub const LOG_SOURCE_LABEL: &str = "azlog.io/logsource";
+/// Pod template annotation that changes whenever the collector's config does, rolling the pod.
+pub const CONFIG_HASH: &str = "azlog.io/config-hash";
+/// The UID the collector image runs as (distroless "nonroot").
+const COLLECTOR_UID: i64 = 65532;
+
+/// The name shared by a LogSource's ConfigMap, ServiceAccount and Deployment.
+pub fn child_name(source: &LogSource) -> String {
+    format!(
+        "azlog-{}",
+        source.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Everything applied for one LogSource.
+#[derive(Debug, Clone)]
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub service_account: ServiceAccount,
+    pub deployment: Deployment,
+}
+
+/// Settings of the operator that shape every collector.
+#[derive(Debug, Clone)]
+pub struct CollectorDefaults {
+    /// The collector image when a LogSource names none.
+    pub image: String,
+}
+
+pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaults) -> Children {
+    let name = child_name(source);
+    let ls_name = source.metadata.name.clone().unwrap_or_default();
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "azlog-collector".to_owned(),
+        ),
+        ("app.kubernetes.io/instance".to_owned(), ls_name.clone()),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        (LOG_SOURCE_LABEL.to_owned(), ls_name),
+    ]);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: source.metadata.namespace.clone(),
+        labels: Some(labels.clone()),
+        owner_references: source.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    };
+
+    let config_map = ConfigMap {
+        metadata: meta.clone(),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_owned(),
+            rendered.config_yaml.clone(),
+        )])),
+        ..ConfigMap::default()
+    };
+
+    let mut sa_meta = meta.clone();
+    if let Some(wi) = &rendered.workload_identity {
+        // Read by Azure's workload identity webhook, where one is installed; the operator projects
+        // the token itself, so the collector works without it too.
+        sa_meta.annotations = Some(BTreeMap::from([
+            (
+                "azure.workload.identity/client-id".to_owned(),
+                wi.client_id.clone(),
+            ),
+            (
+                "azure.workload.identity/tenant-id".to_owned(),
+                wi.tenant_id.clone(),
+            ),
+        ]));
+    }
+    let service_account = ServiceAccount {
+        metadata: sa_meta,
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+
+    let deployment = Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            // One collector per LogSource, never two at once: two would read the same checkpoint
+            // and deliver every event twice.
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..DeploymentStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    (
+                        "app.kubernetes.io/name".to_owned(),
+                        "azlog-collector".to_owned(),
+                    ),
+                    (
+                        LOG_SOURCE_LABEL.to_owned(),
+                        labels[LOG_SOURCE_LABEL].clone(),
+                    ),
+                ])),
+                ..LabelSelector::default()
+            },
+            template: pod_template(source, rendered, defaults, &name, labels),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    Children {
+        config_map,
+        service_account,
+        deployment,
+    }
+}
+
+fn pod_template(
+    source: &LogSource,
+    rendered: &Rendered,
+    defaults: &CollectorDefaults,
+    name: &str,
+    labels: BTreeMap<String, String>,
+) -> PodTemplateSpec {
+    let collector = source.spec.collector.clone().unwrap_or_default();
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.to_owned(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "state".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR, true),
+        mount("state", STATE_DIR, false),
+    ];
+    for (secret, keys) in &rendered.secrets {
+        let volume = format!("secret-{secret}");
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                // Only the keys the collector reads, readable by its group only.
+                items: Some(
+                    keys.iter()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            mode: None,
+                        })
+                        .collect(),
+                ),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(&volume, &format!("{SECRETS_DIR}/{secret}"), true));
+    }
+    for files in &rendered.file_volumes {
+        let claim = files.volume.persistent_volume_claim.clone();
+        volumes.push(Volume {
+            name: files.volume_name.clone(),
+            persistent_volume_claim: claim.map(|claim_name| PersistentVolumeClaimVolumeSource {
+                claim_name,
+                read_only: Some(false),
+            }),
+            empty_dir: files.volume.persistent_volume_claim.is_none().then(|| {
+                EmptyDirVolumeSource {
+                    size_limit: files.volume.size_limit.clone().map(Quantity),
+                    ..EmptyDirVolumeSource::default()
+                }
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(&files.volume_name, &files.directory, false));
+    }
+    let mut pod_labels = labels;
+    if rendered.workload_identity.is_some() {
+        pod_labels.insert("azure.workload.identity/use".into(), "true".into());
+        volumes.push(Volume {
+            name: "azure-identity-token".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some("api://AzureADTokenExchange".into()),
+                        expiration_seconds: Some(3600),
+                        path: FEDERATED_TOKEN_FILE.into(),
+                    }),
+                    ..VolumeProjection::default()
+                }]),
+                ..ProjectedVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("azure-identity-token", FEDERATED_TOKEN_DIR, true));
+    }
+
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("health".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    let mut containers = vec![Container {
+        name: "collector".into(),
+        image: Some(
+            collector
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.image.clone()),
+        ),
+        image_pull_policy: collector.image_pull_policy.clone(),
+        args: Some(vec![
+            "run".into(),
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            "--log-format".into(),
+            "json".into(),
+            "--log-level".into(),
+            collector.log_level.clone().unwrap_or_else(|| "info".into()),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("health".into()),
+            container_port: i32::from(HEALTH_PORT),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", 20)),
+        // Not ready while a receiver or Azure is unreachable; the reason is in /readyz and the
+        // LogSource status.
+        readiness_probe: Some(probe("/readyz", 10)),
+        resources: Some(
+            collector
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
+        security_context: Some(restricted()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }];
+    for forwarder in &rendered.forwarders {
+        let f = &forwarder.spec;
+        containers.push(Container {
+            name: forwarder.name.clone(),
+            image: Some(f.image.clone()),
+            args: (!f.args.is_empty()).then(|| f.args.clone()),
+            env: (!f.env.is_empty()).then(|| f.env.clone()),
+            resources: f.resources.clone(),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                ..SecurityContext::default()
+            }),
+            volume_mounts: Some(vec![mount(
+                &forwarder.volume_name,
+                f.mount_path.as_deref().unwrap_or(FILES_DIR),
+                false,
+            )]),
+            ..Container::default()
+        });
+    }
+
+    let mut node_selector = BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]);
+    node_selector.extend(collector.node_selector.clone());
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH.to_owned(),
+                config_hash(rendered),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name.to_owned()),
+            automount_service_account_token: Some(false),
+            containers,
+            volumes: Some(volumes),
+            node_selector: Some(node_selector),
+            tolerations: (!collector.tolerations.is_empty()).then(|| collector.tolerations.clone()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(COLLECTOR_UID),
+                run_as_group: Some(COLLECTOR_UID),
+                fs_group: Some(COLLECTOR_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            termination_grace_period_seconds: Some(60),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// Non-root, no privilege escalation, no capabilities, read-only root filesystem.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("50m".into())),
+            ("memory".to_owned(), Quantity("64Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("256Mi".into()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// Changes with the config and with which Secrets are mounted (not with their values, which the
+/// operator never reads).
+fn config_hash(rendered: &Rendered) -> String {
+    let mut text = rendered.config_yaml.clone();
+    for (secret, keys) in &rendered.secrets {
+        text.push_str(secret);
+        for key in keys {
+            text.push_str(key);
+        }
+    }
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::render;
+
+    fn source(spec: serde_json::Value) -> LogSource {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "azlog.io/v1alpha1", "kind": "LogSource",
+            "metadata": {"name": "audit", "namespace": "siem", "uid": "u-1"},
+            "spec": spec,
+        }))
+        .expect("a LogSource")
+    }
+
+    fn children(spec: serde_json::Value) -> Children {
+        let source = source(spec);
+        let rendered = render(&source).expect("renders");
+        build(
+            &source,
+            &rendered,
+            &CollectorDefaults {
+                image: "azlog/collector:test".into(),
+            },
+        )
+    }
+
+    fn pod(children: &Children) -> &PodSpec {
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec")
+    }
+
+    #[test]
+    fn the_collector_runs_non_root_read_only_with_secrets_mounted_not_copied() {
+        let c = children(serde_json::json!({
+            "wad": {"account": "diagstore", "accountKey": {"name": "storage", "key": "key1"}},
+            "outputs": [{"syslog": {"address": "siem:514"}}]
+        }));
+        let config = &c.config_map.data.as_ref().expect("data")[CONFIG_FILE];
+        assert!(
+            config.contains("accountKeyFile: /var/run/secrets/azlog/storage/key1"),
+            "{config}"
+        );
+        let pod = pod(&c);
+        let collector = &pod.containers[0];
+        let sc = collector
+            .security_context
+            .as_ref()
+            .expect("security context");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let secret = pod
+            .volumes
+            .as_ref()
+            .and_then(|v| v.iter().find_map(|v| v.secret.clone()))
+            .expect("a secret volume");
+        assert_eq!(secret.secret_name.as_deref(), Some("storage"));
+        assert_eq!(secret.items.expect("items")[0].key, "key1");
+        assert!(collector.readiness_probe.is_some() && collector.liveness_probe.is_some());
+        let owner = &c
+            .deployment
+            .metadata
+            .owner_references
+            .as_ref()
+            .expect("owned")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("LogSource", Some(true))
+        );
+    }
+
+    #[test]
+    fn a_forwarder_shares_the_file_volume_and_a_spec_change_changes_the_config_hash() {
+        let spec = |address: &str| {
+            serde_json::json!({
+                "simulate": {"rate": 1.0},
+                "outputs": [{"syslog": {"address": address}},
+                            {"forwarder": {"image": "fluent/fluent-bit:3.1", "args": ["-c", "/fluent-bit/etc/azlog.conf"]}}]
+            })
+        };
+        let a = children(spec("siem-a:514"));
+        let pod_a = pod(&a);
+        assert_eq!(pod_a.containers.len(), 2);
+        let shared = |container: &Container| {
+            container
+                .volume_mounts
+                .as_ref()
+                .expect("mounts")
+                .iter()
+                .find(|m| m.name == "files-1")
+                .map(|m| m.mount_path.clone())
+        };
+        assert_eq!(
+            shared(&pod_a.containers[0]).as_deref(),
+            Some("/var/log/azlog/forwarder-1")
+        );
+        assert_eq!(
+            shared(&pod_a.containers[1]).as_deref(),
+            Some("/var/log/azlog")
+        );
+        let hash = |c: &Children| {
+            c.deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.clone())
+                .expect("annotations")[CONFIG_HASH]
+                .clone()
+        };
+        assert_eq!(hash(&a), hash(&children(spec("siem-a:514"))));
+        assert_ne!(hash(&a), hash(&children(spec("siem-b:514"))));
+    }
+}
