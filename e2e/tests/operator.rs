@@ -1,11 +1,23 @@
-//! The operator against a real kube-apiserver, etcd and kube-controller-manager.
+//! The operator against a real kube-apiserver, etcd and kube-controller-manager: LogSources
+//! created, changed, broken, deleted; children edited behind its back; the operator killed.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use azlog_e2e::free_port;
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_operator::crd::LogSource;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
 
-fn log_source(name: &str, spec: serde_json::Value) -> LogSource {
-    serde_json::from_value(serde_json::json!({
+const NS: &str = "default";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn log_source(name: &str, spec: Value) -> LogSource {
+    serde_json::from_value(json!({
         "apiVersion": "azlog.io/v1alpha1",
         "kind": "LogSource",
         "metadata": {"name": name},
@@ -14,27 +26,146 @@ fn log_source(name: &str, spec: serde_json::Value) -> LogSource {
     .expect("a LogSource")
 }
 
+fn simulate_to(address: &str) -> Value {
+    json!({"simulate": {"rate": 5.0}, "outputs": [{"syslog": {"address": address}}]})
+}
+
+/// Polls `check` until it answers Some, or fails the test saying what did not happen.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn operator_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("azlog-operator");
+    assert!(
+        path.exists(),
+        "{} does not exist: build it with cargo build -p azlog-operator (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// The operator binary, run on the host against the test cluster.
+struct Operator {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Operator {
+    fn start(cluster: &Cluster, dir: &Path) -> Operator {
+        let metrics_port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("operator.log"))
+            .expect("operator log");
+        let child = Command::new(operator_binary())
+            .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
+            .args([
+                "--collector-image",
+                "azlog/collector:test",
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--lease-namespace",
+                NS,
+                "--log-level",
+                "azlog_operator=debug,info",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the operator");
+        Operator {
+            child,
+            metrics_port,
+        }
+    }
+
+    /// The sum of a counter over its labels, as /metrics shows it.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let body = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready(source: &LogSource) -> Option<(String, String, String)> {
+    source
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn config_hash(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get("azlog.io/config-hash").cloned())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
-    let api: Api<LogSource> = Api::namespaced(cluster.client(ADMIN_TOKEN), "default");
-    let good = log_source(
-        "demo",
-        serde_json::json!({"simulate": {"rate": 5.0}, "outputs": [{"syslog": {"address": "siem:514", "transport": "tcp"}}]}),
+    let api: Api<LogSource> = Api::namespaced(cluster.client(ADMIN_TOKEN), NS);
+    api.create(
+        &PostParams::default(),
+        &log_source("demo", simulate_to("siem:514")),
+    )
+    .await
+    .expect("a valid LogSource is stored");
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        cluster.client(ADMIN_TOKEN),
+        NS,
+        &kube::discovery::ApiResource::erase::<LogSource>(&()),
     );
-    api.create(&PostParams::default(), &good)
-        .await
-        .expect("a valid LogSource is stored");
-    let bad = serde_json::json!({
+    let bad = json!({
         "apiVersion": "azlog.io/v1alpha1", "kind": "LogSource", "metadata": {"name": "bad"},
         "spec": {"simulate": {}, "outputs": [{"syslog": {"address": "siem:514", "transport": "carrier-pigeon"}}]},
     });
-    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        cluster.client(ADMIN_TOKEN),
-        "default",
-        &kube::discovery::ApiResource::erase::<LogSource>(&()),
-    );
     let refused = raw
         .create(
             &PostParams::default(),
@@ -47,4 +178,290 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
         text.contains("spec.outputs.syslog.transport") && text.contains("carrier-pigeon"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_goes_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let _operator = Operator::start(&cluster, dir.path());
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source("audit", simulate_to("siem-a:514")),
+        )
+        .await
+        .expect("create");
+    let first = eventually("the collector Deployment exists", || async {
+        deployments.get_opt("azlog-audit").await.ok().flatten()
+    })
+    .await;
+    let owner = &first.metadata.owner_references.clone().unwrap_or_default()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("LogSource", "audit")
+    );
+    let config = config_maps.get("azlog-audit").await.expect("the ConfigMap");
+    assert!(config.data.unwrap_or_default()["collector.yaml"].contains("siem-a:514"));
+    accounts
+        .get("azlog-audit")
+        .await
+        .expect("the ServiceAccount");
+    let status = eventually("the status says why the collector is not ready", || async {
+        let s = sources.get("audit").await.ok()?;
+        let ready = ready(&s)?;
+        (ready.1 == "CollectorNotAvailable").then_some(s)
+    })
+    .await;
+    let status = status.status.expect("status");
+    assert_eq!(status.source.as_deref(), Some("simulate"));
+    assert_eq!(status.observed_generation, Some(1));
+
+    // A spec change rewrites the config and rolls the pod template.
+    sources
+        .patch(
+            "audit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"outputs": [{"syslog": {"address": "siem-b:514"}}]}})),
+        )
+        .await
+        .expect("update");
+    let rolled = eventually("the pod template carries the new config hash", || async {
+        let d = deployments.get("azlog-audit").await.ok()?;
+        (config_hash(&d) != config_hash(&first)).then_some(d)
+    })
+    .await;
+    let config = config_maps.get("azlog-audit").await.expect("the ConfigMap");
+    assert!(config.data.unwrap_or_default()["collector.yaml"].contains("siem-b:514"));
+
+    // Someone scales the collector and swaps its image: both are put back.
+    deployments
+        .patch(
+            "azlog-audit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "collector", "image": "evil/collector:latest"}]}}}})),
+        )
+        .await
+        .expect("drift");
+    eventually("the operator repairs the drift", || async {
+        let d = deployments.get("azlog-audit").await.ok()?;
+        let spec = d.spec.as_ref()?;
+        let image = spec.template.spec.as_ref()?.containers[0].image.clone()?;
+        (spec.replicas == Some(1) && image == "azlog/collector:test").then_some(())
+    })
+    .await;
+    assert_eq!(config_hash(&rolled), {
+        let d = deployments.get("azlog-audit").await.expect("deployment");
+        config_hash(&d)
+    });
+
+    // Deleting the LogSource takes its children with it (the garbage collector follows owners).
+    sources
+        .delete("audit", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    eventually("the children are garbage-collected", || async {
+        let gone = deployments.get_opt("azlog-audit").await.ok()?.is_none()
+            && config_maps.get_opt("azlog-audit").await.ok()?.is_none()
+            && accounts.get_opt("azlog-audit").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_and_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let _operator = Operator::start(&cluster, dir.path());
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+
+    // Two sources in one LogSource, and a lateArrival that is not a duration.
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "confused",
+                json!({"simulate": {}, "activityLog": {}, "outputs": [{"syslog": {"address": "s:514"}}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let (status, reason, message) = eventually("the invalid spec is reported", || async {
+        ready(&sources.get("confused").await.ok()?)
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("activityLog and simulate are set"),
+        "{message}"
+    );
+    sources
+        .patch(
+            "confused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"simulate": null, "subscriptionId": "00000000-0000-0000-0000-000000000001",
+                "lateArrival": "a while", "credential": {"managedIdentity": {}}}})),
+        )
+        .await
+        .expect("update");
+    let message = eventually("the bad duration is reported at its field", || async {
+        let (_, reason, message) = ready(&sources.get("confused").await.ok()?)?;
+        (reason == "InvalidSpec" && message.contains("spec.lateArrival")).then_some(message)
+    })
+    .await;
+    assert!(message.contains("a while"), "{message}");
+    assert!(
+        deployments
+            .get_opt("azlog-confused")
+            .await
+            .expect("get")
+            .is_none(),
+        "no collector for an invalid spec"
+    );
+
+    // A storage account key in a Secret that does not exist yet.
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "wad",
+                json!({"wad": {"account": "diagstore", "accountKey": {"name": "diagstore-key", "key": "key1"}},
+                       "outputs": [{"file": {}}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let message = eventually("the missing Secret is reported", || async {
+        let (_, reason, message) = ready(&sources.get("wad").await.ok()?)?;
+        (reason == "SecretNotFound").then_some(message)
+    })
+    .await;
+    assert!(
+        message.contains("Secret diagstore-key does not exist") && message.contains("key1"),
+        "{message}"
+    );
+    assert!(
+        deployments
+            .get_opt("azlog-wad")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "diagstore-key"},
+        "stringData": {"key1": "c2VjcmV0"},
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    let deployment = eventually("the collector starts once the Secret exists", || async {
+        deployments.get_opt("azlog-wad").await.ok().flatten()
+    })
+    .await;
+    let volumes = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.volumes)
+        .unwrap_or_default();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref())
+                == Some("diagstore-key")),
+        "the Secret is mounted, by reference"
+    );
+    let config = Api::<ConfigMap>::namespaced(client, NS)
+        .get("azlog-wad")
+        .await
+        .expect("ConfigMap");
+    assert!(
+        !config.data.unwrap_or_default()["collector.yaml"].contains("c2VjcmV0"),
+        "the Secret's value is never copied into the ConfigMap"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let count = 30;
+    let operator = Operator::start(&cluster, dir.path());
+    for i in 0..count {
+        sources
+            .create(
+                &PostParams::default(),
+                &log_source(&format!("src-{i}"), simulate_to(&format!("siem-{i}:514"))),
+            )
+            .await
+            .expect("create");
+    }
+    // Killed as soon as it has written something, with most sources still to do.
+    eventually("the operator has started writing", || async {
+        let n = deployments
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .len();
+        (n > 0).then_some(())
+    })
+    .await;
+    operator.kill();
+    let done_before = deployments
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .len();
+
+    let operator = Operator::start(&cluster, dir.path());
+    eventually("every LogSource has its collector and a status", || async {
+        let listed = sources.list(&Default::default()).await.ok()?;
+        let with_status = listed.items.iter().filter(|s| ready(s).is_some()).count();
+        let deployed = deployments
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .len();
+        (with_status == count && deployed == count).then_some(())
+    })
+    .await;
+    assert!(
+        done_before < count,
+        "the kill came before the work was done ({done_before} of {count})"
+    );
+
+    // A third operator finds everything as it should be: it reconciles every LogSource and writes
+    // nothing.
+    operator.kill();
+    let operator = Operator::start(&cluster, dir.path());
+    eventually(
+        "the new operator has reconciled every LogSource",
+        || async {
+            let ok = operator.metric("azlog_operator_reconciles_total").await?;
+            (ok >= count as f64).then_some(())
+        },
+    )
+    .await;
+    let writes = operator
+        .metric("azlog_operator_api_writes_total")
+        .await
+        .unwrap_or(-1.0);
+    assert_eq!(writes, 0.0, "a converged LogSource costs no write");
 }

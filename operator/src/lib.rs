@@ -1,5 +1,8 @@
 //! The azlog operator: LogSource resources reconciled into collector workloads.
 
 pub mod children;
+pub mod controller;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
 pub mod render;

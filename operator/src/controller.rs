@@ -1,0 +1,537 @@
+//! The LogSource controller: render → check the Secrets referenced → apply the children that
+//! differ from what runs → report status. A LogSource whose children already match causes no
+//! write at all, so a resync of hundreds of them costs the API server nothing but the watch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::children::{self, Children, CollectorDefaults, MANAGED_BY};
+use crate::crd::{LogSource, LogSourceStatus};
+use crate::metrics::Metrics;
+use crate::render::{self, Rendered};
+
+/// The field manager of every apply, so ownership of fields is clear in `managedFields`.
+pub const FIELD_MANAGER: &str = "azlog-operator";
+/// How often a LogSource is looked at when nothing changes (a cache read, not an API call).
+const RESYNC: Duration = Duration::from_secs(600);
+/// How soon a LogSource waiting for a Secret is looked at again.
+const SECRET_RETRY: Duration = Duration::from_secs(5);
+
+/// What a reconcile can fail with; the category is the Event reason and the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply {kind} {name}: {source}")]
+    Apply {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to read {kind} {name}: {source}")]
+    Read {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to look up Secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to update the status: {source}")]
+    Status {
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "apply",
+            Error::Read { .. } => "read",
+            Error::Secret { .. } => "secret_lookup",
+            Error::Status { .. } => "status",
+        }
+    }
+}
+
+/// Caches of the children, kept by watches, so comparing desired with live state costs no call.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub config_maps: Store<ConfigMap>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub deployments: Store<Deployment>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub defaults: CollectorDefaults,
+    pub stores: Stores,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    defaults: CollectorDefaults,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let (config_maps, cm_writer) = reflector::store();
+    let (service_accounts, sa_writer) = reflector::store();
+    let (deployments, deploy_writer) = reflector::store();
+    let cm_stream = watcher(api::<ConfigMap>(&client, ns), owned.clone())
+        .default_backoff()
+        .reflect(cm_writer)
+        .applied_objects();
+    let sa_stream = watcher(api::<ServiceAccount>(&client, ns), owned.clone())
+        .default_backoff()
+        .reflect(sa_writer)
+        .applied_objects();
+    let deploy_stream = watcher(api::<Deployment>(&client, ns), owned)
+        .default_backoff()
+        .reflect(deploy_writer)
+        .applied_objects();
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client: client.clone(),
+        defaults,
+        stores: Stores {
+            config_maps,
+            service_accounts,
+            deployments,
+        },
+        metrics,
+    });
+    Controller::new(api::<LogSource>(&client, ns), watcher::Config::default())
+        .owns_stream(cm_stream)
+        .owns_stream(sa_stream)
+        .owns_stream(deploy_stream)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+fn error_policy(source: Arc<LogSource>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.category()])
+        .inc();
+    tracing::warn!(logsource = %source.name_any(), namespace = source.namespace().unwrap_or_default(), error = %error, "reconcile failed; retrying in 15s");
+    Action::requeue(Duration::from_secs(15))
+}
+
+pub async fn reconcile(source: Arc<LogSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&source, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+        .inc();
+    result
+}
+
+async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Error> {
+    let namespace = source.namespace().unwrap_or_default();
+    let generation = source.metadata.generation;
+    let mut status = source.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+
+    let rendered = match render::render(source) {
+        Ok(rendered) => rendered,
+        Err(invalid) => {
+            let running = ctx
+                .stores
+                .deployments
+                .get(&ObjectRef::new(&children::child_name(source)).within(&namespace))
+                .is_some();
+            let message = if running {
+                format!("{invalid}. The collector keeps running the last valid spec.")
+            } else {
+                format!("{invalid}.")
+            };
+            set_condition(
+                &mut status,
+                "Ready",
+                false,
+                "InvalidSpec",
+                &message,
+                generation,
+            );
+            report(
+                source,
+                ctx,
+                status,
+                EventType::Warning,
+                "InvalidSpec",
+                &message,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    status.source = Some(rendered.source.to_owned());
+
+    if let Some(missing) = missing_secret(source, &rendered, ctx).await? {
+        set_condition(
+            &mut status,
+            "Ready",
+            false,
+            "SecretNotFound",
+            &missing,
+            generation,
+        );
+        report(
+            source,
+            ctx,
+            status,
+            EventType::Warning,
+            "SecretNotFound",
+            &missing,
+        )
+        .await?;
+        return Ok(Action::requeue(SECRET_RETRY));
+    }
+
+    let Children {
+        config_map,
+        service_account,
+        deployment,
+    } = children::build(source, &rendered, &ctx.defaults);
+    let mut applied = Vec::new();
+    apply(
+        ctx,
+        &ctx.stores.config_maps,
+        &namespace,
+        config_map,
+        &mut applied,
+    )
+    .await?;
+    apply(
+        ctx,
+        &ctx.stores.service_accounts,
+        &namespace,
+        service_account,
+        &mut applied,
+    )
+    .await?;
+    let deployment = apply(
+        ctx,
+        &ctx.stores.deployments,
+        &namespace,
+        deployment,
+        &mut applied,
+    )
+    .await?;
+
+    let available = deployment
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    if available > 0 {
+        set_condition(
+            &mut status,
+            "Ready",
+            true,
+            "CollectorRunning",
+            "the collector pod is running",
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status,
+            "Ready",
+            false,
+            "CollectorNotAvailable",
+            &format!(
+                "waiting for the collector pod of Deployment {} to become available; `kubectl describe pod -l azlog.io/logsource={}` says why it is not",
+                children::child_name(source),
+                source.name_any()
+            ),
+            generation,
+        );
+    }
+    let note = if applied.is_empty() {
+        String::new()
+    } else {
+        format!("applied {}", applied.join(", "))
+    };
+    report(source, ctx, status, EventType::Normal, "Applied", &note).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The first Secret the LogSource references that does not exist, in words.
+async fn missing_secret(
+    source: &LogSource,
+    rendered: &Rendered,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let namespace = source.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    for (name, keys) in &rendered.secrets {
+        // Metadata only: the operator never reads a Secret's values.
+        let found = secrets
+            .get_metadata_opt(name)
+            .await
+            .map_err(|source| Error::Secret {
+                name: name.clone(),
+                source,
+            })?;
+        if found.is_none() {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            return Ok(Some(format!(
+                "Secret {name} does not exist in namespace {namespace}; create it with the key(s) {} and the collector starts",
+                keys.join(", ")
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Applies `desired` unless the live object already holds every field of it. Answers the object
+/// as it now is.
+async fn apply<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    namespace: &str,
+    desired: K,
+    applied: &mut Vec<String>,
+) -> Result<Option<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = desired.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    // Right after a start the LogSources can arrive before the children's caches are filled; an
+    // empty cache would make every child look missing and cost a write each, so until it is
+    // filled the live object is read instead.
+    let cached = store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok());
+    let live = if cached {
+        store
+            .get(&ObjectRef::new(&name).within(namespace))
+            .map(|k| k.as_ref().clone())
+    } else {
+        api.get_opt(&name).await.map_err(|source| Error::Read {
+            kind: static_kind(&K::kind(&())),
+            name: name.clone(),
+            source,
+        })?
+    };
+    if let Some(live) = &live
+        && contains(
+            &serde_json::to_value(live).unwrap_or_default(),
+            &serde_json::to_value(&desired).unwrap_or_default(),
+        )
+    {
+        return Ok(live.clone().into());
+    }
+    let kind = K::kind(&());
+    let mut object = serde_json::to_value(&desired).unwrap_or_default();
+    object["apiVersion"] = K::api_version(&()).into();
+    object["kind"] = kind.as_ref().into();
+    let result = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: static_kind(&kind),
+            name: name.clone(),
+            source,
+        })?;
+    ctx.metrics.writes.with_label_values(&[&kind]).inc();
+    applied.push(format!("{kind} {name}"));
+    Ok(Some(result))
+}
+
+fn static_kind(kind: &str) -> &'static str {
+    match kind {
+        "ConfigMap" => "ConfigMap",
+        "ServiceAccount" => "ServiceAccount",
+        "Deployment" => "Deployment",
+        _ => "object",
+    }
+}
+
+/// Whether `live` holds every field of `desired` with the same value. The API server adds
+/// defaults and bookkeeping to what was applied, so equality would never hold; this checks that
+/// nothing the operator sets has drifted.
+fn contains(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| l.get(k).is_some_and(|lv| contains(lv, dv))),
+        (Value::Array(l), Value::Array(d)) => {
+            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| contains(lv, dv))
+        }
+        (l, d) => l == d,
+    }
+}
+
+/// Sets a condition, keeping its transition time unless its status changes.
+fn set_condition(
+    status: &mut LogSourceStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let value = if value { "True" } else { "False" };
+    let previous = status.conditions.iter().position(|c| c.type_ == type_);
+    let transition = previous
+        .map(|i| &status.conditions[i])
+        .filter(|c| c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: value.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    };
+    match previous {
+        Some(i) => status.conditions[i] = condition,
+        None => status.conditions.push(condition),
+    }
+}
+
+/// Writes the status if it changed, with an Event saying why.
+async fn report(
+    source: &LogSource,
+    ctx: &Context,
+    status: LogSourceStatus,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) -> Result<(), Error> {
+    let unchanged = source.status.as_ref() == Some(&status);
+    // A warning is told once, when the status turns to it, not at every retry.
+    if unchanged && (note.is_empty() || type_ == EventType::Warning) {
+        return Ok(());
+    }
+    if !unchanged {
+        let api: Api<LogSource> =
+            Api::namespaced(ctx.client.clone(), &source.namespace().unwrap_or_default());
+        api.patch_status(
+            &source.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": status })),
+        )
+        .await
+        .map_err(|source| Error::Status { source })?;
+        ctx.metrics
+            .writes
+            .with_label_values(&["LogSourceStatus"])
+            .inc();
+    }
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: (!note.is_empty()).then(|| note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An Event is a courtesy to whoever runs `kubectl describe`; failing to write one is logged,
+    // never a reason to redo the reconcile.
+    if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
+        tracing::warn!(error = %e, "failed to publish an Event");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_live_object_with_server_defaults_still_contains_what_was_applied() {
+        let desired = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let live = json!({"metadata": {"uid": "u"}, "spec": {"replicas": 1, "revisionHistoryLimit": 10,
+            "template": {"spec": {"containers": [{"name": "c", "image": "i", "terminationMessagePath": "/dev/termination-log"}]}}}});
+        assert!(contains(&live, &desired));
+        let drifted = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        assert!(!contains(&drifted, &desired));
+        let sidecar_added = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "i"}, {"name": "x"}]}}}});
+        assert!(!contains(&sidecar_added, &desired));
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let mut status = LogSourceStatus::default();
+        set_condition(&mut status, "Ready", false, "A", "a", Some(1));
+        let first = status.conditions[0].last_transition_time.clone();
+        set_condition(&mut status, "Ready", false, "B", "b", Some(2));
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time, first);
+        assert_eq!(status.conditions[0].reason, "B");
+    }
+}

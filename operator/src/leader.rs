@@ -1,0 +1,127 @@
+//! Leader election with a coordination.k8s.io Lease, so that of several operator replicas exactly
+//! one reconciles. The holder renews the Lease every third of its duration; a replica takes it over
+//! only once it has not been renewed for a whole duration. Writes carry the resourceVersion read,
+//! so two replicas racing for an expired Lease cannot both win.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::{Client, Error};
+
+#[derive(Debug, Clone)]
+pub struct LeaseLock {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+}
+
+impl LeaseLock {
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> LeaseLock {
+        LeaseLock {
+            api: Api::namespaced(client, namespace),
+            name: name.to_owned(),
+            identity: identity.to_owned(),
+            duration: Duration::from_secs(15),
+        }
+    }
+
+    /// Waits until this replica holds the Lease.
+    pub async fn acquire(&self) {
+        let mut waiting_logged = false;
+        loop {
+            match self.try_acquire().await {
+                Ok(true) => {
+                    tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
+                    return;
+                }
+                Ok(false) => {
+                    if !waiting_logged {
+                        tracing::info!(lease = %self.name, "another replica leads; waiting to take over");
+                        waiting_logged = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %self.name, error = %e, "failed to read or write the Lease; retrying")
+                }
+            }
+            tokio::time::sleep(self.duration / 3).await;
+        }
+    }
+
+    /// Renews the Lease until a renewal has failed for a whole duration; then returns, and the
+    /// replica must stop reconciling, because another may have taken over.
+    pub async fn hold(&self) {
+        let mut last_renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.duration / 3).await;
+            match self.try_acquire().await {
+                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    tracing::error!(lease = %self.name, "another replica took the Lease over");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %self.name, error = %e, "failed to renew the Lease")
+                }
+            }
+            if last_renewed.elapsed() >= self.duration {
+                tracing::error!(lease = %self.name, "could not renew the Lease in time");
+                return;
+            }
+        }
+    }
+
+    /// Takes or renews the Lease if it is free, expired or ours; answers whether we hold it.
+    async fn try_acquire(&self) -> Result<bool, Error> {
+        let now = Timestamp::now();
+        let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.duration.as_secs() as i32),
+            acquire_time: acquired.or(Some(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        };
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec(0, None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let current = lease.spec.clone().unwrap_or_default();
+        let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
+        let expired = current.renew_time.as_ref().is_none_or(|renewed| {
+            let held = current
+                .lease_duration_seconds
+                .map_or(self.duration.as_secs() as i64, i64::from);
+            now.as_second() - renewed.0.as_second() > held
+        });
+        if !ours && !expired {
+            return Ok(false);
+        }
+        let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
+        let acquired = if ours { current.acquire_time } else { None };
+        lease.spec = Some(spec(transitions, acquired));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

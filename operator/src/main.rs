@@ -1,0 +1,162 @@
+//! The `azlog-operator` command.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use azlog_operator::children::CollectorDefaults;
+use azlog_operator::leader::LeaseLock;
+use azlog_operator::metrics::Metrics;
+use clap::Parser;
+
+/// Reconciles LogSource resources into collector Deployments, ConfigMaps and ServiceAccounts.
+///
+/// Connects with the in-cluster service account, or with $KUBECONFIG / ~/.kube/config elsewhere.
+#[derive(Debug, Parser)]
+#[command(name = "azlog-operator", version)]
+struct Cli {
+    /// The collector image LogSources run unless they name their own.
+    #[arg(long, env = "AZLOG_COLLECTOR_IMAGE", default_value = concat!("ghcr.io/azlog-io/azlog-collector:", env!("CARGO_PKG_VERSION")))]
+    collector_image: String,
+    /// Watch only this namespace; by default every namespace.
+    #[arg(long, env = "AZLOG_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /metrics and /healthz.
+    #[arg(long, env = "AZLOG_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: SocketAddr,
+    /// Elect a leader with a Lease so several replicas can run; only the leader reconciles.
+    #[arg(long, env = "AZLOG_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "azlog-system")]
+    lease_namespace: String,
+    /// Log level or tracing filter.
+    #[arg(long, env = "AZLOG_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // kube and the Azure crates bring two rustls providers; the process must pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to connect to the Kubernetes API; set KUBECONFIG or run in a cluster");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            tracing::error!(error = %e, "failed to register metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cli.metrics_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %cli.metrics_listen, error = %e, "failed to listen for /metrics; choose another --metrics-listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(serve(listener, metrics.clone()));
+
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "azlog-operator".into()),
+            std::process::id()
+        )
+    });
+    let lease = cli.leader_election.then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &cli.lease_namespace,
+            "azlog-operator",
+            &identity,
+        )
+    });
+    if let Some(lease) = &lease {
+        lease.acquire().await;
+    }
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(lease) = lease.clone() {
+        tokio::spawn(async move {
+            lease.hold().await;
+            let _ = lost_tx.send(());
+        });
+    }
+    let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lease_lost.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+            Ok(()) = lost_rx => {
+                lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!("lost leadership; stopping so that only the new leader reconciles");
+            }
+        }
+    };
+    tracing::info!(namespace = cli.namespace.as_deref().unwrap_or("(all)"), image = %cli.collector_image, "reconciling LogSources");
+    azlog_operator::controller::run(
+        client,
+        cli.namespace,
+        CollectorDefaults {
+            image: cli.collector_image,
+        },
+        metrics,
+        shutdown,
+    )
+    .await;
+    if lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::Router;
+    use axum::routing::get;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the /metrics server stopped");
+    }
+}
