@@ -741,13 +741,40 @@ pub struct CheckpointConfig {
     /// How many recent event ids are remembered to hide re-reads.
     #[serde(default = "default_dedup_capacity")]
     pub dedup_capacity: usize,
+    /// Keep the checkpoint in a Kubernetes ConfigMap instead of `stateDir`, so the collector pod
+    /// holds no state and can be rescheduled anywhere. The operator sets this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesCheckpointConfig>,
 }
+
+/// A checkpoint kept in a ConfigMap, and progress reported to the LogSource's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesCheckpointConfig {
+    pub namespace: String,
+    /// The ConfigMap holding the checkpoint; it must exist (the operator creates it).
+    pub config_map: String,
+    /// The LogSource whose status shows the collector's progress; absent means none is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_source: Option<String>,
+    /// Progress is written to the LogSource status at most this often.
+    #[serde(default = "default_status_interval", with = "humantime_serde")]
+    pub status_interval: Duration,
+}
+
+fn default_status_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A ConfigMap holds at most 1 MiB; each remembered id takes 16 bytes in it.
+pub const MAX_KUBERNETES_DEDUP_CAPACITY: usize = 50_000;
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             commit_interval: default_commit_interval(),
             dedup_capacity: default_dedup_capacity(),
+            kubernetes: None,
         }
     }
 }
@@ -1050,6 +1077,16 @@ impl Config {
                 format!(
                     "must be at least pipeline.maxInFlightEvents ({}) so a restart recognises everything it re-reads, got {}",
                     p.max_in_flight_events, self.checkpoint.dedup_capacity
+                ),
+            );
+        }
+        if self.checkpoint.kubernetes.is_some()
+            && self.checkpoint.dedup_capacity > MAX_KUBERNETES_DEDUP_CAPACITY
+        {
+            err(
+                "checkpoint.dedupCapacity".into(),
+                format!(
+                    "at most {MAX_KUBERNETES_DEDUP_CAPACITY} with a Kubernetes checkpoint: a ConfigMap holds 1 MiB"
                 ),
             );
         }

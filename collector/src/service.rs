@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::azure::AzureClient;
-use crate::checkpoint::FileStore;
+use crate::checkpoint::{ConfigMapStore, FileStore, Store};
 use crate::config::{Config, SourceConfig};
 use crate::health;
 use crate::metrics::Metrics;
@@ -30,6 +30,8 @@ pub enum ServiceError {
     },
     #[error("failed to set up Azure access: {0}")]
     Azure(String),
+    #[error("failed to set up the checkpoint store: {0}")]
+    Checkpoint(crate::checkpoint::CheckpointError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
@@ -46,10 +48,17 @@ pub async fn run(
             .map_err(|source| ServiceError::Health { address, source })?;
         tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
     }
-    let store = FileStore::new(config.state_dir.join("checkpoint.json"));
+    let store = match &config.checkpoint.kubernetes {
+        Some(kubernetes) => Store::ConfigMap(Box::new(
+            ConfigMapStore::connect(kubernetes)
+                .await
+                .map_err(ServiceError::Checkpoint)?,
+        )),
+        None => Store::File(FileStore::new(config.state_dir.join("checkpoint.json"))),
+    };
     tracing::info!(
         source = %config.name,
-        checkpoint = %store.path().display(),
+        checkpoint = %store.describe(),
         outputs = config.outputs.len(),
         "collector starting"
     );
@@ -116,7 +125,7 @@ pub async fn run(
 
 async fn run_listing<L: Listing>(
     config: Config,
-    store: FileStore,
+    store: Store,
     metrics: Arc<Metrics>,
     listing: L,
     client: Arc<AzureClient>,

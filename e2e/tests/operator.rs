@@ -465,3 +465,196 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
         .unwrap_or(-1.0);
     assert_eq!(writes, 0.0, "a converged LogSource costs no write");
 }
+
+/// A syslog receiver that counts newline-framed messages.
+async fn syslog_counter() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
+                    counted.fetch_add(lines, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test]
+async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_its_own_rbac() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let admin = cluster.client(ADMIN_TOKEN);
+    let _operator = Operator::start(&cluster, dir.path());
+    let (port, received) = syslog_counter().await;
+    let sources: Api<LogSource> = Api::namespaced(admin.clone(), NS);
+    let events = 300;
+    for name in ["rbac", "neighbour"] {
+        sources
+            .create(
+                &PostParams::default(),
+                &log_source(
+                    name,
+                    json!({"simulate": {"rate": 200.0, "count": events, "seed": 3},
+                           "outputs": [{"syslog": {"address": format!("127.0.0.1:{port}"), "framing": "newline"}}]}),
+                ),
+            )
+            .await
+            .expect("create");
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    let rendered = eventually("the collector config and its RoleBinding exist", || async {
+        let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+            Api::namespaced(admin.clone(), NS);
+        bindings.get_opt("azlog-rbac").await.ok()??;
+        config_maps.get_opt("azlog-rbac-checkpoint").await.ok()??;
+        config_maps.get_opt("azlog-rbac").await.ok()?
+    })
+    .await;
+
+    // The token a kubelet would mount into the collector pod.
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request("azlog-rbac", &PostParams::default(), &request)
+        .await
+        .expect("token request")
+        .status
+        .expect("a token")
+        .token;
+
+    // The rendered config as the pod would read it; only the host paths differ.
+    let mut config: Value =
+        serde_yaml::from_str(&rendered.data.unwrap_or_default()["collector.yaml"]).expect("yaml");
+    let health = free_port();
+    config["health"]["listen"] = format!("127.0.0.1:{health}").into();
+    config["stateDir"] = dir.path().join("state").display().to_string().into();
+    let config_path = dir.path().join("collector.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+    let collector_binary = operator_binary().with_file_name("azlog-collector");
+    let kubeconfig = cluster.kubeconfig("collector", &token);
+    let run_collector = || {
+        Command::new(&collector_binary)
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("collector.log"))
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start the collector")
+    };
+    let mut collector = run_collector();
+    let checkpoint_events = || async {
+        let cm = config_maps.get("azlog-rbac-checkpoint").await.ok()?;
+        let text = cm.data?.get("checkpoint.json")?.clone();
+        serde_json::from_str::<Value>(&text).ok()?["eventsDelivered"].as_u64()
+    };
+    eventually(
+        "every event is delivered and checkpointed in the ConfigMap",
+        || async { (checkpoint_events().await? == events).then_some(()) },
+    )
+    .await;
+    assert_eq!(received.load(Ordering::SeqCst), events as usize);
+    let status = eventually(
+        "the collector reported its progress to the LogSource",
+        || async {
+            sources
+                .get("rbac")
+                .await
+                .ok()?
+                .status
+                .filter(|s| s.events_delivered.is_some())
+        },
+    )
+    .await;
+    assert!(
+        status.checkpoint.is_some() && status.last_event_time.is_some(),
+        "{status:?}"
+    );
+
+    // Killed and started again (a rescheduled pod with no local state): it resumes from the
+    // ConfigMap and delivers nothing twice.
+    let _ = collector.kill();
+    let _ = collector.wait();
+    std::fs::remove_dir_all(dir.path().join("state")).ok();
+    let mut collector = run_collector();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(checkpoint_events().await, Some(events));
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        events as usize,
+        "nothing is delivered twice"
+    );
+    let _ = collector.kill();
+    let _ = collector.wait();
+
+    // The collector's identity can do its own work and nothing else.
+    let as_collector = cluster.client(&token);
+    let own: Api<ConfigMap> = Api::namespaced(as_collector.clone(), NS);
+    own.get("azlog-rbac-checkpoint")
+        .await
+        .expect("its own checkpoint is readable");
+    let forbidden =
+        |r: Result<(), kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    assert!(
+        forbidden(own.get("azlog-neighbour-checkpoint").await.map(drop)),
+        "another collector's checkpoint"
+    );
+    assert!(
+        forbidden(own.get("azlog-rbac").await.map(drop)),
+        "its config (mounted, not read)"
+    );
+    assert!(
+        forbidden(own.list(&Default::default()).await.map(drop)),
+        "listing ConfigMaps"
+    );
+    assert!(
+        forbidden(
+            Api::<Secret>::namespaced(as_collector.clone(), NS)
+                .get("anything")
+                .await
+                .map(drop)
+        ),
+        "Secrets"
+    );
+    let other_status = Api::<LogSource>::namespaced(as_collector, NS)
+        .patch_status(
+            "neighbour",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"eventsDelivered": 1}})),
+        )
+        .await
+        .map(drop);
+    assert!(forbidden(other_status), "another LogSource's status");
+}

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
     VolumeMount, VolumeProjection,
 };
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -19,7 +20,7 @@ use kube::Resource;
 use crate::crd::LogSource;
 use crate::render::{
     CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, HEALTH_PORT,
-    Rendered, SECRETS_DIR, STATE_DIR,
+    Rendered, SECRETS_DIR, STATE_DIR, checkpoint_config_map,
 };
 
 /// Label every child carries; the operator watches only objects with it.
@@ -43,7 +44,12 @@ pub fn child_name(source: &LogSource) -> String {
 #[derive(Debug, Clone)]
 pub struct Children {
     pub config_map: ConfigMap,
+    /// Created empty; the collector writes the checkpoint into it.
+    pub checkpoint: ConfigMap,
     pub service_account: ServiceAccount,
+    /// What the collector may do: read and update its checkpoint, report to the LogSource status.
+    pub role: Role,
+    pub role_binding: RoleBinding,
     pub deployment: Deployment,
 }
 
@@ -103,6 +109,47 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     };
+    let checkpoint_name = checkpoint_config_map(&labels[LOG_SOURCE_LABEL]);
+    let checkpoint = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(checkpoint_name.clone()),
+            ..meta.clone()
+        },
+        ..ConfigMap::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".into()]),
+                resource_names: Some(vec![checkpoint_name]),
+                verbs: vec!["get".into(), "update".into()],
+                ..PolicyRule::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["azlog.io".into()]),
+                resources: Some(vec!["logsources/status".into()]),
+                resource_names: Some(vec![labels[LOG_SOURCE_LABEL].clone()]),
+                verbs: vec!["patch".into()],
+                ..PolicyRule::default()
+            },
+        ]),
+    };
+    let role_binding = RoleBinding {
+        metadata: meta.clone(),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.clone(),
+            namespace: source.metadata.namespace.clone(),
+            ..Subject::default()
+        }]),
+    };
 
     let deployment = Deployment {
         metadata: meta,
@@ -134,7 +181,10 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
     };
     Children {
         config_map,
+        checkpoint,
         service_account,
+        role,
+        role_binding,
         deployment,
     }
 }
@@ -310,7 +360,9 @@ fn pod_template(
         }),
         spec: Some(PodSpec {
             service_account_name: Some(name.to_owned()),
-            automount_service_account_token: Some(false),
+            // The collector talks to the API server for its checkpoint and status, nothing else
+            // (its Role says so).
+            automount_service_account_token: Some(true),
             containers,
             volumes: Some(volumes),
             node_selector: Some(node_selector),
@@ -437,7 +489,13 @@ mod tests {
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.run_as_non_root, Some(true));
-        assert_eq!(pod.automount_service_account_token, Some(false));
+        let rules = c.role.rules.as_ref().expect("rules");
+        assert!(
+            rules
+                .iter()
+                .all(|r| r.resource_names.as_ref().is_some_and(|n| n.len() == 1)),
+            "the collector may touch only its own checkpoint and LogSource"
+        );
         let secret = pod
             .volumes
             .as_ref()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -76,6 +77,8 @@ impl Error {
 pub struct Stores {
     pub config_maps: Store<ConfigMap>,
     pub service_accounts: Store<ServiceAccount>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
     pub deployments: Store<Deployment>,
 }
 
@@ -120,6 +123,16 @@ pub async fn run(
     let (config_maps, cm_writer) = reflector::store();
     let (service_accounts, sa_writer) = reflector::store();
     let (deployments, deploy_writer) = reflector::store();
+    let (roles, role_writer) = reflector::store();
+    let (role_bindings, binding_writer) = reflector::store();
+    let role_stream = watcher(api::<Role>(&client, ns), owned.clone())
+        .default_backoff()
+        .reflect(role_writer)
+        .applied_objects();
+    let binding_stream = watcher(api::<RoleBinding>(&client, ns), owned.clone())
+        .default_backoff()
+        .reflect(binding_writer)
+        .applied_objects();
     let cm_stream = watcher(api::<ConfigMap>(&client, ns), owned.clone())
         .default_backoff()
         .reflect(cm_writer)
@@ -145,6 +158,8 @@ pub async fn run(
         stores: Stores {
             config_maps,
             service_accounts,
+            roles,
+            role_bindings,
             deployments,
         },
         metrics,
@@ -152,6 +167,8 @@ pub async fn run(
     Controller::new(api::<LogSource>(&client, ns), watcher::Config::default())
         .owns_stream(cm_stream)
         .owns_stream(sa_stream)
+        .owns_stream(role_stream)
+        .owns_stream(binding_stream)
         .owns_stream(deploy_stream)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -249,13 +266,17 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
 
     let Children {
         config_map,
+        checkpoint,
         service_account,
+        role,
+        role_binding,
         deployment,
     } = children::build(source, &rendered, &ctx.defaults);
     let mut applied = Vec::new();
+    let stores = &ctx.stores;
     apply(
         ctx,
-        &ctx.stores.config_maps,
+        &stores.config_maps,
         &namespace,
         config_map,
         &mut applied,
@@ -263,9 +284,26 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
     .await?;
     apply(
         ctx,
-        &ctx.stores.service_accounts,
+        &stores.config_maps,
+        &namespace,
+        checkpoint,
+        &mut applied,
+    )
+    .await?;
+    apply(
+        ctx,
+        &stores.service_accounts,
         &namespace,
         service_account,
+        &mut applied,
+    )
+    .await?;
+    apply(ctx, &stores.roles, &namespace, role, &mut applied).await?;
+    apply(
+        ctx,
+        &stores.role_bindings,
+        &namespace,
+        role_binding,
         &mut applied,
     )
     .await?;
@@ -305,6 +343,24 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             ),
             generation,
         );
+    }
+    match status.events_delivered.filter(|n| *n > 0) {
+        Some(n) => set_condition(
+            &mut status,
+            "Collecting",
+            true,
+            "Delivering",
+            &format!("{n} events delivered to every output"),
+            generation,
+        ),
+        None => set_condition(
+            &mut status,
+            "Collecting",
+            false,
+            "NoEventsYet",
+            "the collector has not reported a delivered event yet",
+            generation,
+        ),
     }
     let note = if applied.is_empty() {
         String::new()
@@ -413,6 +469,8 @@ fn static_kind(kind: &str) -> &'static str {
         "ConfigMap" => "ConfigMap",
         "ServiceAccount" => "ServiceAccount",
         "Deployment" => "Deployment",
+        "Role" => "Role",
+        "RoleBinding" => "RoleBinding",
         _ => "object",
     }
 }
@@ -483,7 +541,13 @@ async fn report(
         api.patch_status(
             &source.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": status })),
+            // Only the operator's own fields: the collector writes its progress beside them, and
+            // a stale copy of it must not overwrite a newer report.
+            &Patch::Merge(serde_json::json!({ "status": {
+                "observedGeneration": status.observed_generation,
+                "source": status.source,
+                "conditions": status.conditions,
+            }})),
         )
         .await
         .map_err(|source| Error::Status { source })?;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use azlog_collector::config::{Config, FieldError};
+use azlog_collector::config::{Config, FieldError, MAX_KUBERNETES_DEDUP_CAPACITY};
 use serde_json::{Map, Value, json};
 
 use crate::crd::LogSource;
@@ -30,6 +30,11 @@ pub const FEDERATED_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
 pub const FEDERATED_TOKEN_FILE: &str = "azure-identity-token";
 /// The collector's /metrics, /healthz and /readyz port.
 pub const HEALTH_PORT: u16 = 9464;
+
+/// The ConfigMap a LogSource's collector keeps its checkpoint in.
+pub fn checkpoint_config_map(log_source: &str) -> String {
+    format!("azlog-{log_source}-checkpoint")
+}
 
 /// A LogSource's collector, ready to be turned into Kubernetes objects.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +95,7 @@ const SOURCES: [&str; 6] = [
 pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     let spec = &source.spec;
     let name = source.metadata.name.clone().unwrap_or_default();
+    let namespace = source.metadata.namespace.clone().unwrap_or_default();
     let mut errors = Vec::new();
     let mut err = |path: &str, message: String| {
         errors.push(FieldError {
@@ -152,7 +158,7 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     }
 
     let mut config = Map::new();
-    config.insert("name".into(), name.into());
+    config.insert("name".into(), name.clone().into());
     if let Some(sub) = &spec.subscription_id {
         config.insert("subscriptionId".into(), sub.clone().into());
     }
@@ -256,6 +262,18 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     }
     config.insert("outputs".into(), Value::Array(outputs));
     config.insert("stateDir".into(), STATE_DIR.into());
+    // The checkpoint lives in the cluster, so the pod is stateless and can be rescheduled.
+    config.insert(
+        "checkpoint".into(),
+        json!({
+            "dedupCapacity": MAX_KUBERNETES_DEDUP_CAPACITY,
+            "kubernetes": {
+                "namespace": namespace,
+                "configMap": checkpoint_config_map(&name),
+                "logSource": name,
+            },
+        }),
+    );
     config.insert(
         "health".into(),
         json!({ "listen": format!("0.0.0.0:{HEALTH_PORT}") }),

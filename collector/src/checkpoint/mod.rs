@@ -8,6 +8,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+
+mod configmap;
+
+pub use configmap::ConfigMapStore;
 use serde::{Deserialize, Serialize};
 
 /// The format version written today. Older versions are migrated on load; newer ones refused.
@@ -88,6 +92,8 @@ pub enum CheckpointError {
         "checkpoint version {found} is newer than this collector understands ({CHECKPOINT_VERSION}); upgrade the collector"
     )]
     TooNew { found: u32 },
+    #[error("{0}")]
+    Kubernetes(String),
 }
 
 impl CheckpointError {
@@ -97,6 +103,7 @@ impl CheckpointError {
             CheckpointError::Write { .. } => "write",
             CheckpointError::Corrupt(_) => "corrupt",
             CheckpointError::TooNew { .. } => "too_new",
+            CheckpointError::Kubernetes(_) => "kubernetes",
         }
     }
 }
@@ -136,19 +143,7 @@ impl FileStore {
                 });
             }
         };
-        let version = serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| CheckpointError::Corrupt(format!("{}: {e}", path.display())))?
-            .get("version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| CheckpointError::Corrupt(format!("{}: no version", path.display())))?;
-        if version > u64::from(CHECKPOINT_VERSION) {
-            return Err(CheckpointError::TooNew {
-                found: u32::try_from(version).unwrap_or(u32::MAX),
-            });
-        }
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| CheckpointError::Corrupt(format!("{}: {e}", path.display())))
+        parse(&text, &path.display().to_string()).map(Some)
     }
 
     fn commit_sync(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
@@ -172,6 +167,54 @@ impl FileStore {
         std::fs::rename(&tmp, path).map_err(write_err)?;
         crate::fsutil::sync_dir(dir).map_err(write_err)
     }
+}
+
+/// The store a collector was configured with.
+#[derive(Debug)]
+pub enum Store {
+    File(FileStore),
+    ConfigMap(Box<ConfigMapStore>),
+}
+
+impl Store {
+    /// Where checkpoints go, for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::File(s) => s.path().display().to_string(),
+            Store::ConfigMap(s) => s.describe(),
+        }
+    }
+}
+
+impl CheckpointStore for Store {
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        match self {
+            Store::File(s) => s.load().await,
+            Store::ConfigMap(s) => s.load().await,
+        }
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        match self {
+            Store::File(s) => s.commit(checkpoint).await,
+            Store::ConfigMap(s) => s.commit(checkpoint).await,
+        }
+    }
+}
+
+/// Reads a checkpoint written by this or an older collector; `origin` names it in errors.
+fn parse(text: &str, origin: &str) -> Result<Checkpoint, CheckpointError> {
+    let version = serde_json::from_str::<serde_json::Value>(text)
+        .map_err(|e| CheckpointError::Corrupt(format!("{origin}: {e}")))?
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| CheckpointError::Corrupt(format!("{origin}: no version")))?;
+    if version > u64::from(CHECKPOINT_VERSION) {
+        return Err(CheckpointError::TooNew {
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+        });
+    }
+    serde_json::from_str(text).map_err(|e| CheckpointError::Corrupt(format!("{origin}: {e}")))
 }
 
 impl CheckpointStore for FileStore {
