@@ -275,7 +275,12 @@ fn the_example_configs_in_the_repository_are_valid() {
         .flatten()
     {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
+        // logsource*.yaml are Kubernetes resources; the operator's tests render them.
+        let is_log_source = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("logsource"));
+        if path.extension().is_some_and(|e| e == "yaml") && !is_log_source {
             let out = validate_file(&path);
             assert!(
                 out.status.success(),

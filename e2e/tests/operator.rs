@@ -178,6 +178,62 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
         text.contains("spec.outputs.syslog.transport") && text.contains("carrier-pigeon"),
         "{text}"
     );
+
+    // What a user sees through kubectl.
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", cluster.kubeconfig("kubectl", ADMIN_TOKEN))
+            .args(args)
+            .output()
+            .expect("kubectl is installed (the machine has it; see the README)");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = kubectl(&["get", "logsources"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "SOURCE", "READY", "LAST", "EVENT", "LAG", "AGE"],
+        "{table}"
+    );
+    assert!(
+        kubectl(&["get", "ls"]).contains("demo"),
+        "the short name works"
+    );
+    // The API server publishes a new CRD's schema to its OpenAPI document a few seconds after
+    // the CRD is established.
+    let deadline = Instant::now() + WAIT;
+    while !Command::new("kubectl")
+        .env("KUBECONFIG", cluster.kubeconfig("kubectl", ADMIN_TOKEN))
+        .args(["explain", "logsource"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl explain never found LogSource"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let explained = kubectl(&["explain", "logsource.spec.wad"]);
+    assert!(
+        explained.contains("azlog source add") && explained.contains("accountKey\t<Object>"),
+        "{explained}"
+    );
+    let explained = kubectl(&["explain", "logsource.spec.outputs.syslog.body"]);
+    assert!(
+        explained.contains("cef (ArcSight), leef (QRadar)"),
+        "{explained}"
+    );
 }
 
 #[tokio::test]
@@ -454,7 +510,9 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     eventually(
         "the new operator has reconciled every LogSource",
         || async {
-            let ok = operator.metric("azlog_operator_reconciles_total").await?;
+            let ok = operator
+                .metric("azlog_operator_reconciles_total{result=\"ok\"}")
+                .await?;
             (ok >= count as f64).then_some(())
         },
     )

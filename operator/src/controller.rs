@@ -41,13 +41,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("failed to read {kind} {name}: {source}")]
-    Read {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error("failed to look up Secret {name}: {source}")]
     Secret {
         name: String,
@@ -65,7 +58,6 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Apply { .. } => "apply",
-            Error::Read { .. } => "read",
             Error::Secret { .. } => "secret_lookup",
             Error::Status { .. } => "status",
         }
@@ -80,6 +72,23 @@ pub struct Stores {
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
     pub deployments: Store<Deployment>,
+}
+
+impl Stores {
+    /// Whether every cache holds its first complete listing.
+    fn ready(&self) -> bool {
+        fn filled<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> bool {
+            store
+                .wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
+        }
+        filled(&self.config_maps)
+            && filled(&self.service_accounts)
+            && filled(&self.roles)
+            && filled(&self.role_bindings)
+            && filled(&self.deployments)
+    }
 }
 
 pub struct Context {
@@ -190,6 +199,16 @@ fn error_policy(source: Arc<LogSource>, error: &Error, ctx: Arc<Context>) -> Act
 }
 
 pub async fn reconcile(source: Arc<LogSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Right after a start the LogSources can arrive before the children's caches are filled; an
+    // empty cache would make every child look missing and cost a write each. The watches fill
+    // them within moments, so the LogSource is simply looked at again.
+    if !ctx.stores.ready() {
+        ctx.metrics
+            .reconciles
+            .with_label_values(&["waiting_for_caches"])
+            .inc();
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let started = Instant::now();
     let result = reconcile_inner(&source, &ctx).await;
     ctx.metrics
@@ -416,25 +435,9 @@ where
         + std::fmt::Debug,
 {
     let name = desired.name_any();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    // Right after a start the LogSources can arrive before the children's caches are filled; an
-    // empty cache would make every child look missing and cost a write each, so until it is
-    // filled the live object is read instead.
-    let cached = store
-        .wait_until_ready()
-        .now_or_never()
-        .is_some_and(|r| r.is_ok());
-    let live = if cached {
-        store
-            .get(&ObjectRef::new(&name).within(namespace))
-            .map(|k| k.as_ref().clone())
-    } else {
-        api.get_opt(&name).await.map_err(|source| Error::Read {
-            kind: static_kind(&K::kind(&())),
-            name: name.clone(),
-            source,
-        })?
-    };
+    let live = store
+        .get(&ObjectRef::new(&name).within(namespace))
+        .map(|k| k.as_ref().clone());
     if let Some(live) = &live
         && contains(
             &serde_json::to_value(live).unwrap_or_default(),
@@ -444,6 +447,7 @@ where
         return Ok(live.clone().into());
     }
     let kind = K::kind(&());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let mut object = serde_json::to_value(&desired).unwrap_or_default();
     object["apiVersion"] = K::api_version(&()).into();
     object["kind"] = kind.as_ref().into();

@@ -5,9 +5,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Reconciles by result (ok, error).
+    /// Reconciles by result (ok, error, waiting_for_caches).
     pub reconciles: IntCounterVec,
-    /// Failed reconciles by category (apply, read, secret_lookup, status).
+    /// Failed reconciles by category (apply, secret_lookup, status).
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: Histogram,
     /// Writes to the API server by kind; zero at steady state.

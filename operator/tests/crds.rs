@@ -15,3 +15,25 @@ fn the_crd_files_match_the_rust_types() {
         );
     }
 }
+
+#[test]
+fn the_example_logsources_render() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !name.starts_with("logsource") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let source: azlog_operator::crd::LogSource =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        azlog_operator::render::render(&source).unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen += 1;
+    }
+    assert!(seen > 0, "no examples/logsource*.yaml found");
+}

@@ -1,0 +1,254 @@
+//! Reconcile cost at scale: N LogSources (500 by default) against the real control plane.
+//!
+//! 1. The operator creates every collector; wall time, reconciles and writes are reported.
+//! 2. A second operator starts on the converged cluster (what a restart or a leader change does):
+//!    the API requests it causes, per LogSource, by verb, are read from the API server's own
+//!    metrics, and its writes must be zero.
+//!
+//!   e2e/scripts/bench-operator [count]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
+use azlog_operator::crd::LogSource;
+use kube::api::{Api, ListParams, PostParams};
+
+/// Reconciles that did their work (not those waiting for the watch caches).
+const OK_RECONCILES: &str = "azlog_operator_reconciles_total{result=\"ok\"}";
+
+struct Operator {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_operator(cluster: &Cluster, binary: &PathBuf, dir: &std::path::Path) -> Operator {
+    let port = azlog_e2e::free_port();
+    let log = std::fs::File::create(dir.join(format!("operator-{port}.log"))).expect("log");
+    let child = Command::new(binary)
+        .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
+        .args([
+            "--collector-image",
+            "azlog/collector:bench",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "--leader-election=false",
+            "--log-level",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the operator");
+    Operator { child, port }
+}
+
+async fn text(url: &str, token: Option<&str>) -> String {
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let mut request = http.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Sums of the series of `name` whose labels match `filter`, keyed by `key_label`'s value.
+fn series(
+    body: &str,
+    name: &str,
+    key_label: &str,
+    filter: impl Fn(&str) -> bool,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in body.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if !filter(labels) {
+            continue;
+        }
+        let key = labels
+            .split(&format!("{key_label}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        *out.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Requests the API server served for the operator's resources, by verb (watches excluded).
+async fn api_requests(cluster: &Cluster) -> BTreeMap<String, f64> {
+    let body = text(&format!("{}/metrics", cluster.url), Some(ADMIN_TOKEN)).await;
+    let resources = [
+        "logsources",
+        "configmaps",
+        "serviceaccounts",
+        "deployments",
+        "roles",
+        "rolebindings",
+        "secrets",
+        "events",
+    ];
+    series(&body, "apiserver_request_total", "verb", |labels| {
+        resources
+            .iter()
+            .any(|r| labels.contains(&format!("resource=\"{r}\"")))
+            && !labels.contains("verb=\"WATCH\"")
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500);
+    let binary = PathBuf::from(
+        std::env::var("AZLOG_OPERATOR_BIN").expect("AZLOG_OPERATOR_BIN: the operator binary"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+
+    let operator = start_operator(&cluster, &binary, dir.path());
+    let started = Instant::now();
+    for i in 0..count {
+        let source: LogSource = serde_json::from_value(serde_json::json!({
+            "apiVersion": "azlog.io/v1alpha1", "kind": "LogSource",
+            "metadata": {"name": format!("source-{i}")},
+            "spec": {"simulate": {"rate": 1.0}, "outputs": [{"syslog": {"address": format!("siem-{}:514", i % 7)}}]},
+        }))
+        .expect("LogSource");
+        sources
+            .create(&PostParams::default(), &source)
+            .await
+            .expect("create");
+    }
+    let created = started.elapsed();
+    loop {
+        let with_status = sources
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|s| s.status.as_ref().is_some_and(|s| !s.conditions.is_empty()))
+                    .count()
+            })
+            .unwrap_or(0);
+        let deployed = deployments
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if with_status == count && deployed == count {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not converged after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let converged = started.elapsed();
+    let body = text(&format!("http://127.0.0.1:{}/metrics", operator.port), None).await;
+    let reconciles = metric(&body, OK_RECONCILES);
+    let seconds = metric(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    let writes = series(&body, "azlog_operator_api_writes_total", "kind", |_| true);
+    println!(
+        "creating {count} LogSources: created in {:.1}s, all collectors and statuses in {:.1}s",
+        created.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    println!(
+        "  {reconciles} reconciles, {:.2} ms each on average",
+        seconds / reconciles.max(1.0) * 1000.0
+    );
+    println!("  writes by kind: {writes:?}");
+    drop(operator);
+
+    // Steady state: a fresh operator on the converged cluster reconciles everything once.
+    let before = api_requests(&cluster).await;
+    let operator = start_operator(&cluster, &binary, dir.path());
+    let started = Instant::now();
+    let body = loop {
+        let body = text(&format!("http://127.0.0.1:{}/metrics", operator.port), None).await;
+        if metric(&body, OK_RECONCILES) >= count as f64 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the restarted operator did not reconcile everything"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Let requests in flight land in the API server's counters.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = api_requests(&cluster).await;
+    let reconciles = metric(&body, OK_RECONCILES);
+    let seconds = metric(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    // A sum over no series starts at -0.0.
+    let writes = metric(&body, "azlog_operator_api_writes_total") as u64;
+    println!("steady state ({count} converged LogSources, a restarted operator):");
+    println!(
+        "  {reconciles} reconciles in {:.1}s, {:.2} ms each on average, {writes} writes",
+        started.elapsed().as_secs_f64(),
+        seconds / reconciles.max(1.0) * 1000.0
+    );
+    let mut total = 0.0;
+    for (verb, n) in &after {
+        let delta = n - before.get(verb).copied().unwrap_or(0.0);
+        if delta > 0.0 {
+            total += delta;
+            println!(
+                "  API {verb}: {delta} ({:.2} per LogSource)",
+                delta / count as f64
+            );
+        }
+    }
+    println!(
+        "  API requests per LogSource (watches excluded): {:.2}",
+        total / count as f64
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", operator.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    / 1024.0
+            })
+        });
+    println!("  operator peak RSS: {:.1} MiB", rss.unwrap_or(0.0));
+}
