@@ -30,6 +30,13 @@ fn simulate_to(address: &str) -> Value {
     json!({"simulate": {"rate": 5.0}, "outputs": [{"syslog": {"address": address}}]})
 }
 
+/// A control plane in a fresh directory, which holds its data and logs until the test ends.
+async fn start_cluster() -> (tempfile::TempDir, Cluster) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    (dir, cluster)
+}
+
 /// Polls `check` until it answers Some, or fails the test saying what did not happen.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
@@ -148,8 +155,7 @@ fn config_hash(deployment: &Deployment) -> String {
 
 #[tokio::test]
 async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path()).await;
+    let (_dir, cluster) = start_cluster().await;
     let api: Api<LogSource> = Api::namespaced(cluster.client(ADMIN_TOKEN), NS);
     api.create(
         &PostParams::default(),
@@ -238,8 +244,7 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
 
 #[tokio::test]
 async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_goes_with_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path()).await;
+    let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
     let _operator = Operator::start(&cluster, dir.path());
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
@@ -333,8 +338,7 @@ async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_go
 
 #[tokio::test]
 async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_and_recover() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path()).await;
+    let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
     let _operator = Operator::start(&cluster, dir.path());
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
@@ -450,8 +454,7 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
 
 #[tokio::test]
 async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_writes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path()).await;
+    let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
@@ -557,8 +560,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use std::sync::atomic::Ordering;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(dir.path()).await;
+    let (dir, cluster) = start_cluster().await;
     let admin = cluster.client(ADMIN_TOKEN);
     let _operator = Operator::start(&cluster, dir.path());
     let (port, received) = syslog_counter().await;

@@ -240,46 +240,14 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             } else {
                 format!("{invalid}.")
             };
-            set_condition(
-                &mut status,
-                "Ready",
-                false,
-                "InvalidSpec",
-                &message,
-                generation,
-            );
-            report(
-                source,
-                ctx,
-                status,
-                EventType::Warning,
-                "InvalidSpec",
-                &message,
-            )
-            .await?;
+            not_ready(source, ctx, status, "InvalidSpec", &message).await?;
             return Ok(Action::await_change());
         }
     };
     status.source = Some(rendered.source.to_owned());
 
     if let Some(missing) = missing_secret(source, &rendered, ctx).await? {
-        set_condition(
-            &mut status,
-            "Ready",
-            false,
-            "SecretNotFound",
-            &missing,
-            generation,
-        );
-        report(
-            source,
-            ctx,
-            status,
-            EventType::Warning,
-            "SecretNotFound",
-            &missing,
-        )
-        .await?;
+        not_ready(source, ctx, status, "SecretNotFound", &missing).await?;
         return Ok(Action::requeue(SECRET_RETRY));
     }
 
@@ -523,6 +491,19 @@ fn set_condition(
         Some(i) => status.conditions[i] = condition,
         None => status.conditions.push(condition),
     }
+}
+
+/// Reports that the collector cannot run as specified, and why: Ready=False and a warning Event.
+async fn not_ready(
+    source: &LogSource,
+    ctx: &Context,
+    mut status: LogSourceStatus,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let generation = source.metadata.generation;
+    set_condition(&mut status, "Ready", false, reason, message, generation);
+    report(source, ctx, status, EventType::Warning, reason, message).await
 }
 
 /// Writes the status if it changed, with an Event saying why.
