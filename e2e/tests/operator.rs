@@ -662,6 +662,19 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
         status.checkpoint.is_some() && status.last_event_time.is_some(),
         "{status:?}"
     );
+    eventually(
+        "the operator turns the progress into Collecting=True",
+        || async {
+            let source = sources.get("rbac").await.ok()?;
+            let collecting = source
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Collecting")?;
+            (collecting.status == "True" && collecting.reason == "Delivering").then_some(())
+        },
+    )
+    .await;
 
     // Killed and started again (a rescheduled pod with no local state): it resumes from the
     // ConfigMap and delivers nothing twice.

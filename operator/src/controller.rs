@@ -332,12 +332,14 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         );
     }
     match status.events_delivered.filter(|n| *n > 0) {
-        Some(n) => set_condition(
+        // The count stays out of the message: the condition changes only when collecting starts
+        // or stops, not at every progress report (eventsDelivered carries the number).
+        Some(_) => set_condition(
             &mut status,
             "Collecting",
             true,
             "Delivering",
-            &format!("{n} events delivered to every output"),
+            "the collector delivers events to every output",
             generation,
         ),
         None => set_condition(
