@@ -256,3 +256,63 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// The `azlog-operator` binary run on the host against a [`Cluster`], as cluster admin; stopped
+/// when dropped.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl OperatorProcess {
+    /// Starts `binary` with `args` added to the ones every run needs; it logs to
+    /// `<dir>/operator.log`.
+    pub fn start(cluster: &Cluster, binary: &Path, dir: &Path, args: &[&str]) -> OperatorProcess {
+        let metrics_port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("operator.log"))
+            .expect("operator log");
+        let child = Command::new(binary)
+            .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the operator");
+        OperatorProcess {
+            child,
+            metrics_port,
+        }
+    }
+
+    /// Its /metrics text; None while it is not serving.
+    pub async fn metrics(&self) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        reqwest::get(url).await.ok()?.text().await.ok()
+    }
+
+    /// The sum of the series of a metric whose line starts with `prefix`; None while the
+    /// operator is not serving.
+    pub async fn metric(&self, prefix: &str) -> Option<f64> {
+        Some(crate::metric_sum(&self.metrics().await?, prefix))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it at once (SIGKILL), as a crash would.
+    pub fn kill(self) {}
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

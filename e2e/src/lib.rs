@@ -27,3 +27,12 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// The sum of every series in a Prometheus text exposition whose line starts with `prefix` (a
+/// metric name, or a name with some of its labels).
+pub fn metric_sum(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

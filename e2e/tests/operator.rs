@@ -1,12 +1,15 @@
 //! The operator against a real kube-apiserver, etcd and kube-controller-manager: LogSources
 //! created, changed, broken, deleted; children edited behind its back; the operator killed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "../../collector/tests/support/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azlog_e2e::free_port;
-use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
+use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
 use azlog_operator::crd::LogSource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
@@ -52,85 +55,18 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-fn operator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps")
-        .join("azlog-operator");
-    assert!(
-        path.exists(),
-        "{} does not exist: build it with cargo build -p azlog-operator (cargo test --workspace does)",
-        path.display()
-    );
-    path
-}
-
 /// The operator binary, run on the host against the test cluster.
-struct Operator {
-    child: Child,
-    metrics_port: u16,
-}
-
-impl Operator {
-    fn start(cluster: &Cluster, dir: &Path) -> Operator {
-        let metrics_port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("operator.log"))
-            .expect("operator log");
-        let child = Command::new(operator_binary())
-            .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
-            .args([
-                "--collector-image",
-                "azlog/collector:test",
-                "--metrics-listen",
-                &format!("127.0.0.1:{metrics_port}"),
-                "--lease-namespace",
-                NS,
-                "--log-level",
-                "azlog_operator=debug,info",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the operator");
-        Operator {
-            child,
-            metrics_port,
-        }
-    }
-
-    /// The sum of a counter over its labels, as /metrics shows it.
-    async fn metric(&self, name: &str) -> Option<f64> {
-        let body = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        Some(
-            body.lines()
-                .filter(|l| l.starts_with(name))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_operator(cluster: &Cluster, dir: &Path) -> OperatorProcess {
+    let binary = process::workspace_binary("azlog-operator");
+    let args = [
+        "--collector-image",
+        "azlog/collector:test",
+        "--lease-namespace",
+        NS,
+        "--log-level",
+        "azlog_operator=debug,info",
+    ];
+    OperatorProcess::start(cluster, &binary, dir, &args)
 }
 
 fn ready(source: &LogSource) -> Option<(String, String, String)> {
@@ -246,7 +182,7 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
 async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_goes_with_it() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
-    let _operator = Operator::start(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path());
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
@@ -340,7 +276,7 @@ async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_go
 async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_and_recover() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
-    let _operator = Operator::start(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path());
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
 
@@ -459,7 +395,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let count = 30;
-    let operator = Operator::start(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path());
     for i in 0..count {
         sources
             .create(
@@ -488,7 +424,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
         .items
         .len();
 
-    let operator = Operator::start(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path());
     eventually("every LogSource has its collector and a status", || async {
         let listed = sources.list(&Default::default()).await.ok()?;
         let with_status = listed.items.iter().filter(|s| ready(s).is_some()).count();
@@ -509,7 +445,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     // A third operator finds everything as it should be: it reconciles every LogSource and writes
     // nothing.
     operator.kill();
-    let operator = Operator::start(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path());
     eventually(
         "the new operator has reconciled every LogSource",
         || async {
@@ -562,7 +498,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
 
     let (dir, cluster) = start_cluster().await;
     let admin = cluster.client(ADMIN_TOKEN);
-    let _operator = Operator::start(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path());
     let (port, received) = syslog_counter().await;
     let sources: Api<LogSource> = Api::namespaced(admin.clone(), NS);
     let events = 300;
@@ -615,7 +551,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     config["stateDir"] = dir.path().join("state").display().to_string().into();
     let config_path = dir.path().join("collector.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
-    let collector_binary = operator_binary().with_file_name("azlog-collector");
+    let collector_binary = process::collector_binary();
     let kubeconfig = cluster.kubeconfig("collector", &token);
     let run_collector = || {
         Command::new(&collector_binary)

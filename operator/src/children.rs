@@ -70,7 +70,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         ),
         ("app.kubernetes.io/instance".to_owned(), ls_name.clone()),
         (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-        (LOG_SOURCE_LABEL.to_owned(), ls_name),
+        (LOG_SOURCE_LABEL.to_owned(), ls_name.clone()),
     ]);
     let meta = ObjectMeta {
         name: Some(name.clone()),
@@ -109,7 +109,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     };
-    let checkpoint_name = checkpoint_config_map(&labels[LOG_SOURCE_LABEL]);
+    let checkpoint_name = checkpoint_config_map(&ls_name);
     let checkpoint = ConfigMap {
         metadata: ObjectMeta {
             name: Some(checkpoint_name.clone()),
@@ -130,7 +130,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
             PolicyRule {
                 api_groups: Some(vec!["azlog.io".into()]),
                 resources: Some(vec!["logsources/status".into()]),
-                resource_names: Some(vec![labels[LOG_SOURCE_LABEL].clone()]),
+                resource_names: Some(vec![ls_name.clone()]),
                 verbs: vec!["patch".into()],
                 ..PolicyRule::default()
             },
@@ -167,10 +167,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
                         "app.kubernetes.io/name".to_owned(),
                         "azlog-collector".to_owned(),
                     ),
-                    (
-                        LOG_SOURCE_LABEL.to_owned(),
-                        labels[LOG_SOURCE_LABEL].clone(),
-                    ),
+                    (LOG_SOURCE_LABEL.to_owned(), ls_name.clone()),
                 ])),
                 ..LabelSelector::default()
             },

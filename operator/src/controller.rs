@@ -36,7 +36,7 @@ const SECRET_RETRY: Duration = Duration::from_secs(5);
 pub enum Error {
     #[error("failed to apply {kind} {name}: {source}")]
     Apply {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
@@ -129,31 +129,11 @@ pub async fn run(
     }
     let ns = namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let (config_maps, cm_writer) = reflector::store();
-    let (service_accounts, sa_writer) = reflector::store();
-    let (deployments, deploy_writer) = reflector::store();
-    let (roles, role_writer) = reflector::store();
-    let (role_bindings, binding_writer) = reflector::store();
-    let role_stream = watcher(api::<Role>(&client, ns), owned.clone())
-        .default_backoff()
-        .reflect(role_writer)
-        .applied_objects();
-    let binding_stream = watcher(api::<RoleBinding>(&client, ns), owned.clone())
-        .default_backoff()
-        .reflect(binding_writer)
-        .applied_objects();
-    let cm_stream = watcher(api::<ConfigMap>(&client, ns), owned.clone())
-        .default_backoff()
-        .reflect(cm_writer)
-        .applied_objects();
-    let sa_stream = watcher(api::<ServiceAccount>(&client, ns), owned.clone())
-        .default_backoff()
-        .reflect(sa_writer)
-        .applied_objects();
-    let deploy_stream = watcher(api::<Deployment>(&client, ns), owned)
-        .default_backoff()
-        .reflect(deploy_writer)
-        .applied_objects();
+    let (config_maps, cm_stream) = cached(api::<ConfigMap>(&client, ns), &owned);
+    let (service_accounts, sa_stream) = cached(api::<ServiceAccount>(&client, ns), &owned);
+    let (roles, role_stream) = cached(api::<Role>(&client, ns), &owned);
+    let (role_bindings, binding_stream) = cached(api::<RoleBinding>(&client, ns), &owned);
+    let (deployments, deploy_stream) = cached(api::<Deployment>(&client, ns), &owned);
     let context = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -187,6 +167,31 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// A watch of the operator's children of one kind, and the cache it fills.
+fn cached<K>(
+    api: Api<K>,
+    config: &watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config.clone())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    (store, stream)
 }
 
 fn error_policy(source: Arc<LogSource>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -259,53 +264,25 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         role_binding,
         deployment,
     } = children::build(source, &rendered, &ctx.defaults);
-    let mut applied = Vec::new();
     let stores = &ctx.stores;
-    apply(
+    let mut applier = Applier {
         ctx,
-        &stores.config_maps,
-        &namespace,
-        config_map,
-        &mut applied,
-    )
-    .await?;
-    apply(
-        ctx,
-        &stores.config_maps,
-        &namespace,
-        checkpoint,
-        &mut applied,
-    )
-    .await?;
-    apply(
-        ctx,
-        &stores.service_accounts,
-        &namespace,
-        service_account,
-        &mut applied,
-    )
-    .await?;
-    apply(ctx, &stores.roles, &namespace, role, &mut applied).await?;
-    apply(
-        ctx,
-        &stores.role_bindings,
-        &namespace,
-        role_binding,
-        &mut applied,
-    )
-    .await?;
-    let deployment = apply(
-        ctx,
-        &ctx.stores.deployments,
-        &namespace,
-        deployment,
-        &mut applied,
-    )
-    .await?;
+        namespace: &namespace,
+        applied: Vec::new(),
+    };
+    applier.apply(&stores.config_maps, config_map).await?;
+    applier.apply(&stores.config_maps, checkpoint).await?;
+    applier
+        .apply(&stores.service_accounts, service_account)
+        .await?;
+    applier.apply(&stores.roles, role).await?;
+    applier.apply(&stores.role_bindings, role_binding).await?;
+    let deployment = applier.apply(&stores.deployments, deployment).await?;
+    let applied = applier.applied;
 
     let available = deployment
+        .status
         .as_ref()
-        .and_then(|d| d.status.as_ref())
         .and_then(|s| s.available_replicas)
         .unwrap_or(0);
     if available > 0 {
@@ -388,64 +365,55 @@ async fn missing_secret(
     Ok(None)
 }
 
-/// Applies `desired` unless the live object already holds every field of it. Answers the object
-/// as it now is.
-async fn apply<K>(
-    ctx: &Context,
-    store: &Store<K>,
-    namespace: &str,
-    desired: K,
-    applied: &mut Vec<String>,
-) -> Result<Option<K>, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let name = desired.name_any();
-    let live = store
-        .get(&ObjectRef::new(&name).within(namespace))
-        .map(|k| k.as_ref().clone());
-    if let Some(live) = &live
-        && contains(
-            &serde_json::to_value(live).unwrap_or_default(),
-            &serde_json::to_value(&desired).unwrap_or_default(),
-        )
-    {
-        return Ok(live.clone().into());
-    }
-    let kind = K::kind(&());
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut object = serde_json::to_value(&desired).unwrap_or_default();
-    object["apiVersion"] = K::api_version(&()).into();
-    object["kind"] = kind.as_ref().into();
-    let result = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: static_kind(&kind),
-            name: name.clone(),
-            source,
-        })?;
-    ctx.metrics.writes.with_label_values(&[&kind]).inc();
-    applied.push(format!("{kind} {name}"));
-    Ok(Some(result))
+/// Applies a LogSource's children, remembering which it had to write.
+struct Applier<'a> {
+    ctx: &'a Context,
+    namespace: &'a str,
+    /// "Kind name" of every child written, for the Event.
+    applied: Vec<String>,
 }
 
-fn static_kind(kind: &str) -> &'static str {
-    match kind {
-        "ConfigMap" => "ConfigMap",
-        "ServiceAccount" => "ServiceAccount",
-        "Deployment" => "Deployment",
-        "Role" => "Role",
-        "RoleBinding" => "RoleBinding",
-        _ => "object",
+impl Applier<'_> {
+    /// Applies `desired` unless the live object already holds every field of it. Answers the
+    /// object as it now is.
+    async fn apply<K>(&mut self, store: &Store<K>, desired: K) -> Result<K, Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let (ctx, namespace) = (self.ctx, self.namespace);
+        let name = desired.name_any();
+        let mut object = serde_json::to_value(&desired).unwrap_or_default();
+        if let Some(live) = store.get(&ObjectRef::new(&name).within(namespace))
+            && contains(
+                &serde_json::to_value(live.as_ref()).unwrap_or_default(),
+                &object,
+            )
+        {
+            return Ok(live.as_ref().clone());
+        }
+        let kind = K::kind(&()).into_owned();
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+        object["apiVersion"] = K::api_version(&()).into();
+        object["kind"] = kind.as_str().into();
+        let result = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
+            .await
+            .map_err(|source| Error::Apply {
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        ctx.metrics.writes.with_label_values(&[&kind]).inc();
+        self.applied.push(format!("{kind} {name}"));
+        Ok(result)
     }
 }
 

@@ -183,18 +183,15 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
                 forwarder: None,
             } => {
                 let out_name = file.name.clone().unwrap_or_else(|| format!("file-{i}"));
-                let directory = format!("{FILES_DIR}/{out_name}");
-                let mut value = json!({ "directory": directory });
+                let volume = file.volume.clone().unwrap_or_default();
+                let mount = file_volume(i, &out_name, volume);
+                let mut value = json!({ "directory": mount.directory });
                 copy_set(
                     &mut value,
                     &serde_json::to_value(file).unwrap_or_default(),
                     &["name", "format", "maxFileBytes", "maxFileAge"],
                 );
-                file_volumes.push(FileVolumeMount {
-                    volume_name: format!("files-{i}"),
-                    directory,
-                    volume: file.volume.clone().unwrap_or_default(),
-                });
+                file_volumes.push(mount);
                 outputs.push(json!({ "file": value }));
             }
             Output {
@@ -233,22 +230,17 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("forwarder-{i}"));
-                let directory = format!("{FILES_DIR}/{out_name}");
-                let mut value = json!({ "name": out_name, "directory": directory });
+                let mount = file_volume(i, &out_name, FileVolume::default());
+                let mut value = json!({ "name": out_name, "directory": mount.directory });
                 if let Some(format) = forwarder.format {
                     value["format"] = serde_json::to_value(format).unwrap_or_default();
                 }
-                let volume_name = format!("files-{i}");
-                file_volumes.push(FileVolumeMount {
-                    volume_name: volume_name.clone(),
-                    directory,
-                    volume: FileVolume::default(),
-                });
                 forwarders.push(Forwarder {
                     name: out_name,
-                    volume_name,
+                    volume_name: mount.volume_name.clone(),
                     spec: forwarder.clone(),
                 });
+                file_volumes.push(mount);
                 outputs.push(json!({ "file": value }));
             }
             _ => {
@@ -389,6 +381,15 @@ fn azure_block(
         }
     }
     (!azure.is_empty()).then_some(Value::Object(azure))
+}
+
+/// The volume and directory the `index`th output writes its files to.
+fn file_volume(index: usize, output_name: &str, volume: FileVolume) -> FileVolumeMount {
+    FileVolumeMount {
+        volume_name: format!("files-{index}"),
+        directory: format!("{FILES_DIR}/{output_name}"),
+        volume,
+    }
 }
 
 fn copy_set(target: &mut Value, from: &Value, fields: &[&str]) {

@@ -78,18 +78,23 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 /// The `azlog-collector` binary. Cargo names it for the collector's own tests; other workspace crates
 /// find it beside their test binary, where `cargo test --workspace` builds it.
 pub fn collector_binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_azlog-collector") {
-        return PathBuf::from(path);
+    match option_env!("CARGO_BIN_EXE_azlog-collector") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_binary("azlog-collector"),
     }
+}
+
+/// A binary of the workspace, beside the test binary's directory (target/<profile>/).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let path = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lives in target/<profile>/deps")
-        .join("azlog-collector");
+        .join(name);
     assert!(
         path.exists(),
-        "{} does not exist: build it with cargo build -p azlog-collector (cargo test --workspace does)",
+        "{} does not exist: build it with cargo build --workspace (cargo test --workspace does)",
         path.display()
     );
     path

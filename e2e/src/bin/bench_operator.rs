@@ -8,60 +8,37 @@
 //!   e2e/scripts/bench-operator [count]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
+use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
+use azlog_e2e::metric_sum;
 use azlog_operator::crd::LogSource;
 use kube::api::{Api, ListParams, PostParams};
 
 /// Reconciles that did their work (not those waiting for the watch caches).
 const OK_RECONCILES: &str = "azlog_operator_reconciles_total{result=\"ok\"}";
 
-struct Operator {
-    child: Child,
-    port: u16,
+fn start_operator(cluster: &Cluster, binary: &Path, dir: &Path) -> OperatorProcess {
+    let args = [
+        "--collector-image",
+        "azlog/collector:bench",
+        "--leader-election=false",
+        "--log-level",
+        "warn",
+    ];
+    OperatorProcess::start(cluster, binary, dir, &args)
 }
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_operator(cluster: &Cluster, binary: &PathBuf, dir: &std::path::Path) -> Operator {
-    let port = azlog_e2e::free_port();
-    let log = std::fs::File::create(dir.join(format!("operator-{port}.log"))).expect("log");
-    let child = Command::new(binary)
-        .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
-        .args([
-            "--collector-image",
-            "azlog/collector:bench",
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-            "--leader-election=false",
-            "--log-level",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the operator");
-    Operator { child, port }
-}
-
-async fn text(url: &str, token: Option<&str>) -> String {
+/// The API server's own /metrics.
+async fn api_server_metrics(cluster: &Cluster) -> String {
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
         .expect("client");
-    let mut request = http.get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
+    let request = http
+        .get(format!("{}/metrics", cluster.url))
+        .bearer_auth(ADMIN_TOKEN);
     match request.send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -94,16 +71,9 @@ fn series(
     out
 }
 
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Requests the API server served for the operator's resources, by verb (watches excluded).
 async fn api_requests(cluster: &Cluster) -> BTreeMap<String, f64> {
-    let body = text(&format!("{}/metrics", cluster.url), Some(ADMIN_TOKEN)).await;
+    let body = api_server_metrics(cluster).await;
     let resources = [
         "logsources",
         "configmaps",
@@ -179,9 +149,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let converged = started.elapsed();
-    let body = text(&format!("http://127.0.0.1:{}/metrics", operator.port), None).await;
-    let reconciles = metric(&body, OK_RECONCILES);
-    let seconds = metric(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    let body = operator.metrics().await.unwrap_or_default();
+    let reconciles = metric_sum(&body, OK_RECONCILES);
+    let seconds = metric_sum(&body, "azlog_operator_reconcile_duration_seconds_sum");
     let writes = series(&body, "azlog_operator_api_writes_total", "kind", |_| true);
     println!(
         "creating {count} LogSources: created in {:.1}s, all collectors and statuses in {:.1}s",
@@ -200,8 +170,8 @@ async fn main() {
     let operator = start_operator(&cluster, &binary, dir.path());
     let started = Instant::now();
     let body = loop {
-        let body = text(&format!("http://127.0.0.1:{}/metrics", operator.port), None).await;
-        if metric(&body, OK_RECONCILES) >= count as f64 {
+        let body = operator.metrics().await.unwrap_or_default();
+        if metric_sum(&body, OK_RECONCILES) >= count as f64 {
             break body;
         }
         assert!(
@@ -213,10 +183,10 @@ async fn main() {
     // Let requests in flight land in the API server's counters.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = api_requests(&cluster).await;
-    let reconciles = metric(&body, OK_RECONCILES);
-    let seconds = metric(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    let reconciles = metric_sum(&body, OK_RECONCILES);
+    let seconds = metric_sum(&body, "azlog_operator_reconcile_duration_seconds_sum");
     // A sum over no series starts at -0.0.
-    let writes = metric(&body, "azlog_operator_api_writes_total") as u64;
+    let writes = metric_sum(&body, "azlog_operator_api_writes_total") as u64;
     println!("steady state ({count} converged LogSources, a restarted operator):");
     println!(
         "  {reconciles} reconciles in {:.1}s, {:.2} ms each on average, {writes} writes",
@@ -238,7 +208,7 @@ async fn main() {
         "  API requests per LogSource (watches excluded): {:.2}",
         total / count as f64
     );
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", operator.child.id()))
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
         .ok()
         .and_then(|s| {
             s.lines().find(|l| l.starts_with("VmHWM")).map(|l| {
