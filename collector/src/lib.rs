@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod rng;
 pub mod service;
 pub mod source;
+pub mod status;
 pub mod tls;
 
 /// kube (ring) and the Azure SDK (aws-lc-rs) each bring a rustls crypto provider; with two present

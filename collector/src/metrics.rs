@@ -34,8 +34,42 @@ pub struct Metrics {
     pub azure_requests: IntCounterVec,
     pub azure_throttled: IntCounterVec,
     pub azure_remaining_reads: IntGaugeVec,
-    source_error: Mutex<Option<String>>,
-    outputs_ok: Mutex<BTreeMap<String, bool>>,
+    health: Mutex<Health>,
+}
+
+/// What is failing right now, per part of the pipeline. Each part sets its own entry after every
+/// attempt, so an entry clears itself once the part works again.
+#[derive(Debug, Default)]
+struct Health {
+    source: Option<Failure>,
+    outputs: BTreeMap<String, Option<Failure>>,
+    checkpoint: Option<Failure>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Keeps the start of a failure that goes on (its message may change between attempts).
+fn update(slot: &mut Option<Failure>, error: Option<String>) {
+    *slot = error.map(|message| Failure {
+        since: slot.as_ref().map_or_else(chrono::Utc::now, |f| f.since),
+        message,
+    });
+}
+
+/// The part of the pipeline that is failing, and why: what `/readyz` answers and what the
+/// LogSource status shows as `lastError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `source`, `output` or `checkpoint`.
+    pub component: &'static str,
+    /// The failing output's name, for `output`.
+    pub output: Option<String>,
+    pub message: String,
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 /// Registers a metric built from constant definitions; failing is a programming error that every test
@@ -220,50 +254,78 @@ impl Metrics {
             azure_requests,
             azure_throttled,
             azure_remaining_reads,
-            source_error: Mutex::new(None),
-            outputs_ok: Mutex::new(BTreeMap::new()),
+            health: Mutex::new(Health::default()),
         }
     }
 
-    /// Records whether an output's last delivery attempt worked (the `output_up` gauge and `/readyz`).
-    pub fn set_output_up(&self, output: &str, ok: bool) {
+    /// Records the outcome of an output's last delivery attempt: None when it worked, else why it
+    /// failed (the `output_up` gauge and `/readyz`).
+    pub fn set_output_error(&self, output: &str, error: Option<String>) {
         self.output_up
             .with_label_values(&[output])
-            .set(i64::from(ok));
-        if let Ok(mut outputs) = self.outputs_ok.lock() {
-            outputs.insert(output.to_owned(), ok);
+            .set(i64::from(error.is_none()));
+        if let Ok(mut health) = self.health.lock() {
+            update(health.outputs.entry(output.to_owned()).or_default(), error);
         }
     }
 
     /// Records the outcome of the source's last fetch: None when it worked, else why it failed.
     pub fn set_source_error(&self, error: Option<String>) {
-        if let Ok(mut current) = self.source_error.lock() {
-            *current = error;
+        if let Ok(mut health) = self.health.lock() {
+            update(&mut health.source, error);
         }
     }
 
-    /// Ready means: the source's last fetch worked and no output is failing.
-    pub fn ready(&self) -> Result<(), String> {
-        match self.source_error.lock() {
-            Ok(error) => {
-                if let Some(error) = error.as_deref() {
-                    return Err(format!("the source's last fetch failed: {error}"));
-                }
-            }
-            Err(_) => return Err("(health state unavailable)".into()),
+    /// Records the outcome of the last checkpoint commit: None when it worked, else why it failed.
+    pub fn set_checkpoint_error(&self, error: Option<String>) {
+        if let Ok(mut health) = self.health.lock() {
+            update(&mut health.checkpoint, error);
         }
-        let failing: Vec<String> = match self.outputs_ok.lock() {
-            Ok(outputs) => outputs
-                .iter()
-                .filter(|(_, ok)| !**ok)
-                .map(|(name, _)| name.clone())
-                .collect(),
-            Err(_) => vec!["(health state unavailable)".into()],
+    }
+
+    /// The first failing part, in pipeline order (source, outputs by name, checkpoint).
+    pub fn problem(&self) -> Option<Problem> {
+        let Ok(health) = self.health.lock() else {
+            return Some(Problem {
+                component: "collector",
+                output: None,
+                message: "the health state is unavailable".into(),
+                since: chrono::Utc::now(),
+            });
         };
-        if failing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("outputs failing: {}", failing.join(", ")))
+        let problem = |component, output: Option<&String>, f: &Failure| Problem {
+            component,
+            output: output.cloned(),
+            message: f.message.clone(),
+            since: f.since,
+        };
+        health
+            .source
+            .as_ref()
+            .map(|f| problem("source", None, f))
+            .or_else(|| {
+                health
+                    .outputs
+                    .iter()
+                    .find_map(|(name, f)| f.as_ref().map(|f| problem("output", Some(name), f)))
+            })
+            .or_else(|| {
+                health
+                    .checkpoint
+                    .as_ref()
+                    .map(|f| problem("checkpoint", None, f))
+            })
+    }
+
+    /// Ready means: the source's last fetch worked, no output is failing and the last checkpoint
+    /// commit worked.
+    pub fn ready(&self) -> Result<(), String> {
+        match self.problem() {
+            None => Ok(()),
+            Some(p) => Err(match p.output {
+                Some(output) => format!("output {output} is failing: {}", p.message),
+                None => format!("the {} is failing: {}", p.component, p.message),
+            }),
         }
     }
 

@@ -191,7 +191,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         let mut output_tasks: Vec<JoinHandle<()>> = Vec::new();
         for output in outputs {
             let (tx, rx) = mpsc::unbounded_channel::<Arc<Dispatch>>();
-            self.metrics.set_output_up(output.name(), true);
+            self.metrics.set_output_error(output.name(), None);
             output_txs.push(tx);
             output_tasks.push(tokio::spawn(run_output(
                 output,
@@ -297,6 +297,7 @@ impl<C: CheckpointStore> Pipeline<C> {
             &mut last_commit,
         )
         .await;
+        self.store.finish().await;
         summary.events_committed = committed_events;
         summary.undelivered = !pending.is_empty() || acked.batches > 0;
         source_task.abort();
@@ -439,6 +440,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         };
         match self.store.commit(&checkpoint).await {
             Ok(()) => {
+                self.metrics.set_checkpoint_error(None);
                 *committed_events = checkpoint.events_delivered;
                 *in_flight -= acked.weight;
                 self.metrics.in_flight_events.set(*in_flight as i64);
@@ -461,6 +463,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                 };
             }
             Err(e) => {
+                self.metrics.set_checkpoint_error(Some(e.to_string()));
                 self.metrics.checkpoint_errors.inc();
                 tracing::error!(error = %e, "checkpoint not written; delivered progress is kept in memory and written at the next commit");
             }
@@ -606,7 +609,7 @@ async fn attempt(
                 if backoff.attempts() > 0 {
                     tracing::info!(output = %name, attempts = backoff.attempts() + 1, "delivering again after failures");
                 }
-                metrics.set_output_up(&name, true);
+                metrics.set_output_error(&name, None);
                 if let (Some(delivered), Step::Deliver(batch)) = (delivered, &step) {
                     metrics
                         .events_delivered
@@ -626,7 +629,7 @@ async fn attempt(
                 return true;
             }
             Err(e) => {
-                metrics.set_output_up(&name, false);
+                metrics.set_output_error(&name, Some(e.to_string()));
                 metrics
                     .output_retries
                     .with_label_values(&[&name, e.category])

@@ -50,7 +50,7 @@ pub async fn run(
     }
     let store = match &config.checkpoint.kubernetes {
         Some(kubernetes) => Store::ConfigMap(Box::new(
-            ConfigMapStore::connect(kubernetes)
+            ConfigMapStore::connect(kubernetes, metrics.clone())
                 .await
                 .map_err(ServiceError::Checkpoint)?,
         )),

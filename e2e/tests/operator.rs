@@ -463,14 +463,13 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     assert_eq!(writes, 0.0, "a converged LogSource costs no write");
 }
 
-/// A syslog receiver that counts newline-framed messages.
-async fn syslog_counter() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// A syslog receiver on `port` that counts newline-framed messages.
+async fn syslog_counter(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("listen");
-    let port = listener.local_addr().expect("address").port();
     let count = std::sync::Arc::new(AtomicUsize::new(0));
     let counted = count.clone();
     tokio::spawn(async move {
@@ -488,7 +487,7 @@ async fn syslog_counter() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize
             });
         }
     });
-    (port, count)
+    count
 }
 
 #[tokio::test]
@@ -499,7 +498,8 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let (dir, cluster) = start_cluster().await;
     let admin = cluster.client(ADMIN_TOKEN);
     let _operator = start_operator(&cluster, dir.path());
-    let (port, received) = syslog_counter().await;
+    // The receiver starts only once the collector has reported that it cannot reach it.
+    let port = free_port();
     let sources: Api<LogSource> = Api::namespaced(admin.clone(), NS);
     let events = 300;
     for name in ["rbac", "neighbour"] {
@@ -571,6 +571,46 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
             .expect("start the collector")
     };
     let mut collector = run_collector();
+    let condition = |type_: &'static str| {
+        let sources = sources.clone();
+        async move {
+            sources
+                .get("rbac")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == type_)
+        }
+    };
+    let degraded = eventually(
+        "the collector reports its failing output and the operator sets Degraded",
+        || async { condition("Degraded").await.filter(|c| c.status == "True") },
+    )
+    .await;
+    assert_eq!(degraded.reason, "OutputFailing", "{degraded:?}");
+    assert!(
+        degraded.message.contains("syslog-0")
+            && degraded
+                .message
+                .contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "the message names the output and the error: {}",
+        degraded.message
+    );
+    let reported = sources
+        .get("rbac")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    let last_error = reported.last_error.expect("lastError");
+    assert_eq!(
+        (last_error.component.as_str(), last_error.output.as_deref()),
+        ("output", Some("syslog-0"))
+    );
+
+    let received = syslog_counter(port).await;
     let checkpoint_events = || async {
         let cm = config_maps.get("azlog-rbac-checkpoint").await.ok()?;
         let text = cm.data?.get("checkpoint.json")?.clone();
@@ -611,6 +651,24 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
         },
     )
     .await;
+    eventually(
+        "the collector reports the recovery and Degraded turns False",
+        || async {
+            let cleared = condition("Degraded").await?;
+            (cleared.status == "False" && cleared.reason == "NoErrors").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        sources
+            .get("rbac")
+            .await
+            .expect("get")
+            .status
+            .expect("status")
+            .last_error,
+        None
+    );
 
     // Killed and started again (a rescheduled pod with no local state): it resumes from the
     // ConfigMap and delivers nothing twice.

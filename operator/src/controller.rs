@@ -328,6 +328,19 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             generation,
         ),
     }
+    if let Some((reason, message)) = degraded(&status) {
+        set_condition(&mut status, "Degraded", true, reason, &message, generation);
+        report(source, ctx, status, EventType::Warning, reason, &message).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+    set_condition(
+        &mut status,
+        "Degraded",
+        false,
+        "NoErrors",
+        "the collector reports no errors",
+        generation,
+    );
     let note = if applied.is_empty() {
         String::new()
     } else {
@@ -335,6 +348,43 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
     };
     report(source, ctx, status, EventType::Normal, "Applied", &note).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The reason and message of the Degraded condition, from the error the collector reports.
+fn degraded(status: &LogSourceStatus) -> Option<(&'static str, String)> {
+    let error = status.last_error.as_ref()?;
+    let (reason, what, next) = match error.component.as_str() {
+        "source" => (
+            "SourceFailing",
+            "reading from Azure fails".to_owned(),
+            "check the credential, its role assignments and the endpoint",
+        ),
+        "output" => (
+            "OutputFailing",
+            format!(
+                "delivering to output {} fails",
+                error.output.as_deref().unwrap_or("?")
+            ),
+            "check that the receiver is reachable and accepts the connection",
+        ),
+        "checkpoint" => (
+            "CheckpointFailing",
+            "saving the checkpoint fails".to_owned(),
+            "check the collector's ConfigMap and Role",
+        ),
+        _ => (
+            "CollectorFailing",
+            "the collector reports a failure".to_owned(),
+            "see the collector's log",
+        ),
+    };
+    Some((
+        reason,
+        format!(
+            "{what} since {}: {}. Events wait and nothing is lost; {next}.",
+            error.since, error.message
+        ),
+    ))
 }
 
 /// The first Secret the LogSource references that does not exist, in words.

@@ -1,7 +1,6 @@
 //! A checkpoint kept in a Kubernetes ConfigMap, so the collector pod is stateless: rescheduled
-//! anywhere, it resumes where the last one committed. Progress is also reported to the LogSource's
-//! status, at most every `statusInterval`, so `kubectl get logsources` shows it without the API
-//! server being hammered.
+//! anywhere, it resumes where the last one committed. Each commit's progress is handed to the
+//! status reporter ([`crate::status`]), which shows it on the LogSource.
 //!
 //! The ConfigMap is created by the operator (owned by the LogSource, so it goes with it); the
 //! collector only reads and updates that one object, which is all its Role allows. Every update
@@ -9,15 +8,18 @@
 //! the update fail instead of silently interleaving two cursors.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::ApiResource;
 
 use super::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::KubernetesCheckpointConfig;
+use crate::metrics::Metrics;
+use crate::status::{self, Progress};
 
 const CHECKPOINT_KEY: &str = "checkpoint.json";
 /// Recent id hashes, 16 bytes each, oldest first.
@@ -27,14 +29,19 @@ const IDS_KEY: &str = "recent-ids";
 /// seconds; a restart from the older cursor reads the same empty windows again, which costs nothing.
 const IDLE_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a stopping collector waits for its last status report.
+const FINAL_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct ConfigMapStore {
     config_maps: Api<ConfigMap>,
     name: String,
     /// The object as last read or written, whose resourceVersion the next update carries.
     current: Option<ConfigMap>,
-    status: Option<(Api<DynamicObject>, String)>,
-    status_interval: std::time::Duration,
-    last_status: Option<Instant>,
+    /// To the status reporter, when a LogSource is named, and its task.
+    reporter: Option<(
+        tokio::sync::watch::Sender<Option<Progress>>,
+        tokio::task::JoinHandle<()>,
+    )>,
     /// Events delivered as of the last write, and when it was.
     last_write: Option<(u64, Instant)>,
 }
@@ -48,28 +55,29 @@ impl std::fmt::Debug for ConfigMapStore {
 }
 
 impl ConfigMapStore {
-    /// Connects with the pod's service account, or `$KUBECONFIG` outside a cluster.
-    pub async fn connect(config: &KubernetesCheckpointConfig) -> Result<Self, CheckpointError> {
+    /// Connects with the pod's service account, or `$KUBECONFIG` outside a cluster, and starts the
+    /// status reporter when the config names a LogSource.
+    pub async fn connect(
+        config: &KubernetesCheckpointConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, CheckpointError> {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| CheckpointError::Kubernetes(format!("failed to connect: {e}")))?;
-        let status = config.log_source.clone().map(|name| {
+        let reporter = config.log_source.clone().map(|name| {
             let resource = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("azlog.io", "v1alpha1", "LogSource"),
                 "logsources",
             );
-            (
-                Api::namespaced_with(client.clone(), &config.namespace, &resource),
-                name,
-            )
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &config.namespace, &resource);
+            status::spawn(api, name, config.status_interval, metrics)
         });
         Ok(ConfigMapStore {
             config_maps: Api::namespaced(client, &config.namespace),
             name: config.config_map.clone(),
             current: None,
-            status,
-            status_interval: config.status_interval,
-            last_status: None,
+            reporter,
             last_write: None,
         })
     }
@@ -93,38 +101,6 @@ impl ConfigMapStore {
             "failed to {action} ConfigMap {}: {e}{hint}",
             self.name
         ))
-    }
-
-    /// Reports progress to the LogSource status when `statusInterval` has passed. A failure is
-    /// logged: the status is for people, the checkpoint is what matters.
-    async fn report(&mut self, checkpoint: &Checkpoint) {
-        let Some((api, name)) = &self.status else {
-            return;
-        };
-        if self
-            .last_status
-            .is_some_and(|at| at.elapsed() < self.status_interval)
-        {
-            return;
-        }
-        let lag = checkpoint
-            .last_event_time
-            .map(|t| (chrono::Utc::now() - t).num_seconds().max(0));
-        let patch = serde_json::json!({"status": {
-            "lastEventTime": checkpoint.last_event_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "lagSeconds": lag,
-            "eventsDelivered": checkpoint.events_delivered,
-            "checkpoint": checkpoint.committed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }});
-        match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => self.last_status = Some(Instant::now()),
-            Err(e) => {
-                tracing::warn!(logsource = %name, error = %e, "failed to report progress to the LogSource status")
-            }
-        }
     }
 }
 
@@ -170,8 +146,27 @@ impl CheckpointStore for ConfigMapStore {
             .map_err(|e| self.error("update", e))?;
         self.current = Some(written);
         self.last_write = Some((checkpoint.events_delivered, Instant::now()));
-        self.report(checkpoint).await;
+        if let Some((progress, _)) = &self.reporter {
+            progress.send_replace(Some(Progress {
+                last_event_time: checkpoint.last_event_time,
+                events_delivered: checkpoint.events_delivered,
+                committed_at: checkpoint.committed_at,
+            }));
+        }
         Ok(())
+    }
+
+    async fn finish(&mut self) {
+        if let Some((progress, task)) = self.reporter.take() {
+            drop(progress);
+            // The last report is worth a moment at shutdown, not a hang.
+            if tokio::time::timeout(FINAL_REPORT_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the last status report did not finish in time");
+            }
+        }
     }
 }
 

@@ -114,6 +114,10 @@ pub trait CheckpointStore: Send + 'static {
         &mut self,
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
+    /// Called once after the last commit, before the collector exits.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// A JSON file replaced atomically: written to a temporary file, fsynced, renamed over the old one,
@@ -198,6 +202,12 @@ impl CheckpointStore for Store {
         match self {
             Store::File(s) => s.commit(checkpoint).await,
             Store::ConfigMap(s) => s.commit(checkpoint).await,
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let Store::ConfigMap(s) = self {
+            s.finish().await;
         }
     }
 }

@@ -445,4 +445,24 @@ pub struct LogSourceStatus {
     /// When the collector last committed its checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// What the collector is failing at right now, as it reported; absent while nothing fails. The
+    /// Degraded condition repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<CollectorError>,
+}
+
+/// A failure the collector keeps retrying. Nothing is lost meanwhile: the checkpoint waits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorError {
+    /// The failing part: source (reading from Azure), output (delivering) or checkpoint (saving
+    /// progress).
+    pub component: String,
+    /// The failing output's name, when the component is output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The error, as the collector logs it.
+    pub message: String,
+    /// When the failure began.
+    pub since: String,
 }
