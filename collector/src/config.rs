@@ -425,6 +425,7 @@ pub enum OutputConfig {
     File(FileOutputConfig),
     Syslog(SyslogOutputConfig),
     Stdout(StdoutOutputConfig),
+    WindowsEventLog(WindowsEventLogOutputConfig),
 }
 
 impl OutputConfig {
@@ -433,6 +434,7 @@ impl OutputConfig {
             OutputConfig::File(_) => "file",
             OutputConfig::Syslog(_) => "syslog",
             OutputConfig::Stdout(_) => "stdout",
+            OutputConfig::WindowsEventLog(_) => "windowsEventLog",
         }
     }
 
@@ -467,6 +469,15 @@ impl OutputConfig {
                 }
             ),
             OutputConfig::Stdout(c) => format!("{} lines on stdout", format(c.format)),
+            OutputConfig::WindowsEventLog(c) => format!(
+                "the Windows event log under the source {}, {} bodies",
+                c.source,
+                match c.body {
+                    WindowsEventBody::EventXml => "Windows event XML",
+                    WindowsEventBody::Json => "JSON",
+                    WindowsEventBody::Message => "plain-text",
+                }
+            ),
         }
     }
 
@@ -476,6 +487,7 @@ impl OutputConfig {
             OutputConfig::File(c) => &c.name,
             OutputConfig::Syslog(c) => &c.name,
             OutputConfig::Stdout(c) => &c.name,
+            OutputConfig::WindowsEventLog(c) => &c.name,
         };
         configured
             .clone()
@@ -528,6 +540,40 @@ fn default_max_file_age() -> Duration {
 
 fn yes() -> bool {
     true
+}
+
+/// Events written to the Windows event log of the machine the collector runs on, where Windows
+/// Event Forwarding, WinCollect or a Splunk/ArcSight agent already picks them up. Windows only: on
+/// Kubernetes the operator runs such a collector as a HostProcess container on a Windows node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowsEventLogOutputConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The event source the events are reported under. They go to the log the source is registered
+    /// in (register it with `New-EventLog -LogName <log> -Source <source>`), else to Application.
+    #[serde(default = "default_event_source")]
+    pub source: String,
+    /// What each event's text holds.
+    #[serde(default)]
+    pub body: WindowsEventBody,
+}
+
+fn default_event_source() -> String {
+    "azlog".into()
+}
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WindowsEventBody {
+    /// Windows event XML as in the Forwarded Events log (WAD rows keep their RawXml).
+    #[default]
+    EventXml,
+    /// The Azure record as one line of JSON.
+    Json,
+    /// The human-readable message.
+    Message,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1053,6 +1099,17 @@ impl Config {
                 }
                 OutputConfig::Syslog(syslog) => validate_syslog(syslog, &base, files, &mut err),
                 OutputConfig::Stdout(_) => {}
+                OutputConfig::WindowsEventLog(w) => {
+                    if w.source.is_empty() || w.source.len() > 200 || w.source.contains('\\') {
+                        err(
+                            format!("{base}.source"),
+                            format!(
+                                "must be 1 to 200 characters without a backslash, got {:?}",
+                                w.source
+                            ),
+                        );
+                    }
+                }
             }
         }
         let p = &self.pipeline;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
     SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    VolumeMount, VolumeProjection, WindowsSecurityContextOptions,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -19,8 +19,8 @@ use kube::Resource;
 
 use crate::crd::LogSource;
 use crate::render::{
-    CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, HEALTH_PORT,
-    Rendered, SECRETS_DIR, STATE_DIR, checkpoint_config_map,
+    CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, Rendered,
+    SECRETS_DIR, STATE_DIR, checkpoint_config_map, pod_path,
 };
 
 /// Label every child carries; the operator watches only objects with it.
@@ -31,6 +31,9 @@ pub const LOG_SOURCE_LABEL: &str = "azlog.io/logsource";
 pub const CONFIG_HASH: &str = "azlog.io/config-hash";
 /// The UID the collector image runs as (distroless "nonroot").
 const COLLECTOR_UID: i64 = 65532;
+/// The least privileged account a HostProcess container can run as that may still write to the
+/// event log (service logons may write to the Application log).
+const WINDOWS_USER: &str = "NT AUTHORITY\\Local service";
 
 /// The name shared by a LogSource's ConfigMap, ServiceAccount and Deployment.
 pub fn child_name(source: &LogSource) -> String {
@@ -58,6 +61,8 @@ pub struct Children {
 pub struct CollectorDefaults {
     /// The collector image when a LogSource names none.
     pub image: String,
+    /// The same for a collector that must run on Windows (a windowsEventLog output).
+    pub windows_image: String,
 }
 
 pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaults) -> Children {
@@ -194,6 +199,7 @@ fn pod_template(
     labels: BTreeMap<String, String>,
 ) -> PodTemplateSpec {
     let collector = source.spec.collector.clone().unwrap_or_default();
+    let windows = rendered.windows;
     let mut volumes = vec![
         Volume {
             name: "config".into(),
@@ -287,17 +293,18 @@ fn pod_template(
     };
     let mut containers = vec![Container {
         name: "collector".into(),
-        image: Some(
-            collector
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.image.clone()),
-        ),
+        image: Some(collector.image.clone().unwrap_or_else(|| {
+            if windows {
+                defaults.windows_image.clone()
+            } else {
+                defaults.image.clone()
+            }
+        })),
         image_pull_policy: collector.image_pull_policy.clone(),
         args: Some(vec![
             "run".into(),
             "--config".into(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            pod_path(windows, &format!("{CONFIG_DIR}/{CONFIG_FILE}")),
             "--log-format".into(),
             "json".into(),
             "--log-level".into(),
@@ -305,7 +312,7 @@ fn pod_template(
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("health".into()),
-            container_port: i32::from(HEALTH_PORT),
+            container_port: i32::from(rendered.health_port),
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
@@ -319,7 +326,9 @@ fn pod_template(
                 .clone()
                 .unwrap_or_else(default_resources),
         ),
-        security_context: Some(restricted()),
+        // A HostProcess container takes its identity from the pod's Windows options; the Linux
+        // settings do not apply to it.
+        security_context: (!windows).then(restricted),
         volume_mounts: Some(mounts),
         ..Container::default()
     }];
@@ -344,8 +353,33 @@ fn pod_template(
         });
     }
 
-    let mut node_selector = BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]);
+    let os = if windows { "windows" } else { "linux" };
+    let mut node_selector = BTreeMap::from([("kubernetes.io/os".to_owned(), os.to_owned())]);
     node_selector.extend(collector.node_selector.clone());
+    let security_context = if windows {
+        // Only a HostProcess container reaches the node's event log; it shares the node's
+        // network, as every HostProcess pod must.
+        PodSecurityContext {
+            windows_options: Some(WindowsSecurityContextOptions {
+                host_process: Some(true),
+                run_as_user_name: Some(WINDOWS_USER.into()),
+                ..WindowsSecurityContextOptions::default()
+            }),
+            ..PodSecurityContext::default()
+        }
+    } else {
+        PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(COLLECTOR_UID),
+            run_as_group: Some(COLLECTOR_UID),
+            fs_group: Some(COLLECTOR_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }
+    };
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels),
@@ -364,17 +398,10 @@ fn pod_template(
             volumes: Some(volumes),
             node_selector: Some(node_selector),
             tolerations: (!collector.tolerations.is_empty()).then(|| collector.tolerations.clone()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(COLLECTOR_UID),
-                run_as_group: Some(COLLECTOR_UID),
-                fs_group: Some(COLLECTOR_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(security_context),
+            host_network: windows.then_some(true),
+            // Cluster DNS names (a syslog receiver's Service) still resolve on the host network.
+            dns_policy: windows.then(|| "ClusterFirstWithHostNet".into()),
             termination_grace_period_seconds: Some(60),
             ..PodSpec::default()
         }),
@@ -453,6 +480,7 @@ mod tests {
             &rendered,
             &CollectorDefaults {
                 image: "azlog/collector:test".into(),
+                windows_image: "azlog/collector:test-windows".into(),
             },
         )
     }
@@ -511,6 +539,69 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("LogSource", Some(true))
         );
+    }
+
+    #[test]
+    fn a_windows_event_log_output_runs_the_windows_image_as_a_host_process_on_a_windows_node() {
+        let c = children(serde_json::json!({
+            "wad": {"account": "diagstore", "accountKey": {"name": "storage", "key": "key1"}},
+            "outputs": [{"windowsEventLog": {"source": "azlog-wad"}}],
+            "collector": {
+                "healthPort": 9470,
+                "tolerations": [{"key": "os", "value": "windows", "effect": "NoSchedule"}],
+            }
+        }));
+        let pod = pod(&c);
+        assert_eq!(
+            pod.node_selector.as_ref().expect("selector")["kubernetes.io/os"],
+            "windows"
+        );
+        assert_eq!(
+            pod.tolerations.as_ref().expect("tolerations")[0]
+                .key
+                .as_deref(),
+            Some("os")
+        );
+        assert_eq!(pod.host_network, Some(true));
+        let windows = pod
+            .security_context
+            .as_ref()
+            .and_then(|s| s.windows_options.clone())
+            .expect("windows options");
+        assert_eq!(windows.host_process, Some(true));
+        assert_eq!(windows.run_as_user_name.as_deref(), Some(WINDOWS_USER));
+        let sc = pod.security_context.as_ref().expect("security context");
+        assert!(
+            sc.run_as_user.is_none() && sc.seccomp_profile.is_none(),
+            "no Linux settings: {sc:?}"
+        );
+        let collector = &pod.containers[0];
+        assert!(collector.security_context.is_none());
+        assert_eq!(
+            collector.image.as_deref(),
+            Some("azlog/collector:test-windows")
+        );
+        assert_eq!(
+            collector.ports.as_ref().expect("ports")[0].container_port,
+            9470
+        );
+        // Relative: a HostProcess container's volumes are below its working directory.
+        assert!(
+            collector
+                .args
+                .as_ref()
+                .expect("args")
+                .contains(&"etc/azlog/collector.yaml".to_owned())
+        );
+        let config = &c.config_map.data.as_ref().expect("data")[CONFIG_FILE];
+        for expected in [
+            "accountKeyFile: var/run/secrets/azlog/storage/key1",
+            "stateDir: var/lib/azlog",
+            "listen: 0.0.0.0:9470",
+            "source: azlog-wad",
+        ] {
+            assert!(config.contains(expected), "{expected} in {config}");
+        }
     }
 
     #[test]

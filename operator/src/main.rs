@@ -18,6 +18,9 @@ struct Cli {
     /// The collector image LogSources run unless they name their own.
     #[arg(long, env = "AZLOG_COLLECTOR_IMAGE", default_value = concat!("ghcr.io/azlog-io/azlog-collector:", env!("CARGO_PKG_VERSION")))]
     collector_image: String,
+    /// The Windows collector image, for LogSources with a windowsEventLog output.
+    #[arg(long, env = "AZLOG_COLLECTOR_WINDOWS_IMAGE", default_value = concat!("ghcr.io/azlog-io/azlog-collector:", env!("CARGO_PKG_VERSION"), "-windows-ltsc2022"))]
+    collector_windows_image: String,
     /// Watch only this namespace; by default every namespace.
     #[arg(long, env = "AZLOG_WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -121,6 +124,7 @@ async fn run(cli: Cli) -> ExitCode {
         cli.namespace,
         CollectorDefaults {
             image: cli.collector_image,
+            windows_image: cli.collector_windows_image,
         },
         metrics,
         shutdown,

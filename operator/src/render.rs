@@ -31,6 +31,17 @@ pub const FEDERATED_TOKEN_FILE: &str = "azure-identity-token";
 /// The collector's /metrics, /healthz and /readyz port.
 pub const HEALTH_PORT: u16 = 9464;
 
+/// A path in the collector's pod as the collector's config names it. A Windows HostProcess
+/// container sees its volumes below its sandbox directory, which is also its working directory, so
+/// its paths are relative; elsewhere they are the absolute mount paths.
+pub fn pod_path(windows: bool, path: &str) -> String {
+    if windows {
+        path.trim_start_matches('/').to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
 /// The ConfigMap a LogSource's collector keeps its checkpoint in.
 pub fn checkpoint_config_map(log_source: &str) -> String {
     format!("azlog-{log_source}-checkpoint")
@@ -51,6 +62,10 @@ pub struct Rendered {
     pub forwarders: Vec<Forwarder>,
     /// Set when the collector signs in with workload identity.
     pub workload_identity: Option<WorkloadIdentity>,
+    /// The collector must run on a Windows node, as a HostProcess container.
+    pub windows: bool,
+    /// The port of its health endpoints.
+    pub health_port: u16,
 }
 
 /// The volume of one file output, mounted in the collector and in any forwarder reading it.
@@ -103,13 +118,14 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             message,
         })
     };
+    let windows = spec.outputs.iter().any(|o| o.windows_event_log.is_some());
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut secret_file = |r: &SecretKeyRef| {
         secrets
             .entry(r.name.clone())
             .or_default()
             .insert(r.key.clone());
-        format!("{SECRETS_DIR}/{}/{}", r.name, r.key)
+        pod_path(windows, &format!("{SECRETS_DIR}/{}/{}", r.name, r.key))
     };
 
     let spec_value = serde_json::to_value(spec).unwrap_or_default();
@@ -164,7 +180,13 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     }
     config.insert("source".into(), json!({ kind: block }));
     let mut workload_identity = None;
-    if let Some(azure) = azure_block(spec, &mut secret_file, &mut workload_identity, &mut err) {
+    if let Some(azure) = azure_block(
+        spec,
+        windows,
+        &mut secret_file,
+        &mut workload_identity,
+        &mut err,
+    ) {
         config.insert("azure".into(), azure);
     }
 
@@ -176,84 +198,94 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     }
     for (i, output) in spec.outputs.iter().enumerate() {
         let path = format!("spec.outputs[{i}]");
-        match output {
-            Output {
-                file: Some(file),
-                syslog: None,
-                forwarder: None,
-            } => {
-                let out_name = file.name.clone().unwrap_or_else(|| format!("file-{i}"));
-                let volume = file.volume.clone().unwrap_or_default();
-                let mount = file_volume(i, &out_name, volume);
-                let mut value = json!({ "directory": mount.directory });
-                copy_set(
-                    &mut value,
-                    &serde_json::to_value(file).unwrap_or_default(),
-                    &["name", "format", "maxFileBytes", "maxFileAge"],
-                );
-                file_volumes.push(mount);
-                outputs.push(json!({ "file": value }));
-            }
-            Output {
-                file: None,
-                syslog: Some(syslog),
-                forwarder: None,
-            } => {
-                let mut value = serde_json::to_value(syslog).unwrap_or_default();
-                if let Some(tls) = &syslog.tls {
-                    let mut t = Map::new();
-                    if let Some(ca) = &tls.ca {
-                        t.insert("caFile".into(), secret_file(ca).into());
-                    }
-                    if let Some(secret) = &tls.client_certificate_secret {
-                        for (field, key) in [("certFile", "tls.crt"), ("keyFile", "tls.key")] {
-                            let r = SecretKeyRef {
-                                name: secret.clone(),
-                                key: key.into(),
-                            };
-                            t.insert(field.into(), secret_file(&r).into());
-                        }
-                    }
-                    if let Some(server) = &tls.server_name {
-                        t.insert("serverName".into(), server.clone().into());
-                    }
-                    value["tls"] = Value::Object(t);
+        let Output {
+            file,
+            syslog,
+            forwarder,
+            windows_event_log,
+        } = output;
+        let chosen = [
+            file.is_some(),
+            syslog.is_some(),
+            forwarder.is_some(),
+            windows_event_log.is_some(),
+        ];
+        if chosen.into_iter().filter(|set| *set).count() != 1 {
+            err(
+                &path,
+                "set exactly one of file, syslog, forwarder or windowsEventLog in each output"
+                    .into(),
+            );
+            outputs.push(Value::Null);
+            continue;
+        }
+        if let Some(file) = file {
+            let out_name = file.name.clone().unwrap_or_else(|| format!("file-{i}"));
+            let volume = file.volume.clone().unwrap_or_default();
+            let mount = file_volume(i, &out_name, volume);
+            let mut value = json!({ "directory": pod_path(windows, &mount.directory) });
+            copy_set(
+                &mut value,
+                &serde_json::to_value(file).unwrap_or_default(),
+                &["name", "format", "maxFileBytes", "maxFileAge"],
+            );
+            file_volumes.push(mount);
+            outputs.push(json!({ "file": value }));
+        } else if let Some(syslog) = syslog {
+            let mut value = serde_json::to_value(syslog).unwrap_or_default();
+            if let Some(tls) = &syslog.tls {
+                let mut t = Map::new();
+                if let Some(ca) = &tls.ca {
+                    t.insert("caFile".into(), secret_file(ca).into());
                 }
-                outputs.push(json!({ "syslog": value }));
-            }
-            Output {
-                file: None,
-                syslog: None,
-                forwarder: Some(forwarder),
-            } => {
-                let out_name = forwarder
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("forwarder-{i}"));
-                let mount = file_volume(i, &out_name, FileVolume::default());
-                let mut value = json!({ "name": out_name, "directory": mount.directory });
-                if let Some(format) = forwarder.format {
-                    value["format"] = serde_json::to_value(format).unwrap_or_default();
+                if let Some(secret) = &tls.client_certificate_secret {
+                    for (field, key) in [("certFile", "tls.crt"), ("keyFile", "tls.key")] {
+                        let r = SecretKeyRef {
+                            name: secret.clone(),
+                            key: key.into(),
+                        };
+                        t.insert(field.into(), secret_file(&r).into());
+                    }
                 }
-                forwarders.push(Forwarder {
-                    name: out_name,
-                    volume_name: mount.volume_name.clone(),
-                    spec: forwarder.clone(),
-                });
-                file_volumes.push(mount);
-                outputs.push(json!({ "file": value }));
+                if let Some(server) = &tls.server_name {
+                    t.insert("serverName".into(), server.clone().into());
+                }
+                value["tls"] = Value::Object(t);
             }
-            _ => {
+            outputs.push(json!({ "syslog": value }));
+        } else if let Some(forwarder) = forwarder {
+            if windows {
                 err(
-                    &path,
-                    "set exactly one of file, syslog or forwarder in each output".into(),
+                    &format!("{path}.forwarder"),
+                    "a forwarder sidecar cannot run beside a windowsEventLog output: that \
+                     collector runs in a Windows pod; make a separate LogSource for the forwarder"
+                        .into(),
                 );
-                outputs.push(Value::Null);
             }
+            let out_name = forwarder
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("forwarder-{i}"));
+            let mount = file_volume(i, &out_name, FileVolume::default());
+            let mut value = json!({ "name": out_name, "directory": mount.directory });
+            if let Some(format) = forwarder.format {
+                value["format"] = serde_json::to_value(format).unwrap_or_default();
+            }
+            forwarders.push(Forwarder {
+                name: out_name,
+                volume_name: mount.volume_name.clone(),
+                spec: forwarder.clone(),
+            });
+            file_volumes.push(mount);
+            outputs.push(json!({ "file": value }));
+        } else if let Some(event_log) = windows_event_log {
+            outputs.push(json!({
+                "windowsEventLog": serde_json::to_value(event_log).unwrap_or_default()
+            }));
         }
     }
     config.insert("outputs".into(), Value::Array(outputs));
-    config.insert("stateDir".into(), STATE_DIR.into());
+    config.insert("stateDir".into(), pod_path(windows, STATE_DIR).into());
     // The checkpoint lives in the cluster, so the pod is stateless and can be rescheduled.
     config.insert(
         "checkpoint".into(),
@@ -266,9 +298,14 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             },
         }),
     );
+    let health_port = spec
+        .collector
+        .as_ref()
+        .and_then(|c| c.health_port)
+        .unwrap_or(HEALTH_PORT);
     config.insert(
         "health".into(),
-        json!({ "listen": format!("0.0.0.0:{HEALTH_PORT}") }),
+        json!({ "listen": format!("0.0.0.0:{health_port}") }),
     );
     if let Some(poll) = &spec.poll_interval {
         config.insert("pipeline".into(), json!({ "pollInterval": poll }));
@@ -313,12 +350,15 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
         file_volumes,
         forwarders,
         workload_identity,
+        windows,
+        health_port,
     })
 }
 
 /// The collector's `azure` block: cloud, endpoints, CA and credential.
 fn azure_block(
     spec: &LogSourceSpec,
+    windows: bool,
     secret_file: &mut impl FnMut(&SecretKeyRef) -> String,
     workload_identity: &mut Option<WorkloadIdentity>,
     err: &mut impl FnMut(&str, String),
@@ -351,7 +391,7 @@ fn azure_block(
                 Some(json!({ "workloadIdentity": {
                     "tenantId": wi.tenant_id,
                     "clientId": wi.client_id,
-                    "tokenFile": format!("{FEDERATED_TOKEN_DIR}/{FEDERATED_TOKEN_FILE}"),
+                    "tokenFile": pod_path(windows, &format!("{FEDERATED_TOKEN_DIR}/{FEDERATED_TOKEN_FILE}")),
                 }}))
             }
             Credential {
@@ -570,7 +610,23 @@ mod tests {
         );
         assert_eq!(
             two_kinds,
-            ["spec.outputs[0]: set exactly one of file, syslog or forwarder in each output"]
+            [
+                "spec.outputs[0]: set exactly one of file, syslog, forwarder or windowsEventLog in each output"
+            ]
+        );
+        let linux_sidecar_on_windows = problems(json!({"simulate": {}, "outputs": [
+            {"windowsEventLog": {}}, {"forwarder": {"image": "fluent/fluent-bit:3.1"}}]}));
+        assert_eq!(linux_sidecar_on_windows.len(), 1);
+        assert!(
+            linux_sidecar_on_windows[0]
+                .starts_with("spec.outputs[1].forwarder: a forwarder sidecar cannot run"),
+            "{linux_sidecar_on_windows:?}"
+        );
+        let bad_event_source =
+            problems(json!({"simulate": {}, "outputs": [{"windowsEventLog": {"source": "a\\b"}}]}));
+        assert!(
+            bad_event_source[0].starts_with("spec.outputs[0].windowsEventLog.source: "),
+            "{bad_event_source:?}"
         );
         let bad_account = problems(
             json!({"wad": {"account": "Not_An_Account", "accountKey": {"name": "k", "key": "key"}},

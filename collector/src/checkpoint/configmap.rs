@@ -61,9 +61,12 @@ impl ConfigMapStore {
         config: &KubernetesCheckpointConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, CheckpointError> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| CheckpointError::Kubernetes(format!("failed to connect: {e}")))?;
+        let client = match std::env::var_os(SANDBOX_ROOT) {
+            Some(root) => host_process_config(std::path::Path::new(&root))
+                .and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string())),
+            None => kube::Client::try_default().await.map_err(|e| e.to_string()),
+        }
+        .map_err(|e| CheckpointError::Kubernetes(format!("failed to connect: {e}")))?;
         let reporter = config.log_source.clone().map(|name| {
             let resource = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("azlog.io", "v1alpha1", "LogSource"),
@@ -170,6 +173,37 @@ impl CheckpointStore for ConfigMapStore {
     }
 }
 
+/// Set in a Windows HostProcess container: the directory its volumes, and the service account
+/// token, are mounted below. The in-cluster defaults look for the token at the root instead.
+const SANDBOX_ROOT: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
+
+/// The in-cluster client config of a HostProcess container whose sandbox is mounted at `root`.
+fn host_process_config(root: &std::path::Path) -> Result<kube::Config, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let (host, port) = (
+        var("KUBERNETES_SERVICE_HOST")?,
+        var("KUBERNETES_SERVICE_PORT")?,
+    );
+    let account = root.join("var/run/secrets/kubernetes.io/serviceaccount");
+    let ca = account.join("ca.crt");
+    let certs = CertificateDer::pem_file_iter(&ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{port}")
+        .parse()
+        .map_err(|e| format!("bad API server address {host}:{port}: {e}"))?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(certs.into_iter().map(|c| c.to_vec()).collect());
+    config.auth_info.token_file = Some(account.join("token").display().to_string());
+    Ok(config)
+}
+
 /// The checkpoint as JSON without its ids, and the ids as 16 bytes each (half the size of hex).
 fn encode(checkpoint: &Checkpoint) -> Result<(String, Vec<u8>), CheckpointError> {
     let ids = checkpoint
@@ -212,6 +246,37 @@ fn decode(object: &ConfigMap) -> Result<Option<Checkpoint>, CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_process_container_finds_its_token_and_ca_below_the_sandbox() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let account = root
+            .path()
+            .join("var/run/secrets/kubernetes.io/serviceaccount");
+        std::fs::create_dir_all(&account).expect("mkdir");
+        std::fs::write(account.join("token"), "t").expect("token");
+        // Any certificate will do.
+        let pem = rcgen::generate_simple_self_signed(vec!["kubernetes".into()])
+            .expect("certificate")
+            .cert
+            .pem();
+        std::fs::write(account.join("ca.crt"), pem).expect("ca");
+        // SAFETY: no other test of this process reads these variables.
+        unsafe {
+            std::env::set_var("KUBERNETES_SERVICE_HOST", "10.0.0.1");
+            std::env::set_var("KUBERNETES_SERVICE_PORT", "443");
+        }
+        let config = host_process_config(root.path()).expect("config");
+        assert_eq!(config.cluster_url.to_string(), "https://10.0.0.1:443/");
+        assert_eq!(config.root_cert.map(|c| c.len()), Some(1));
+        assert_eq!(
+            config.auth_info.token_file.as_deref(),
+            Some(account.join("token").display().to_string().as_str())
+        );
+        std::fs::remove_file(account.join("ca.crt")).expect("rm");
+        let err = host_process_config(root.path()).expect_err("no CA");
+        assert!(err.contains("ca.crt"), "{err}");
+    }
 
     #[test]
     fn a_checkpoint_survives_the_configmap_encoding() {

@@ -10,6 +10,7 @@ pub mod file;
 pub mod line;
 pub mod stdout;
 pub mod syslog;
+pub mod windows_event_log;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,6 +100,7 @@ pub enum AnyOutput {
     // Boxed: it holds the encode buffers and TLS state, several times the size of the others.
     Syslog(Box<syslog::SyslogOutput>),
     Stdout(stdout::StdoutOutput),
+    WindowsEventLog(windows_event_log::WindowsEventLogOutput),
 }
 
 impl AnyOutput {
@@ -114,6 +116,9 @@ impl AnyOutput {
                 AnyOutput::Syslog(Box::new(syslog::SyslogOutput::new(name, c.clone(), ctx)?))
             }
             OutputConfig::Stdout(c) => AnyOutput::Stdout(stdout::StdoutOutput::new(name, c.format)),
+            OutputConfig::WindowsEventLog(c) => {
+                AnyOutput::WindowsEventLog(windows_event_log::WindowsEventLogOutput::open(name, c)?)
+            }
         })
     }
 }
@@ -124,6 +129,7 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.name(),
             AnyOutput::Syslog(o) => o.name(),
             AnyOutput::Stdout(o) => o.name(),
+            AnyOutput::WindowsEventLog(o) => o.name(),
         }
     }
 
@@ -132,6 +138,7 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.deliver(batch).await,
             AnyOutput::Syslog(o) => o.deliver(batch).await,
             AnyOutput::Stdout(o) => o.deliver(batch).await,
+            AnyOutput::WindowsEventLog(o) => o.deliver(batch).await,
         }
     }
 
@@ -140,6 +147,7 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.sync().await,
             AnyOutput::Syslog(o) => o.sync().await,
             AnyOutput::Stdout(o) => o.sync().await,
+            AnyOutput::WindowsEventLog(o) => o.sync().await,
         }
     }
 
@@ -148,6 +156,7 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.tick().await,
             AnyOutput::Syslog(o) => o.tick().await,
             AnyOutput::Stdout(o) => o.tick().await,
+            AnyOutput::WindowsEventLog(o) => o.tick().await,
         }
     }
 
@@ -156,6 +165,7 @@ impl Output for AnyOutput {
             AnyOutput::File(o) => o.close().await,
             AnyOutput::Syslog(o) => o.close().await,
             AnyOutput::Stdout(o) => o.close().await,
+            AnyOutput::WindowsEventLog(o) => o.close().await,
         }
     }
 }

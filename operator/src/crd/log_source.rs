@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use azlog_collector::config::{
     Cloud, EntraLog, Facility, Framing, JsonFormat, SyslogBody, SyslogProtocol, Transport,
+    WindowsEventBody,
 };
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -272,7 +273,7 @@ pub struct ClientSecret {
     pub secret: SecretKeyRef,
 }
 
-/// One output. Set exactly one of `file`, `syslog` or `forwarder`.
+/// One output. Set exactly one of `file`, `syslog`, `forwarder` or `windowsEventLog`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
@@ -287,6 +288,30 @@ pub struct Output {
     /// the collector pod and shares the files' volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<ForwarderOutput>,
+    /// The Windows event log of the node, where Windows Event Forwarding, WinCollect or a SIEM
+    /// agent on the node picks events up. The collector then runs on a Windows node
+    /// (kubernetes.io/os=windows) as a HostProcess container, the only kind that reaches the
+    /// node's event log, with the operator's Windows collector image. Such a LogSource cannot
+    /// also have a forwarder: a Windows pod cannot run the Linux sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_event_log: Option<WindowsEventLogOutput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsEventLogOutput {
+    /// Name of the output in metrics and logs; defaults to windowsEventLog-<index>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The event source events are reported under (default azlog). They go to the log the source
+    /// is registered in on the node (`New-EventLog -LogName <log> -Source <source>`), else to
+    /// Application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Each event's text: eventXml (default; Forwarded Events XML, WAD rows keep their RawXml),
+    /// json or message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<WindowsEventBody>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -398,7 +423,8 @@ pub struct ForwarderOutput {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectorSpec {
-    /// The collector image; default the one the operator was installed with.
+    /// The collector image; default the one the operator was installed with (its Windows image
+    /// when an output is windowsEventLog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Always, IfNotPresent or Never.
@@ -413,6 +439,10 @@ pub struct CollectorSpec {
     /// Taints the collector pod tolerates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Port of the collector's /metrics, /healthz and /readyz (default 9464). A Windows collector
+    /// shares the node's network, so two on one node need different ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_port: Option<u16>,
     /// Log level of the collector: error, warn, info (default), debug or trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
