@@ -17,6 +17,8 @@ use crate::free_port;
 
 /// The static token of the cluster's administrator (group system:masters).
 pub const ADMIN_TOKEN: &str = "azlog-test-admin-token";
+/// Where `deploy/operator.yaml` installs the operator, and so where its Lease lives.
+pub const OPERATOR_NAMESPACE: &str = "azlog-system";
 
 /// Where the install script put the control plane binaries.
 pub fn binaries() -> PathBuf {
@@ -233,6 +235,48 @@ impl Cluster {
         kube::Client::try_from(config).expect("kube client")
     }
 
+    /// A token of ServiceAccount `namespace/name`, as a kubelet would mount it (TokenRequest).
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client(ADMIN_TOKEN), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("a token for {namespace}/{name}: {e}"))
+            .status
+            .expect("a token")
+            .token
+    }
+
+    /// Applies `deploy/operator.yaml` as a user would (its Deployment stays Pending: there is no
+    /// kubelet) and answers a token of its ServiceAccount, so that the operator run on the host
+    /// has exactly the RBAC that file grants.
+    pub async fn operator_token(&self) -> String {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/operator.yaml");
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig("admin", ADMIN_TOKEN))
+            .args(["apply", "-f"])
+            .arg(&manifest)
+            .output()
+            .expect("kubectl is installed (see the README)");
+        assert!(
+            out.status.success(),
+            "kubectl apply -f deploy/operator.yaml failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.service_account_token(OPERATOR_NAMESPACE, "azlog-operator")
+            .await
+    }
+
     /// A kubeconfig file for `token`, for processes started by tests (the operator, kubectl).
     pub fn kubeconfig(&self, name: &str, token: &str) -> PathBuf {
         let path = self.dir.join(format!("kubeconfig-{name}"));
@@ -257,8 +301,8 @@ impl Drop for Cluster {
     }
 }
 
-/// The `azlog-operator` binary run on the host against a [`Cluster`], as cluster admin; stopped
-/// when dropped.
+/// The `azlog-operator` binary run on the host against a [`Cluster`], with the token it is given;
+/// stopped when dropped.
 #[derive(Debug)]
 pub struct OperatorProcess {
     child: Child,
@@ -268,7 +312,13 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `binary` with `args` added to the ones every run needs; it logs to
     /// `<dir>/operator.log`.
-    pub fn start(cluster: &Cluster, binary: &Path, dir: &Path, args: &[&str]) -> OperatorProcess {
+    pub fn start(
+        cluster: &Cluster,
+        binary: &Path,
+        dir: &Path,
+        token: &str,
+        args: &[&str],
+    ) -> OperatorProcess {
         let metrics_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -276,7 +326,7 @@ impl OperatorProcess {
             .open(dir.join("operator.log"))
             .expect("operator log");
         let child = Command::new(binary)
-            .env("KUBECONFIG", cluster.kubeconfig("operator", ADMIN_TOKEN))
+            .env("KUBECONFIG", cluster.kubeconfig("operator", token))
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(args)
             .stdin(Stdio::null())

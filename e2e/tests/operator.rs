@@ -55,18 +55,18 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// The operator binary, run on the host against the test cluster.
-fn start_operator(cluster: &Cluster, dir: &Path) -> OperatorProcess {
+/// The operator binary, run on the host against the test cluster with the RBAC of
+/// `deploy/operator.yaml`.
+async fn start_operator(cluster: &Cluster, dir: &Path) -> OperatorProcess {
     let binary = process::workspace_binary("azlog-operator");
+    let token = cluster.operator_token().await;
     let args = [
         "--collector-image",
         "azlog/collector:test",
-        "--lease-namespace",
-        NS,
         "--log-level",
         "azlog_operator=debug,info",
     ];
-    OperatorProcess::start(cluster, &binary, dir, &args)
+    OperatorProcess::start(cluster, &binary, dir, &token, &args)
 }
 
 fn ready(source: &LogSource) -> Option<(String, String, String)> {
@@ -182,7 +182,7 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
 async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_goes_with_it() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
-    let _operator = start_operator(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path()).await;
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
@@ -276,7 +276,7 @@ async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_go
 async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_and_recover() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
-    let _operator = start_operator(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path()).await;
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
 
@@ -395,7 +395,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let count = 30;
-    let operator = start_operator(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path()).await;
     for i in 0..count {
         sources
             .create(
@@ -424,7 +424,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
         .items
         .len();
 
-    let operator = start_operator(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path()).await;
     eventually("every LogSource has its collector and a status", || async {
         let listed = sources.list(&Default::default()).await.ok()?;
         let with_status = listed.items.iter().filter(|s| ready(s).is_some()).count();
@@ -445,7 +445,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     // A third operator finds everything as it should be: it reconciles every LogSource and writes
     // nothing.
     operator.kill();
-    let operator = start_operator(&cluster, dir.path());
+    let operator = start_operator(&cluster, dir.path()).await;
     eventually(
         "the new operator has reconciled every LogSource",
         || async {
@@ -492,12 +492,11 @@ async fn syslog_counter(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicUs
 
 #[tokio::test]
 async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_its_own_rbac() {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use std::sync::atomic::Ordering;
 
     let (dir, cluster) = start_cluster().await;
     let admin = cluster.client(ADMIN_TOKEN);
-    let _operator = start_operator(&cluster, dir.path());
+    let _operator = start_operator(&cluster, dir.path()).await;
     // The receiver starts only once the collector has reported that it cannot reach it.
     let port = free_port();
     let sources: Api<LogSource> = Api::namespaced(admin.clone(), NS);
@@ -526,22 +525,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     .await;
 
     // The token a kubelet would mount into the collector pod.
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("azlog-rbac", &PostParams::default(), &request)
-        .await
-        .expect("token request")
-        .status
-        .expect("a token")
-        .token;
+    let token = cluster.service_account_token(NS, "azlog-rbac").await;
 
     // The rendered config as the pod would read it; only the host paths differ.
     let mut config: Value =

@@ -19,7 +19,9 @@ use kube::api::{Api, ListParams, PostParams};
 /// Reconciles that did their work (not those waiting for the watch caches).
 const OK_RECONCILES: &str = "azlog_operator_reconciles_total{result=\"ok\"}";
 
-fn start_operator(cluster: &Cluster, binary: &Path, dir: &Path) -> OperatorProcess {
+/// The operator with the RBAC of deploy/operator.yaml, as it runs in a cluster.
+async fn start_operator(cluster: &Cluster, binary: &Path, dir: &Path) -> OperatorProcess {
+    let token = cluster.operator_token().await;
     let args = [
         "--collector-image",
         "azlog/collector:bench",
@@ -27,7 +29,7 @@ fn start_operator(cluster: &Cluster, binary: &Path, dir: &Path) -> OperatorProce
         "--log-level",
         "warn",
     ];
-    OperatorProcess::start(cluster, binary, dir, &args)
+    OperatorProcess::start(cluster, binary, dir, &token, &args)
 }
 
 /// The API server's own /metrics.
@@ -108,7 +110,7 @@ async fn main() {
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "default");
 
-    let operator = start_operator(&cluster, &binary, dir.path());
+    let operator = start_operator(&cluster, &binary, dir.path()).await;
     let started = Instant::now();
     for i in 0..count {
         let source: LogSource = serde_json::from_value(serde_json::json!({
@@ -167,7 +169,7 @@ async fn main() {
 
     // Steady state: a fresh operator on the converged cluster reconciles everything once.
     let before = api_requests(&cluster).await;
-    let operator = start_operator(&cluster, &binary, dir.path());
+    let operator = start_operator(&cluster, &binary, dir.path()).await;
     let started = Instant::now();
     let body = loop {
         let body = operator.metrics().await.unwrap_or_default();
