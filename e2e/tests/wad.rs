@@ -29,11 +29,22 @@ fn partition(minute: DateTime<Utc>) -> String {
     )
 }
 
+/// The bucketed PartitionKey newer diagnostics agents write to spread a minute's rows over several
+/// partitions: a bucket number, `___`, then the classic key. One minute's rows are then in several
+/// partitions, so the table's key order is no longer time order.
+fn bucketed_partition(minute: DateTime<Utc>, n: u64) -> String {
+    format!("{:019}___{}", n % 4, partition(minute))
+}
+
 /// A row as the Windows diagnostics agent writes it to WADWindowsEventLogsTable.
 fn row(minute: DateTime<Utc>, n: u64) -> Value {
+    row_in(partition(minute), minute, n)
+}
+
+fn row_in(partition_key: String, minute: DateTime<Utc>, n: u64) -> Value {
     let t = minute + TimeDelta::milliseconds((n % 60_000) as i64);
     json!({
-        "PartitionKey": partition(minute),
+        "PartitionKey": partition_key,
         "RowKey": format!("a1b2c3d4e5f64a5b8c9d0e1f2a3b4c5d___WebRole___WebRole_IN_0___{:019}___{n:08}", ticks(t)),
         "EventTickCount": ticks(t),
         "DeploymentId": "a1b2c3d4e5f64a5b8c9d0e1f2a3b4c5d",
@@ -90,8 +101,32 @@ impl Setup {
 
 #[test]
 fn late_rows_in_an_old_partition_are_delivered_once() {
+    late_rows_are_delivered_once(|minute, _| partition(minute));
+}
+
+#[test]
+fn bucketed_partitions_of_one_minute_and_their_late_rows_are_delivered_once() {
+    let s = late_rows_are_delivered_once(bucketed_partition);
+    let delivered = s.delivered();
+    for bucket in 0..4 {
+        let prefix = format!("{bucket:019}___0");
+        assert_eq!(
+            delivered
+                .iter()
+                .filter(|id| id.starts_with(&prefix))
+                .count(),
+            if bucket < 2 { 18 } else { 17 },
+            "rows of bucket {bucket}"
+        );
+    }
+}
+
+/// Rows of one old minute, then more rows of that minute uploaded after the collector passed it,
+/// then one row uploaded twice: each delivered once. Answers the setup for further checks.
+fn late_rows_are_delivered_once(partition_of: fn(DateTime<Utc>, u64) -> String) -> Setup {
     let s = setup();
     let minute = Utc::now() - TimeDelta::minutes(10);
+    let row = |minute, n| row_in(partition_of(minute, n), minute, n);
     let first: Vec<Value> = (0..50).map(|n| row(minute, n)).collect();
     s.azurite.put_rows(TABLE, &first, &["EventTickCount"]);
     let mut expected: HashSet<String> = first.iter().map(id).collect();
@@ -134,6 +169,8 @@ fn late_rows_in_an_old_partition_are_delivered_once() {
             .expect("RawXml")
             .starts_with("<Event")
     );
+    drop(collector);
+    s
 }
 
 #[test]
