@@ -122,6 +122,9 @@ pub struct AzureClient {
     endpoints: Endpoints,
     metrics: Arc<Metrics>,
     not_before: Mutex<Option<Instant>>,
+    /// The size of the last answer, to size the next one's buffer when it comes chunked, without
+    /// a Content-Length (as table pages do): growing by doubling copied each page several times.
+    last_body_len: std::sync::atomic::AtomicUsize,
 }
 
 /// Builds the HTTP client: rustls with ring, the configured CA or the system roots.
@@ -160,6 +163,7 @@ impl AzureClient {
             endpoints,
             metrics,
             not_before: Mutex::new(None),
+            last_body_len: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -239,12 +243,17 @@ impl AzureClient {
         }
         let retry_after = retry_after(&response);
         let headers = response.headers().clone();
-        let body = read_body(&mut response)
+        let hint = self
+            .last_body_len
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let body = read_body(&mut response, hint)
             .await
             .map_err(|message| ApiError::Transport {
                 api: api.name,
                 message,
             })?;
+        self.last_body_len
+            .store(body.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(Answer {
             status,
             headers,
@@ -349,13 +358,14 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     )
 }
 
-async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    // Sized from Content-Length when Azure sends one, so a page is not copied as the buffer grows.
+async fn read_body(response: &mut reqwest::Response, hint: usize) -> Result<Vec<u8>, String> {
+    // Sized from Content-Length when Azure sends one, else like the last answer (with room to
+    // spare), so a page is not copied as the buffer grows.
     let expected = response
         .content_length()
-        .unwrap_or(0)
-        .min(MAX_PAGE_BYTES as u64);
-    let mut body = Vec::with_capacity(expected as usize);
+        .map_or(hint + hint / 8, |n| n as usize)
+        .min(MAX_PAGE_BYTES);
+    let mut body = Vec::with_capacity(expected);
     while let Some(chunk) = response
         .chunk()
         .await

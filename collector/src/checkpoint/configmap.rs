@@ -204,43 +204,24 @@ fn host_process_config(root: &std::path::Path) -> Result<kube::Config, String> {
     Ok(config)
 }
 
-/// The checkpoint as JSON without its ids, and the ids as 16 bytes each (half the size of hex).
+/// The checkpoint as JSON, and its ids as they are (16 bytes each, half the size of hex).
 fn encode(checkpoint: &Checkpoint) -> Result<(String, Vec<u8>), CheckpointError> {
-    let ids = checkpoint
-        .decode_ids()?
-        .into_iter()
-        .flat_map(u128::to_be_bytes)
-        .collect();
-    let text = serde_json::to_string(&Checkpoint {
-        recent_ids: String::new(),
-        ..checkpoint.clone()
-    })
-    .map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
-    Ok((text, ids))
+    let text =
+        serde_json::to_string(checkpoint).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+    Ok((text, checkpoint.recent_ids.clone()))
 }
 
 fn decode(object: &ConfigMap) -> Result<Option<Checkpoint>, CheckpointError> {
     let Some(text) = object.data.as_ref().and_then(|d| d.get(CHECKPOINT_KEY)) else {
         return Ok(None);
     };
-    let mut checkpoint = super::parse(text, "the checkpoint ConfigMap")?;
     let ids = object
         .binary_data
         .as_ref()
         .and_then(|d| d.get(IDS_KEY))
         .map(|b| b.0.as_slice())
         .unwrap_or_default();
-    if !ids.len().is_multiple_of(16) {
-        return Err(CheckpointError::Corrupt(format!(
-            "{IDS_KEY} is {} bytes, not a multiple of 16",
-            ids.len()
-        )));
-    }
-    checkpoint.recent_ids = Checkpoint::encode_ids(
-        ids.chunks_exact(16)
-            .map(|c| u128::from_be_bytes(c.try_into().unwrap_or_default())),
-    );
-    Ok(Some(checkpoint))
+    super::parse(text, ids, "the checkpoint ConfigMap").map(Some)
 }
 
 #[cfg(test)]
@@ -292,7 +273,7 @@ mod tests {
         };
         let (text, ids) = encode(&checkpoint).expect("encode");
         assert_eq!(ids.len(), 48);
-        assert!(!text.contains(&checkpoint.recent_ids));
+        assert!(!text.contains("recentIds"), "{text}");
         let object = ConfigMap {
             data: Some(BTreeMap::from([(CHECKPOINT_KEY.to_owned(), text)])),
             binary_data: Some(BTreeMap::from([(IDS_KEY.to_owned(), ByteString(ids))])),

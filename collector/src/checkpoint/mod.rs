@@ -15,7 +15,13 @@ pub use configmap::ConfigMapStore;
 use serde::{Deserialize, Serialize};
 
 /// The format version written today. Older versions are migrated on load; newer ones refused.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version 1 kept the recent ids as hex digits inside the JSON; version 2 keeps them as raw bytes
+/// beside it (`checkpoint.ids`, or the ConfigMap's binaryData), half the size and nothing to encode
+/// or escape at every commit.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// Bytes per remembered id: a 128-bit hash, big-endian.
+pub const ID_BYTES: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -26,8 +32,9 @@ pub struct Checkpoint {
     pub cursor: serde_json::Value,
     /// Seed of the id hash; fixed for the life of the checkpoint.
     pub id_seed: u64,
-    /// Recent id hashes, oldest first, as 32 hex digits each, concatenated.
-    pub recent_ids: String,
+    /// Recent id hashes, oldest first, [`ID_BYTES`] each. Stored beside the JSON, not in it.
+    #[serde(skip)]
+    pub recent_ids: Vec<u8>,
     pub committed_at: DateTime<Utc>,
     pub events_delivered: u64,
     #[serde(default)]
@@ -35,39 +42,33 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn encode_ids(hashes: impl Iterator<Item = u128>) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = Vec::with_capacity(hashes.size_hint().0 * 32);
-        // A fixed buffer per id keeps the loop free of capacity checks: every commit encodes up to
-        // dedupCapacity ids, so this is on the hot path of a backlog.
+    pub fn encode_ids(hashes: impl Iterator<Item = u128>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(hashes.size_hint().0 * ID_BYTES);
         for hash in hashes {
-            let mut digits = [0u8; 32];
-            for (pair, byte) in digits.chunks_exact_mut(2).zip(hash.to_be_bytes()) {
-                pair[0] = HEX[usize::from(byte >> 4)];
-                pair[1] = HEX[usize::from(byte & 0xf)];
-            }
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(&hash.to_be_bytes());
         }
-        // Only ASCII hex digits were pushed.
-        String::from_utf8(out).unwrap_or_default()
+        out
     }
 
     pub fn decode_ids(&self) -> Result<Vec<u128>, CheckpointError> {
-        let text = self.recent_ids.as_bytes();
-        if !text.len().is_multiple_of(32) {
-            return Err(CheckpointError::Corrupt(
-                "recentIds length is not a multiple of 32".into(),
-            ));
-        }
-        text.chunks(32)
-            .map(|chunk| {
-                std::str::from_utf8(chunk)
-                    .ok()
-                    .and_then(|s| u128::from_str_radix(s, 16).ok())
-                    .ok_or_else(|| CheckpointError::Corrupt("recentIds holds a non-hex id".into()))
-            })
-            .collect()
+        check_ids(&self.recent_ids)?;
+        Ok(self
+            .recent_ids
+            .chunks_exact(ID_BYTES)
+            .map(|c| u128::from_be_bytes(c.try_into().unwrap_or_default()))
+            .collect())
     }
+}
+
+/// Whether `bytes` can be a list of ids.
+fn check_ids(bytes: &[u8]) -> Result<(), CheckpointError> {
+    if bytes.len().is_multiple_of(ID_BYTES) {
+        return Ok(());
+    }
+    Err(CheckpointError::Corrupt(format!(
+        "the recent ids are {} bytes, not a multiple of {ID_BYTES}",
+        bytes.len()
+    )))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,41 +137,66 @@ impl FileStore {
         &self.path
     }
 
-    fn load_sync(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CheckpointError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
-        parse(&text, &path.display().to_string()).map(Some)
+    /// The recent ids' file beside the checkpoint: `checkpoint.ids` for `checkpoint.json`.
+    fn ids_path(path: &Path) -> PathBuf {
+        path.with_extension("ids")
     }
 
-    fn commit_sync(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let write_err = |source| CheckpointError::Write {
+    fn load_sync(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+        let read_err = |path: &Path, source| CheckpointError::Read {
             path: path.to_owned(),
             source,
         };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read_err(path, source)),
+        };
+        let ids_path = Self::ids_path(path);
+        let ids = match std::fs::read(&ids_path) {
+            Ok(ids) => ids,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(read_err(&ids_path, source)),
+        };
+        parse(&text, &ids, &path.display().to_string()).map(Some)
+    }
+
+    /// Writes the ids, then the checkpoint, each replaced atomically. A crash between the two
+    /// leaves newer ids beside the older cursor: the ids are only ever of delivered events, so
+    /// what that cursor reads again is recognised, never lost.
+    fn commit_sync(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(write_err)?;
-        let tmp = path.with_extension("json.tmp");
-        // Streamed into the file: the id list is megabytes, and a copy of it would be a memory spike
-        // at every commit.
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(write_err)?);
-        serde_json::to_writer(&mut file, checkpoint)
-            .map_err(|e| write_err(std::io::Error::other(e)))?;
-        let file = file.into_inner().map_err(|e| write_err(e.into_error()))?;
-        file.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)?;
-        crate::fsutil::sync_dir(dir).map_err(write_err)
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+        replace(&Self::ids_path(path), dir, &checkpoint.recent_ids)?;
+        let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        replace(path, dir, &json)
     }
+}
+
+/// Replaces `path` (in `dir`) with `bytes`: written to a temporary file, fsynced, renamed over it,
+/// and the directory fsynced so the rename itself survives a power cut.
+fn replace(path: &Path, dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let write_err = |source| CheckpointError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)?;
+    crate::fsutil::sync_dir(dir).map_err(write_err)
 }
 
 /// The store a collector was configured with.
@@ -212,10 +238,12 @@ impl CheckpointStore for Store {
     }
 }
 
-/// Reads a checkpoint written by this or an older collector; `origin` names it in errors.
-fn parse(text: &str, origin: &str) -> Result<Checkpoint, CheckpointError> {
-    let version = serde_json::from_str::<serde_json::Value>(text)
-        .map_err(|e| CheckpointError::Corrupt(format!("{origin}: {e}")))?
+/// Reads a checkpoint written by this or an older collector from its JSON and the ids stored beside
+/// it; `origin` names it in errors.
+fn parse(json: &str, ids: &[u8], origin: &str) -> Result<Checkpoint, CheckpointError> {
+    let corrupt = |e: serde_json::Error| CheckpointError::Corrupt(format!("{origin}: {e}"));
+    let value: serde_json::Value = serde_json::from_str(json).map_err(corrupt)?;
+    let version = value
         .get("version")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| CheckpointError::Corrupt(format!("{origin}: no version")))?;
@@ -224,7 +252,38 @@ fn parse(text: &str, origin: &str) -> Result<Checkpoint, CheckpointError> {
             found: u32::try_from(version).unwrap_or(u32::MAX),
         });
     }
-    serde_json::from_str(text).map_err(|e| CheckpointError::Corrupt(format!("{origin}: {e}")))
+    let legacy_hex = (version == 1)
+        .then(|| value.get("recentIds").and_then(serde_json::Value::as_str))
+        .flatten()
+        .map(str::to_owned);
+    let mut checkpoint: Checkpoint = serde_json::from_value(value).map_err(corrupt)?;
+    checkpoint.recent_ids = match legacy_hex {
+        Some(hex) => ids_from_hex(&hex)?,
+        None => {
+            check_ids(ids)?;
+            ids.to_vec()
+        }
+    };
+    checkpoint.version = CHECKPOINT_VERSION;
+    Ok(checkpoint)
+}
+
+/// Version 1's ids: 32 hex digits each.
+fn ids_from_hex(hex: &str) -> Result<Vec<u8>, CheckpointError> {
+    if !hex.len().is_multiple_of(2 * ID_BYTES) {
+        return Err(CheckpointError::Corrupt(
+            "recentIds length is not a multiple of 32".into(),
+        ));
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| CheckpointError::Corrupt("recentIds holds a non-hex id".into()))
+        })
+        .collect()
 }
 
 impl CheckpointStore for FileStore {
@@ -267,6 +326,56 @@ mod tests {
         assert_eq!(loaded, checkpoint);
         assert_eq!(loaded.decode_ids().expect("ids"), vec![1, u128::MAX]);
         assert!(!dir.path().join("state/checkpoint.json.tmp").exists());
+        assert_eq!(
+            std::fs::read(dir.path().join("state/checkpoint.ids"))
+                .expect("ids")
+                .len(),
+            32
+        );
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("state/checkpoint.json")).expect("json"),
+        )
+        .expect("checkpoint.json stays plain JSON");
+        assert_eq!(json["eventsDelivered"], 42);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_checkpoint_with_hex_ids_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"version":1,"source":"wad","cursor":{{"from":"x"}},"idSeed":9,"recentIds":"{:032x}{:032x}","committedAt":"2026-11-22T00:00:00Z","eventsDelivered":2}}"#,
+                1u128,
+                u128::MAX
+            ),
+        )
+        .expect("write");
+        let loaded = FileStore::new(path)
+            .load()
+            .await
+            .expect("load")
+            .expect("present");
+        assert_eq!(loaded.decode_ids().expect("ids"), vec![1, u128::MAX]);
+        assert_eq!(
+            (loaded.version, loaded.id_seed, loaded.events_delivered),
+            (CHECKPOINT_VERSION, 9, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_cut_short_are_reported_not_misread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.json");
+        let mut store = FileStore::new(path.clone());
+        store.commit(&sample()).await.expect("commit");
+        let ids = dir.path().join("checkpoint.ids");
+        let mut bytes = std::fs::read(&ids).expect("read");
+        bytes.pop();
+        std::fs::write(&ids, bytes).expect("write");
+        let err = store.load().await.expect_err("refused");
+        assert!(err.to_string().contains("not a multiple of 16"), "{err}");
     }
 
     #[tokio::test]
