@@ -257,22 +257,27 @@ impl Cluster {
             .token
     }
 
+    /// Runs kubectl as the administrator and answers what it printed; failing fails the test.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig("admin", ADMIN_TOKEN))
+            .args(args)
+            .output()
+            .expect("kubectl is installed (the machine has it; see the README)");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Applies `deploy/operator.yaml` as a user would (its Deployment stays Pending: there is no
     /// kubelet) and answers a token of its ServiceAccount, so that the operator run on the host
     /// has exactly the RBAC that file grants.
     pub async fn operator_token(&self) -> String {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/operator.yaml");
-        let out = Command::new("kubectl")
-            .env("KUBECONFIG", self.kubeconfig("admin", ADMIN_TOKEN))
-            .args(["apply", "-f"])
-            .arg(&manifest)
-            .output()
-            .expect("kubectl is installed (see the README)");
-        assert!(
-            out.status.success(),
-            "kubectl apply -f deploy/operator.yaml failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.kubectl(&["apply", "-f", &manifest.display().to_string()]);
         self.service_account_token(OPERATOR_NAMESPACE, "azlog-operator")
             .await
     }

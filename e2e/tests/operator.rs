@@ -122,19 +122,7 @@ async fn the_crds_are_accepted_and_the_api_server_checks_their_schema() {
     );
 
     // What a user sees through kubectl.
-    let kubectl = |args: &[&str]| {
-        let out = Command::new("kubectl")
-            .env("KUBECONFIG", cluster.kubeconfig("kubectl", ADMIN_TOKEN))
-            .args(args)
-            .output()
-            .expect("kubectl is installed (the machine has it; see the README)");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let kubectl = |args: &[&str]| cluster.kubectl(args);
     let table = kubectl(&["get", "logsources"]);
     let header: Vec<&str> = table
         .lines()
