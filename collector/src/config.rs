@@ -118,7 +118,19 @@ pub struct WadConfig {
     /// row the agent uploads late into an old minute's partition is still read, once.
     #[serde(default = "default_wad_late_arrival", with = "humantime_serde")]
     pub late_arrival: Duration,
+    /// A backlog window (more than two poll intervals behind) is cut into this many slices of
+    /// server time, read at once and delivered in order: one table partition serves only about
+    /// 2,000 entities a second. 1 reads one query at a time.
+    #[serde(default = "default_parallel_queries")]
+    pub parallel_queries: usize,
 }
+
+fn default_parallel_queries() -> usize {
+    4
+}
+
+/// Most slices a wad backlog is read in at once; each holds up to two pages in memory.
+pub const MAX_PARALLEL_QUERIES: usize = 8;
 
 fn default_blob_late_arrival() -> Duration {
     Duration::from_secs(2 * 3600)
@@ -1385,6 +1397,15 @@ fn validate_wad(
         );
     }
     validate_window(c.start_at, c.late_arrival, base, err);
+    if !(1..=MAX_PARALLEL_QUERIES).contains(&c.parallel_queries) {
+        err(
+            format!("{base}.parallelQueries"),
+            format!(
+                "must be between 1 and {MAX_PARALLEL_QUERIES}, got {}",
+                c.parallel_queries
+            ),
+        );
+    }
 }
 
 fn validate_diagnostic_logs(

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub source_errors: IntCounterVec,
     pub source_fetch_duration: Histogram,
     pub in_flight_events: IntGauge,
+    pub source_queries_in_flight: IntGauge,
     pub checkpoint_commits: IntCounter,
     pub checkpoint_errors: IntCounter,
     pub checkpoint_age: Gauge,
@@ -196,6 +197,13 @@ impl Metrics {
                 "Events dispatched to outputs and not yet checkpointed (the queue depth).",
             ),
         );
+        let source_queries_in_flight = register(
+            r,
+            IntGauge::new(
+                "source_queries_in_flight",
+                "Slices of a backlog the source is reading at once (above 1 while it reads ahead in parallel).",
+            ),
+        );
         let checkpoint_commits = register(
             r,
             IntCounter::new("checkpoint_commits_total", "Checkpoints written."),
@@ -245,6 +253,7 @@ impl Metrics {
             source_errors,
             source_fetch_duration,
             in_flight_events,
+            source_queries_in_flight,
             checkpoint_commits,
             checkpoint_errors,
             checkpoint_age,

@@ -91,6 +91,17 @@ impl Setup {
         file_output_ids(&self.path().join("out"))
     }
 
+    /// Every partition's rows were delivered in RowKey order, as the table holds them.
+    fn assert_in_order_per_partition(&self) {
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        for id in self.delivered() {
+            let (pk, rk) = id.split_once('|').expect("pk|rk");
+            if let Some(previous) = last.insert(pk.to_owned(), rk.to_owned()) {
+                assert!(previous.as_str() < rk, "{pk}: {previous} came before {rk}");
+            }
+        }
+    }
+
     fn readyz_failure(&self) -> String {
         wait_until(WAIT, "readyz to report the failure", || {
             let (status, body) = http_get(self.health, "/readyz");
@@ -194,16 +205,50 @@ fn a_100k_row_table_is_read_completely_in_order_through_kill_9() {
         collector.spawn();
     }
     s.wait_for_exactly(&expected, "all 100k rows, once each");
-    // In order within every partition, as the table holds them.
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for id in s.delivered() {
-        let (pk, rk) = id.split_once('|').expect("pk|rk");
-        if let Some(previous) = last.insert(pk.to_owned(), rk.to_owned()) {
-            assert!(previous.as_str() < rk, "{pk}: {previous} came before {rk}");
-        }
-    }
+    s.assert_in_order_per_partition();
     collector.signal(libc::SIGTERM);
     assert!(collector.wait(WAIT).success());
+}
+
+#[test]
+fn a_backlog_is_read_in_parallel_slices_delivered_once_in_order_through_kill_9() {
+    let s = setup();
+    let began = Utc::now() - TimeDelta::seconds(1);
+    // Four uploads a second apart: the server's Timestamps span the backlog the slices divide.
+    let mut expected = HashSet::new();
+    for upload in 0..4u64 {
+        let minute = Utc::now() - TimeDelta::minutes(30 - upload as i64);
+        let rows: Vec<Value> = (upload * 3000..(upload + 1) * 3000)
+            .map(|n| row(minute, n))
+            .collect();
+        s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+        expected.extend(rows.iter().map(id));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let config = s.config(TABLE, &s.key_auth(), 500).replace(
+        "startAt: Earliest",
+        &format!(
+            "startAt: {}
+    parallelQueries: 4",
+            began.to_rfc3339()
+        ),
+    );
+    let mut collector = s.start(&config);
+    // Sampled while the backlog is read: how many slice queries ran at once.
+    let mut most = 0.0f64;
+    wait_until(WAIT, "part of the backlog delivered", || {
+        most = most.max(metric(s.health, "azlog_source_queries_in_flight", &[]));
+        (s.delivered().len() >= 3000).then_some(())
+    });
+    assert!(
+        most >= 2.0,
+        "the backlog was read by {most} queries at once, not in parallel"
+    );
+    collector.signal(libc::SIGKILL);
+    collector.wait(WAIT);
+    collector.spawn();
+    s.wait_for_exactly(&expected, "all 12k rows, once each");
+    s.assert_in_order_per_partition();
 }
 
 #[test]

@@ -171,6 +171,10 @@ impl AzureClient {
         &self.endpoints
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Fetches one page of a listing: `{"value": [...], "nextLink" | "@odata.nextLink": ...}`.
     pub async fn get_page(&self, url: &str, api: Api) -> Result<Page, ApiError> {
         let token = self.bearer(api).await?;

@@ -8,12 +8,14 @@
 //! row delivered, so a restart resumes mid-window without re-reading it.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
@@ -21,6 +23,7 @@ use crate::azure::storage;
 use crate::azure::table::{Continuation, TableClient};
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
+use crate::metrics::Metrics;
 use crate::normalise::{RawRecord, WadRow};
 
 /// Table storage answers at most 1000 rows a page.
@@ -50,15 +53,38 @@ struct Running {
     continuation: Option<Continuation>,
 }
 
+/// Pages a slice's reader hands over; each holds up to `batchSize` rows.
+type SlicePage = Result<Vec<Row>, crate::azure::ApiError>;
+
+/// A slice of a backlog window `[from, end)` read ahead by its own task. Its pages are delivered
+/// only once every slice before it is; dropping it stops the task.
+#[derive(Debug)]
+struct Slice {
+    from: DateTime<Utc>,
+    end: DateTime<Utc>,
+    pages: mpsc::Receiver<SlicePage>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Slice {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[derive(Debug)]
 pub struct Wad {
-    client: TableClient,
+    client: Arc<TableClient>,
     table: String,
     late_arrival: TimeDelta,
     poll_interval: TimeDelta,
     page_size: usize,
+    parallel: usize,
     cursor: WadCursor,
     running: Option<Running>,
+    /// Slices of a backlog being read ahead, in order; the cursor is inside the first.
+    slices: VecDeque<Slice>,
+    metrics: Arc<Metrics>,
 }
 
 impl Wad {
@@ -96,44 +122,37 @@ impl Wad {
                 }
             }
         };
+        let metrics = client.metrics().clone();
         Ok(Wad {
-            client: TableClient::new(client, &endpoint, &config.account, auth),
+            client: Arc::new(TableClient::new(client, &endpoint, &config.account, auth)),
             table: config.table.clone(),
             late_arrival,
             poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
             page_size: batch_size.clamp(1, MAX_PAGE),
+            parallel: config.parallel_queries.max(1),
             cursor,
             running: None,
+            slices: VecDeque::new(),
+            metrics,
         })
     }
 
-    fn filter(&self, end: DateTime<Utc>) -> String {
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut clauses = Vec::new();
-        if !self.cursor.scanning {
-            clauses.push(format!(
-                "Timestamp ge datetime'{}' and Timestamp lt datetime'{}'",
-                time(self.cursor.from),
-                time(end)
-            ));
-        }
-        if let Some((partition, row)) = &self.cursor.after {
-            let (p, r) = (odata_string(partition), odata_string(row));
-            clauses.push(format!(
-                "(PartitionKey gt '{p}' or (PartitionKey eq '{p}' and RowKey gt '{r}'))"
-            ));
-        }
-        clauses.join(" and ")
-    }
-
     async fn next(&mut self) -> Result<Fetch, SourceError> {
+        if !self.slices.is_empty() {
+            return self.next_of_slices().await;
+        }
         let end = match self.cursor.window_end {
             Some(end) => end,
             None if self.cursor.scanning => self.cursor.from,
             None => {
                 let end = Utc::now() - self.late_arrival;
-                if end - self.cursor.from < self.poll_interval {
+                let behind = end - self.cursor.from;
+                if behind < self.poll_interval {
                     return Ok(Fetch::CaughtUp);
+                }
+                if self.parallel > 1 && behind > self.poll_interval * 2 {
+                    self.read_ahead(end);
+                    return self.next_of_slices().await;
                 }
                 self.cursor.window_end = Some(end);
                 end
@@ -141,7 +160,10 @@ impl Wad {
         };
         // A query keeps its filter while its continuation is followed; a new one starts from the
         // cursor.
-        let filter = self.running.is_none().then(|| self.filter(end));
+        let filter = self.running.is_none().then(|| {
+            let from = (!self.cursor.scanning).then_some(self.cursor.from);
+            filter(from, end, self.cursor.after.as_ref())
+        });
         let running = self.running.get_or_insert_with(|| Running {
             filter: filter.unwrap_or_default(),
             continuation: None,
@@ -156,6 +178,78 @@ impl Wad {
                 rows_of_page,
             )
             .await?;
+        let done = match next {
+            Some(next) => {
+                running.continuation = Some(next);
+                false
+            }
+            None => {
+                self.running = None;
+                true
+            }
+        };
+        self.batch(rows, done.then_some(end))
+    }
+
+    /// Cuts the backlog `[cursor.from, end)` into slices and starts reading them all.
+    fn read_ahead(&mut self, end: DateTime<Utc>) {
+        let from = self.cursor.from;
+        let count = i32::try_from(self.parallel).unwrap_or(1);
+        let step = (end - from) / count;
+        tracing::info!(%from, %end, slices = count, "reading a backlog in parallel slices");
+        for i in 0..count {
+            let start = from + step * i;
+            let stop = if i + 1 == count { end } else { start + step };
+            let (tx, pages) = mpsc::channel(1);
+            let task = tokio::spawn(read_slice(
+                self.client.clone(),
+                self.table.clone(),
+                filter(Some(start), stop, None),
+                self.page_size,
+                tx,
+                self.metrics.clone(),
+            ));
+            self.slices.push_back(Slice {
+                from: start,
+                end: stop,
+                pages,
+                task,
+            });
+        }
+    }
+
+    /// The next page of the first slice; when it is done, an empty batch that moves the cursor
+    /// to the next one. On an error the slices are dropped: the cursor says where the first one
+    /// stands, and the next call resumes it with one query.
+    async fn next_of_slices(&mut self) -> Result<Fetch, SourceError> {
+        let Some(slice) = self.slices.front_mut() else {
+            return Ok(Fetch::CaughtUp);
+        };
+        if self.cursor.window_end.is_none() {
+            self.cursor.from = slice.from;
+            self.cursor.window_end = Some(slice.end);
+        }
+        match slice.pages.recv().await {
+            Some(Ok(rows)) => self.batch(rows, None),
+            Some(Err(e)) => {
+                self.slices.clear();
+                Err(e.into())
+            }
+            None => {
+                let end = slice.end;
+                self.slices.pop_front();
+                self.batch(Vec::new(), Some(end))
+            }
+        }
+    }
+
+    /// A batch of `rows`, the cursor past its last row; `window_done` is the end of a window read
+    /// to the end, where the next one starts.
+    fn batch(
+        &mut self,
+        rows: Vec<Row>,
+        window_done: Option<DateTime<Utc>>,
+    ) -> Result<Fetch, SourceError> {
         let mut records = Vec::with_capacity(rows.len());
         let mut malformed = Vec::new();
         for row in rows {
@@ -179,18 +273,14 @@ impl Wad {
         if let Some((partition, row)) = last.map(WadRow::keys) {
             self.cursor.after = Some((partition.to_owned(), row.to_owned()));
         }
-        match next {
-            Some(next) => running.continuation = Some(next),
-            None => {
-                // The window (or the first scan) is complete: the next window starts where it ended.
-                self.cursor = WadCursor {
-                    from: end,
-                    window_end: None,
-                    after: None,
-                    scanning: false,
-                };
-                self.running = None;
-            }
+        if let Some(end) = window_done {
+            // The window (or the first scan) is complete: the next window starts where it ended.
+            self.cursor = WadCursor {
+                from: end,
+                window_end: None,
+                after: None,
+                scanning: false,
+            };
         }
         let cursor = serde_json::to_value(&self.cursor)
             .map_err(|e| SourceError::Cursor(format!("wad cursor: {e}")))?;
@@ -199,6 +289,75 @@ impl Wad {
             malformed,
             cursor,
         }))
+    }
+}
+
+/// The query of rows stored in `[from, end)` (all rows, for the first scan, when `from` is None),
+/// past `after` in (PartitionKey, RowKey) order.
+fn filter(
+    from: Option<DateTime<Utc>>,
+    end: DateTime<Utc>,
+    after: Option<&(String, String)>,
+) -> String {
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let mut clauses = Vec::new();
+    if let Some(from) = from {
+        clauses.push(format!(
+            "Timestamp ge datetime'{}' and Timestamp lt datetime'{}'",
+            time(from),
+            time(end)
+        ));
+    }
+    if let Some((partition, row)) = after {
+        let (p, r) = (odata_string(partition), odata_string(row));
+        clauses.push(format!(
+            "(PartitionKey gt '{p}' or (PartitionKey eq '{p}' and RowKey gt '{r}'))"
+        ));
+    }
+    clauses.join(" and ")
+}
+
+/// Reads one slice's query to its end, handing over each page; stops at the first error (handed
+/// over too) or when nobody takes the pages any more.
+async fn read_slice(
+    client: Arc<TableClient>,
+    table: String,
+    filter: String,
+    page_size: usize,
+    pages: mpsc::Sender<SlicePage>,
+    metrics: Arc<Metrics>,
+) {
+    // Counted down on return and when the task is aborted mid-query alike.
+    struct InFlight(Arc<Metrics>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.source_queries_in_flight.dec();
+        }
+    }
+    metrics.source_queries_in_flight.inc();
+    let _in_flight = InFlight(metrics);
+    let mut continuation = None;
+    loop {
+        let page = client
+            .query(
+                &table,
+                &filter,
+                page_size,
+                continuation.as_ref(),
+                rows_of_page,
+            )
+            .await;
+        let next = match page {
+            Ok((rows, next)) => pages.send(Ok(rows)).await.ok().and(next),
+            Err(e) => {
+                let _ = pages.send(Err(e)).await;
+                None
+            }
+        };
+        match next {
+            Some(next) => continuation = Some(next),
+            None => break,
+        }
     }
 }
 

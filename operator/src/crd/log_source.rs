@@ -134,6 +134,10 @@ pub struct WadSource {
     /// A SAS token with read and list permission on the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sas_token: Option<SecretKeyRef>,
+    /// A backlog is cut into this many slices of server time, read at once and delivered in
+    /// order (default 4; 1 to 8; 1 reads one query at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_queries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
