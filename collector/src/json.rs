@@ -58,6 +58,8 @@ fn push_digits(out: &mut Vec<u8>, value: u32, width: usize) {
 
 /// Appends `2026-11-22T04:15:00.123456Z`: RFC 3339 with microseconds, the precision RFC 5424 allows.
 pub fn push_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
+    // Each field accessor of a DateTime<Utc> applies the (zero) offset again; the naive time does not.
+    let t = t.naive_utc();
     let year = t.year().clamp(0, 9999) as u32;
     push_digits(out, year, 4);
     out.push(b'-');

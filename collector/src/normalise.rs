@@ -77,7 +77,12 @@ pub struct Rejected {
 }
 
 pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rejected> {
-    let raw = match compact_json(record.raw.get()) {
+    // A row the wad source decoded was written by it, compact; nothing to scan for.
+    let compacted = match record.wad_columns {
+        Some(_) => Cow::Borrowed(record.raw.get()),
+        None => compact_json(record.raw.get()),
+    };
+    let raw = match compacted {
         Cow::Borrowed(_) => record.raw,
         Cow::Owned(text) => match RawValue::from_string(text) {
             Ok(compacted) => compacted,

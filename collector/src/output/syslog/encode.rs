@@ -91,7 +91,7 @@ impl Encoder {
         let start = out.bytes.len();
         if self.framing == Some(Framing::OctetCounting) {
             out.bytes
-                .extend_from_slice(msg.len().to_string().as_bytes());
+                .extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
             out.bytes.push(b' ');
         }
         out.bytes.extend_from_slice(&msg);
@@ -106,28 +106,30 @@ impl Encoder {
         self.facility * 8 + event.severity.syslog_code()
     }
 
-    fn hostname<'a>(&'a self, event: &Event, buf: &'a mut String) -> &'a str {
+    fn push_hostname(&self, event: &Event, out: &mut Vec<u8>) {
         if let Some(fixed) = &self.fixed_hostname {
-            return fixed;
+            out.extend_from_slice(fixed.as_bytes());
+            return;
         }
         match event.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(host) => {
-                *buf = header_field(host, MAX_HOSTNAME);
-                buf
-            }
-            None => &self.local_hostname,
+            Some(host) => push_header_field(out, host, MAX_HOSTNAME),
+            None => out.extend_from_slice(self.local_hostname.as_bytes()),
         }
+    }
+
+    fn push_pri(&self, event: &Event, out: &mut Vec<u8>) {
+        out.push(b'<');
+        out.extend_from_slice(itoa::Buffer::new().format(self.pri(event)).as_bytes());
+        out.push(b'>');
     }
 
     /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] `; answers where the body starts.
     fn header_5424(&self, event: &Event, out: &mut Vec<u8>) -> usize {
-        out.push(b'<');
-        out.extend_from_slice(self.pri(event).to_string().as_bytes());
-        out.extend_from_slice(b">1 ");
+        self.push_pri(event, out);
+        out.extend_from_slice(b"1 ");
         push_time(out, event.time);
         out.push(b' ');
-        let mut host_buf = String::new();
-        out.extend_from_slice(self.hostname(event, &mut host_buf).as_bytes());
+        self.push_hostname(event, out);
         out.push(b' ');
         out.extend_from_slice(self.app_name.as_bytes());
         out.extend_from_slice(b" - ");
@@ -181,9 +183,7 @@ impl Encoder {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let t = event.time;
-        out.push(b'<');
-        out.extend_from_slice(self.pri(event).to_string().as_bytes());
-        out.push(b'>');
+        self.push_pri(event, out);
         let month = MONTHS[(t.month0() as usize).min(11)];
         out.extend_from_slice(
             format!(
@@ -195,8 +195,7 @@ impl Encoder {
             )
             .as_bytes(),
         );
-        let mut host_buf = String::new();
-        out.extend_from_slice(self.hostname(event, &mut host_buf).as_bytes());
+        self.push_hostname(event, out);
         out.push(b' ');
         // RFC 3164 section 4.1.3: the TAG is at most 32 alphanumeric characters.
         let tag: String = self
@@ -230,26 +229,47 @@ impl Encoder {
 
 /// Header fields allow printable US-ASCII only (33..=126); anything else becomes `_`. Empty is `-`.
 pub fn header_field(value: &str, max: usize) -> String {
-    let mut out: String = value
-        .chars()
-        .map(|c| if ('!'..='~').contains(&c) { c } else { '_' })
-        .take(max)
-        .collect();
-    if out.is_empty() {
-        out.push('-');
+    let mut out = Vec::with_capacity(value.len().min(max));
+    push_header_field(&mut out, value, max);
+    // Only ASCII was pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `value` as [`header_field`] makes it, without building a String per event.
+fn push_header_field(out: &mut Vec<u8>, value: &str, max: usize) {
+    let start = out.len();
+    if value.len() <= max && value.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        out.extend(
+            value
+                .chars()
+                .map(|c| {
+                    if ('!'..='~').contains(&c) {
+                        c as u8
+                    } else {
+                        b'_'
+                    }
+                })
+                .take(max),
+        );
     }
-    out
+    if out.len() == start {
+        out.push(b'-');
+    }
 }
 
 /// RFC 5424 section 6.3.3: `"`, `\` and `]` are escaped with a backslash inside PARAM-VALUE.
 fn push_sd_value(out: &mut Vec<u8>, value: &str) {
-    let value = &value[..utf8_floor(value.as_bytes(), MAX_SD_VALUE)];
-    for &b in value.as_bytes() {
-        if matches!(b, b'"' | b'\\' | b']') {
-            out.push(b'\\');
-        }
-        out.push(b);
+    let value = &value.as_bytes()[..utf8_floor(value.as_bytes(), MAX_SD_VALUE)];
+    let mut rest = value;
+    while let Some(at) = memchr::memchr3(b'"', b'\\', b']', rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.push(b'\\');
+        out.push(rest[at]);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// The largest index `<= max` that does not split a UTF-8 sequence.
