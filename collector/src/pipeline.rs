@@ -517,9 +517,9 @@ async fn run_source<S: Source>(
                     .source_errors
                     .with_label_values(&[e.category()])
                     .inc();
-                let delay = backoff.next_delay();
-                // The service said when to come back; sooner would only be throttled again.
-                let delay = e.retry_after().unwrap_or(delay);
+                // The service said when to come back; sooner would only be throttled again. Its
+                // pacing replaces ours, so throttling alone does not stretch later backoffs.
+                let delay = e.retry_after().unwrap_or_else(|| backoff.next_delay());
                 tracing::warn!(source = S::KIND, error = %e, retry_in = ?delay, attempt = backoff.attempts(), "source fetch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
