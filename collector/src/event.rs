@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+
+use crate::raw_json::RawJson;
 
 /// Which Azure log family an event comes from. It picks the file output folder, the syslog MSGID and
 /// the CEF/LEEF product name.
@@ -195,7 +196,7 @@ pub struct Event {
     /// The friendly source name (azlog's `<name>` in `<name>.<subscriptionId>`).
     pub source_name: Arc<str>,
     /// The original record as one line of JSON, always an object.
-    pub raw: Box<RawValue>,
+    pub raw: RawJson,
 }
 
 #[cfg(test)]

@@ -46,6 +46,73 @@ impl std::fmt::Display for JsonStr<'_> {
     }
 }
 
+/// The text a JSON string literal stands for, given what is between its quotes. The literal comes
+/// from JSON the parser has already checked, so this only decodes; an escape that names no
+/// character (a lone UTF-16 surrogate) is still refused, as the parser would refuse it in a String.
+pub fn unescape(content: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(content.len());
+    let mut rest = content;
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at + 1..];
+        let (ch, used) = match escape.as_bytes().first() {
+            Some(b'"') => ('"', 1),
+            Some(b'\\') => ('\\', 1),
+            Some(b'/') => ('/', 1),
+            Some(b'b') => ('\u{8}', 1),
+            Some(b'f') => ('\u{c}', 1),
+            Some(b'n') => ('\n', 1),
+            Some(b'r') => ('\r', 1),
+            Some(b't') => ('\t', 1),
+            Some(b'u') => {
+                let unit = hex_unit(escape, 1)?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        let low = escape
+                            .strip_prefix("u")
+                            .and_then(|e| e.get(4..))
+                            .filter(|e| e.starts_with("\\u"))
+                            .map(|e| hex_unit(e, 2))
+                            .transpose()?
+                            .filter(|low| (0xDC00..=0xDFFF).contains(low))
+                            .ok_or_else(|| format!("lone UTF-16 surrogate \\u{unit:04X}"))?;
+                        let code = 0x10000
+                            + ((u32::from(unit) - 0xD800) << 10)
+                            + (u32::from(low) - 0xDC00);
+                        (
+                            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER),
+                            11,
+                        )
+                    }
+                    0xDC00..=0xDFFF => return Err(format!("lone UTF-16 surrogate \\u{unit:04X}")),
+                    _ => (
+                        char::from_u32(u32::from(unit)).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        5,
+                    ),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "invalid escape at byte {}",
+                    content.len() - rest.len() + at
+                ));
+            }
+        };
+        out.push(ch);
+        rest = &escape[used..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The four hex digits of a `\u` escape starting at `text[at..]`.
+fn hex_unit(text: &str, at: usize) -> Result<u16, String> {
+    text.get(at..at + 4)
+        .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| "a \\u escape without four hex digits".to_owned())
+}
+
 fn push_digits(out: &mut Vec<u8>, value: u32, width: usize) {
     let mut digits = [b'0'; 10];
     let mut v = value;
@@ -96,6 +163,33 @@ mod tests {
             push_str(&mut out, s);
             let parsed: String = serde_json::from_slice(&out).expect("valid JSON string");
             assert_eq!(parsed, s);
+        }
+    }
+
+    #[test]
+    fn unescaping_reads_what_serde_json_reads() {
+        for literal in [
+            r#""plain""#,
+            r#""q\"uote back\\slash \/ \b\f\n\r\t""#,
+            r#""\u00e9t\u00E9 \u5c71\u7530 \ud83d\ude00 end""#,
+            r#""An account failed to log on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-0-0""#,
+            r#""\u0000 nul""#,
+        ] {
+            let expected: String = serde_json::from_str(literal).expect("valid literal");
+            let content = &literal[1..literal.len() - 1];
+            assert_eq!(
+                unescape(content).as_deref(),
+                Ok(expected.as_str()),
+                "{literal}"
+            );
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_like_serde_json_refuses_them() {
+        for content in [r"\ud83d", r"\ud83d\u0041", r"\ude00 x", r"\ud83d\ud83d"] {
+            assert!(unescape(content).is_err(), "{content}");
+            assert!(serde_json::from_str::<String>(&format!("\"{content}\"")).is_err());
         }
     }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod normalise;
 pub mod output;
 pub mod pipeline;
+pub mod raw_json;
 pub mod rng;
 pub mod service;
 pub mod source;

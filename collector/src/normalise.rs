@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 use crate::event::{Event, EventKind, Severity};
+use crate::raw_json::RawJson;
 
 /// What a source knows about all of its records.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub struct NormaliseContext {
 #[derive(Debug)]
 pub struct RawRecord {
     pub kind: EventKind,
-    pub raw: Box<RawValue>,
+    pub raw: RawJson,
     /// The id for records that carry none of their own (resource logs: blob name + byte offset).
     pub id_hint: Option<String>,
     /// A WAD row's columns the normaliser reads, decoded by the `wad` source while it read the page,
@@ -73,7 +73,7 @@ impl NormaliseError {
 #[derive(Debug)]
 pub struct Rejected {
     pub error: NormaliseError,
-    pub payload: Box<RawValue>,
+    pub payload: RawJson,
 }
 
 pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rejected> {
@@ -84,7 +84,7 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
     };
     let raw = match compacted {
         Cow::Borrowed(_) => record.raw,
-        Cow::Owned(text) => match RawValue::from_string(text) {
+        Cow::Owned(text) => match RawJson::parse(text) {
             Ok(compacted) => compacted,
             Err(source) => {
                 let error = NormaliseError::Shape {
@@ -125,7 +125,7 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(kind: EventKind, raw: &'a RawValue) -> Result<T, NormaliseError> {
+fn parse<'a, T: Deserialize<'a>>(kind: EventKind, raw: &'a RawJson) -> Result<T, NormaliseError> {
     serde_json::from_str(raw.get()).map_err(|source| NormaliseError::Shape {
         kind: kind.as_str(),
         source,
@@ -146,9 +146,9 @@ fn time(
         })
 }
 
-fn placeholder_raw() -> Box<RawValue> {
+fn placeholder_raw() -> RawJson {
     // Replaced by the real record in `normalise`; avoids an Option in Event.
-    RawValue::NULL.to_owned()
+    RawJson::null()
 }
 
 fn last_segment(resource_id: &str) -> Option<String> {
@@ -245,23 +245,25 @@ impl WadRow<'_> {
 }
 
 impl WadRow<'static> {
-    /// Takes one column of a row being read, if it is one of ours; the same columns, under the same
-    /// names, as the derived `Deserialize` reads.
-    pub fn take_column(&mut self, name: &str, value: &RawValue) -> Result<(), serde_json::Error> {
-        // Most columns are plain strings and integers: those are read straight from the raw text
-        // (a JSON string without a backslash holds exactly what is between its quotes); anything
-        // else goes through the parser. This runs for a dozen columns of every row.
-        fn text(value: &RawValue) -> Result<Option<Cow<'static, str>>, serde_json::Error> {
-            let raw = value.get();
-            match raw.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+    /// Takes one column of a row being read, if it is one of ours: `value` is the column's JSON
+    /// text, already checked by the parser. The same columns, under the same names, as the derived
+    /// `Deserialize` reads.
+    pub fn take_column(&mut self, name: &str, value: &str) -> Result<(), String> {
+        // This runs for a dozen columns of every row, so strings and integers are read straight
+        // from the text; only a string with an escape is decoded.
+        fn text(value: &str) -> Result<Option<Cow<'static, str>>, String> {
+            match value.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
                 Some(plain) if !plain.contains('\\') => Ok(Some(Cow::Owned(plain.to_owned()))),
-                _ => serde_json::from_str::<Option<String>>(raw).map(|t| t.map(Cow::Owned)),
+                Some(escaped) => crate::json::unescape(escaped).map(|t| Some(Cow::Owned(t))),
+                None if value == "null" => Ok(None),
+                None => Err(format!("expected a string, found {value}")),
             }
         }
-        fn number(value: &RawValue) -> Result<Option<i64>, serde_json::Error> {
-            match value.get().parse::<i64>() {
+        fn number(value: &str) -> Result<Option<i64>, String> {
+            match value.parse::<i64>() {
                 Ok(n) => Ok(Some(n)),
-                Err(_) => int_or_string(&mut serde_json::Deserializer::from_str(value.get())),
+                Err(_) => int_or_string(&mut serde_json::Deserializer::from_str(value))
+                    .map_err(|e| e.to_string()),
             }
         }
         match name {
@@ -367,7 +369,7 @@ struct HttpRequest<'a> {
     client_ip_address: Option<Cow<'a, str>>,
 }
 
-fn activity_log(raw: &RawValue, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
+fn activity_log(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
     let kind = EventKind::ActivityLog;
     let rec: ActivityRecord = parse(kind, raw)?;
     let severity = match rec.level.as_deref() {
@@ -473,7 +475,7 @@ struct ResourceIdentifier<'a> {
     azure_resource_id: Option<Cow<'a, str>>,
 }
 
-fn security_alert(raw: &RawValue, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
+fn security_alert(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
     let kind = EventKind::SecurityAlert;
     let rec: AlertRecord = parse(kind, raw)?;
     let p = rec.properties;
@@ -582,7 +584,7 @@ struct AuditApp<'a> {
     display_name: Option<Cow<'a, str>>,
 }
 
-fn directory_audit(raw: &RawValue, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
+fn directory_audit(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
     let kind = EventKind::DirectoryAudit;
     let rec: AuditRecord = parse(kind, raw)?;
     let (actor, client_ip) = match rec.initiated_by {
@@ -660,7 +662,7 @@ struct SignInStatus<'a> {
     failure_reason: Option<Cow<'a, str>>,
 }
 
-fn sign_in(raw: &RawValue, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
+fn sign_in(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, NormaliseError> {
     let kind = EventKind::SignIn;
     let rec: SignInRecord = parse(kind, raw)?;
     let (code, reason) = rec
@@ -725,7 +727,7 @@ struct ResourceLogRecord<'a> {
 }
 
 fn diagnostic_log(
-    raw: &RawValue,
+    raw: &RawJson,
     id_hint: Option<String>,
     ctx: &NormaliseContext,
 ) -> Result<Event, NormaliseError> {
@@ -843,7 +845,7 @@ mod tests {
     fn record(kind: EventKind, json: &str) -> RawRecord {
         RawRecord {
             kind,
-            raw: RawValue::from_string(json.to_owned()).expect("test json"),
+            raw: RawJson::parse(json.to_owned()).expect("test json"),
             id_hint: None,
             wad_columns: None,
         }

@@ -686,8 +686,8 @@ mod tests {
     use crate::checkpoint::FileStore;
     use crate::event::EventKind;
     use crate::normalise::RawRecord;
+    use crate::raw_json::RawJson;
     use crate::source::Malformed;
-    use serde_json::value::RawValue;
     use std::path::Path;
 
     /// A source that hands out prepared batches, then ends.
@@ -704,7 +704,7 @@ mod tests {
     fn activity(id: &str) -> RawRecord {
         RawRecord {
             kind: EventKind::ActivityLog,
-            raw: RawValue::from_string(format!(
+            raw: RawJson::parse(format!(
                 r#"{{"eventDataId":"{id}","eventTimestamp":"2026-01-01T00:00:00Z","operationName":{{"value":"op"}}}}"#
             ))
             .expect("json"),
@@ -762,7 +762,7 @@ mod tests {
         };
         let missing_id = RawRecord {
             kind: EventKind::ActivityLog,
-            raw: RawValue::from_string(r#"{"eventTimestamp":"2026-01-01T00:00:00Z"}"#.into())
+            raw: RawJson::parse(r#"{"eventTimestamp":"2026-01-01T00:00:00Z"}"#.into())
                 .expect("json"),
             id_hint: None,
             wad_columns: None,

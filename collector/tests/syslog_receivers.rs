@@ -13,7 +13,7 @@ use azlog_collector::metrics::Metrics;
 use azlog_collector::output::{
     AnyOutput, Delivered, DeliveryError, Dispatch, Output, OutputContext,
 };
-use serde_json::value::RawValue;
+use azlog_collector::raw_json::RawJson;
 use support::{Kind, Received, Receiver, make_ca};
 
 const HUGE: usize = 64 * 1024;
@@ -72,7 +72,7 @@ fn event(id: &str, message: &str) -> Event {
         client_ip: Some("203.0.113.7".into()),
         outcome: Some("Active".into()),
         source_name: Arc::from("prod"),
-        raw: RawValue::from_string(raw).expect("raw"),
+        raw: RawJson::parse(raw).expect("raw"),
     }
 }
 
@@ -363,7 +363,7 @@ async fn windows_event_xml_bodies_reach_rsyslog_well_formed() {
     };
     let record = azlog_collector::normalise::RawRecord {
         kind: EventKind::Wad,
-        raw: RawValue::from_string(row.to_owned()).expect("raw"),
+        raw: RawJson::parse(row.to_owned()).expect("raw"),
         id_hint: None,
         wad_columns: None,
     };

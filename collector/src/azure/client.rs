@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::raw_json::RawJson;
 use tokio::time::Instant;
 
 use super::cloud::{Audience, Endpoints};
@@ -34,7 +36,7 @@ pub struct Answer {
 /// One page of a listing.
 #[derive(Debug)]
 pub struct Page {
-    pub records: Vec<Box<RawValue>>,
+    pub records: Vec<RawJson>,
     pub next_link: Option<String>,
 }
 
@@ -397,7 +399,7 @@ struct Listing<'a> {
 fn parse_page(body: &[u8]) -> Result<Page, String> {
     let listing: Listing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(Page {
-        records: listing.value.into_iter().map(RawValue::to_owned).collect(),
+        records: listing.value.into_iter().map(RawJson::from).collect(),
         next_link: listing.next_link.filter(|link| !link.is_empty()),
     })
 }

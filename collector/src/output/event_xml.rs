@@ -135,7 +135,7 @@ mod tests {
         };
         let record = RawRecord {
             kind,
-            raw: serde_json::value::RawValue::from_string(json.to_owned()).expect("json"),
+            raw: crate::raw_json::RawJson::parse(json.to_owned()).expect("json"),
             id_hint: None,
             wad_columns: None,
         };

@@ -101,7 +101,6 @@ pub fn id_of_line(line: &[u8]) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
     use crate::event::{EventKind, Severity};
-    use serde_json::value::RawValue;
     use std::sync::Arc;
 
     pub fn event(id: &str, raw: &str) -> Event {
@@ -121,7 +120,7 @@ pub(crate) mod tests {
             client_ip: Some("10.1.2.3".into()),
             outcome: Some("Succeeded".into()),
             source_name: Arc::from("prod"),
-            raw: RawValue::from_string(raw.into()).expect("raw"),
+            raw: crate::raw_json::RawJson::parse(raw.into()).expect("raw"),
         }
     }
 

@@ -2,9 +2,9 @@
 //! or per resource group, in time windows with a late-arrival re-read; events are deduplicated on
 //! `eventDataId`.
 
+use crate::raw_json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::listing::Listing;
 use super::window::{Position, Windows};
@@ -119,7 +119,7 @@ impl Listing for ActivityLog {
         Some((url, window.then))
     }
 
-    fn record(&self, _stream: &str, _position: &Position, raw: Box<RawValue>) -> Option<RawRecord> {
+    fn record(&self, _stream: &str, _position: &Position, raw: RawJson) -> Option<RawRecord> {
         if !self.categories.is_empty()
             && let Ok(CategoryOnly {
                 category:
@@ -182,7 +182,7 @@ mod tests {
         let s = source(&["Security", "Administrative"]);
         let now = Utc::now();
         let p = s.start("sub", now);
-        let raw = |json: &str| RawValue::from_string(json.to_owned()).expect("json");
+        let raw = |json: &str| RawJson::parse(json.to_owned()).expect("json");
         assert!(
             s.record("sub", &p, raw(r#"{"category":{"value":"Administrative"}}"#))
                 .is_some()

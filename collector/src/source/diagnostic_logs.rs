@@ -15,6 +15,8 @@ use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::raw_json::RawJson;
+
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
 use crate::azure::blob::{BlobClient, BlobItem};
@@ -404,7 +406,7 @@ fn lines(
             continue;
         }
         let id = format!("{origin}@{start}");
-        match RawValue::from_string(text.to_owned()) {
+        match RawJson::parse(text.to_owned()) {
             Ok(raw) if text.starts_with('{') => records.push(RawRecord {
                 kind: EventKind::DiagnosticLog,
                 raw,
@@ -442,7 +444,7 @@ fn records_object(
             for (i, raw) in parsed.records.into_iter().enumerate() {
                 records.push(RawRecord {
                     kind: EventKind::DiagnosticLog,
-                    raw: raw.to_owned(),
+                    raw: raw.into(),
                     id_hint: Some(format!("{origin}#{i}")),
                     wad_columns: None,
                 });

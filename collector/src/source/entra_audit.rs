@@ -1,8 +1,8 @@
 //! The `entra_audit` source: Microsoft Graph `auditLogs/directoryAudits` and `auditLogs/signIns`, in
 //! time windows with a late-arrival re-read; records are deduplicated on `id`.
 
+use crate::raw_json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde_json::value::RawValue;
 
 use super::listing::Listing;
 use super::window::{Position, Windows};
@@ -96,7 +96,7 @@ impl Listing for EntraAudit {
         Some((url, window.then))
     }
 
-    fn record(&self, stream: &str, _position: &Position, raw: Box<RawValue>) -> Option<RawRecord> {
+    fn record(&self, stream: &str, _position: &Position, raw: RawJson) -> Option<RawRecord> {
         let kind = match log_of(stream) {
             EntraLog::DirectoryAudits => EventKind::DirectoryAudit,
             EntraLog::SignIns => EventKind::SignIn,

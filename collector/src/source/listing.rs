@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use crate::raw_json::RawJson;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::client::Api;
@@ -36,12 +36,7 @@ pub trait Listing: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Option<(String, Self::Position)>;
     /// Turns a listed record into a record for the pipeline; None drops it (client-side filters).
-    fn record(
-        &self,
-        stream: &str,
-        position: &Self::Position,
-        raw: Box<RawValue>,
-    ) -> Option<RawRecord>;
+    fn record(&self, stream: &str, position: &Self::Position, raw: RawJson) -> Option<RawRecord>;
 }
 
 struct Running<P> {

@@ -11,6 +11,7 @@ pub mod listing;
 pub mod security_alerts;
 pub mod simulate;
 pub mod wad;
+mod wad_page;
 pub mod window;
 
 use std::future::Future;

@@ -4,9 +4,9 @@
 //! Each alert's id for dedup is its name and status, so a status change (Active → Resolved) is
 //! delivered as a new event while a re-list of the same status is not.
 
+use crate::raw_json::RawJson;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::listing::Listing;
 use crate::azure::Audience;
@@ -71,7 +71,7 @@ struct Times<'a> {
 }
 
 /// The time an alert was generated, when it can be read.
-fn generated(raw: &RawValue) -> Option<DateTime<Utc>> {
+fn generated(raw: &RawJson) -> Option<DateTime<Utc>> {
     let alert: AlertTimes = serde_json::from_str(raw.get()).ok()?;
     let times = alert.properties?;
     let text = times.time_generated_utc.or(times.start_time_utc)?;
@@ -124,12 +124,7 @@ impl Listing for SecurityAlerts {
         ))
     }
 
-    fn record(
-        &self,
-        _stream: &str,
-        position: &AlertsPosition,
-        raw: Box<RawValue>,
-    ) -> Option<RawRecord> {
+    fn record(&self, _stream: &str, position: &AlertsPosition, raw: RawJson) -> Option<RawRecord> {
         if let (Some(since), Some(time)) = (position.since, generated(&raw))
             && time < since
         {
@@ -157,14 +152,14 @@ mod tests {
         let now = Utc::now();
         let p = s.start("sub", now);
         let alert = |t: &str| {
-            RawValue::from_string(format!(
+            RawJson::parse(format!(
                 r#"{{"name":"a","properties":{{"timeGeneratedUtc":"{t}","status":"Active"}}}}"#
             ))
             .expect("json")
         };
         assert!(s.record("sub", &p, alert("2026-10-31T23:59:59Z")).is_none());
         assert!(s.record("sub", &p, alert("2026-11-01T00:00:00Z")).is_some());
-        let broken = RawValue::from_string(r#"{"name":"b"}"#.into()).expect("json");
+        let broken = RawJson::parse(r#"{"name":"b"}"#.into()).expect("json");
         assert!(s.record("sub", &p, broken).is_some());
     }
 

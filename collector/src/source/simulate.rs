@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::raw_json::RawJson;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::{Batch, Fetch, Source, SourceError};
 use crate::config::SimulateConfig;
@@ -128,7 +128,7 @@ impl Simulate {
         };
         RawRecord {
             kind,
-            raw: RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            raw: RawJson::parse(json).unwrap_or_else(|_| RawJson::null()),
             id_hint,
             wad_columns: None,
         }
