@@ -42,7 +42,8 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
     pub messages: Vec<Range<usize>>,
     pub truncated: usize,
-    scratch: Vec<u8>,
+    /// Digits of the last octet count: the room left for the next one (see [`Encoder::encode`]).
+    count_width: usize,
 }
 
 impl Encoded {
@@ -73,33 +74,40 @@ impl Encoder {
 
     /// Appends one framed message for `event`.
     pub fn encode(&self, event: &Event, out: &mut Encoded) {
-        let mut msg = std::mem::take(&mut out.scratch);
-        msg.clear();
+        let start = out.bytes.len();
+        // The message is written in place. An octet count goes before it but is only known after
+        // it, so room is left for as many digits as the last one had (messages of a source are
+        // alike in size); only a count of another width moves the message.
+        let counted = self.framing == Some(Framing::OctetCounting);
+        let room = if counted { out.count_width + 1 } else { 0 };
+        out.bytes.resize(start + room, b' ');
+        let msg = start + room;
         let body_start = match self.protocol {
-            SyslogProtocol::Rfc5424 => self.header_5424(event, &mut msg),
-            SyslogProtocol::Rfc3164 => self.header_3164(event, &mut msg),
-        };
-        self.push_body(event, &mut msg);
-        if msg.len() > self.max_message {
-            let cut = utf8_floor(&msg, self.max_message.max(body_start));
-            msg.truncate(cut);
+            SyslogProtocol::Rfc5424 => self.header_5424(event, &mut out.bytes, msg),
+            SyslogProtocol::Rfc3164 => self.header_3164(event, &mut out.bytes),
+        } - msg;
+        self.push_body(event, &mut out.bytes);
+        if out.bytes.len() - msg > self.max_message {
+            let cut = utf8_floor(&out.bytes[msg..], self.max_message.max(body_start));
+            out.bytes.truncate(msg + cut);
             out.truncated += 1;
         }
         if self.framing == Some(Framing::Newline) {
-            escape_line_breaks(&mut msg);
-        }
-        let start = out.bytes.len();
-        if self.framing == Some(Framing::OctetCounting) {
-            out.bytes
-                .extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
-            out.bytes.push(b' ');
-        }
-        out.bytes.extend_from_slice(&msg);
-        if self.framing == Some(Framing::Newline) {
+            escape_line_breaks(&mut out.bytes, msg);
             out.bytes.push(b'\n');
         }
+        if counted {
+            let mut digits = itoa::Buffer::new();
+            let count = digits.format(out.bytes.len() - msg).as_bytes();
+            if count.len() + 1 == room {
+                out.bytes[start..start + count.len()].copy_from_slice(count);
+            } else {
+                let prefix = count.iter().chain(b" ").copied();
+                out.bytes.splice(start..msg, prefix);
+            }
+            out.count_width = count.len();
+        }
         out.messages.push(start..out.bytes.len());
-        out.scratch = msg;
     }
 
     fn pri(&self, event: &Event) -> u8 {
@@ -124,7 +132,8 @@ impl Encoder {
     }
 
     /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] `; answers where the body starts.
-    fn header_5424(&self, event: &Event, out: &mut Vec<u8>) -> usize {
+    /// `msg` is where the message starts in `out`.
+    fn header_5424(&self, event: &Event, out: &mut Vec<u8>, msg: usize) -> usize {
         self.push_pri(event, out);
         out.extend_from_slice(b"1 ");
         push_time(out, event.time);
@@ -139,7 +148,7 @@ impl Encoder {
         let sd_start = out.len();
         self.structured_data(event, out);
         // If metadata alone would fill the message, send none rather than a cut (invalid) element.
-        if out.len() + 16 > self.max_message {
+        if out.len() - msg + 16 > self.max_message {
             out.truncate(sd_start);
             out.push(b'-');
         }
@@ -285,19 +294,19 @@ pub fn utf8_floor(bytes: &[u8], max: usize) -> usize {
 }
 
 /// Newline framing cannot carry line breaks inside a message; they become the two characters `\n`.
-fn escape_line_breaks(msg: &mut Vec<u8>) {
-    if !msg.iter().any(|&b| b == b'\n' || b == b'\r') {
+/// The message is `out[msg..]`.
+fn escape_line_breaks(out: &mut Vec<u8>, msg: usize) {
+    if memchr::memchr2(b'\n', b'\r', &out[msg..]).is_none() {
         return;
     }
-    let mut out = Vec::with_capacity(msg.len() + 16);
-    for &b in msg.iter() {
+    let message = out.split_off(msg);
+    for b in message {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             _ => out.push(b),
         }
     }
-    *msg = out;
 }
 
 #[cfg(test)]
@@ -342,6 +351,39 @@ mod tests {
         // local0 (16) * 8 + warning (4) = 132
         assert!(msg.starts_with("<132>1 2023-11-14T22:13:20.123456Z vm-1 azlog - AzureActivity [azlog@32473 id=\"ev|1\" kind=\"activityLog\""), "{msg}");
         assert!(msg.ends_with("] created \"vm-1\"\nby alice"), "{msg}");
+    }
+
+    #[test]
+    fn octet_counts_of_every_width_frame_a_batch_exactly() {
+        let mut c = config(Transport::Tcp, SyslogProtocol::Rfc5424, SyslogBody::Json);
+        c.max_message_bytes = Some(1 << 20);
+        let encoder = Encoder::new(&c, "collector-host");
+        let mut batch = Encoded::default();
+        let mut alone = Vec::new();
+        // Counts of three, four, five, three and six digits, in that order.
+        for size in [0, 900, 20_000, 10, 200_000] {
+            let raw = format!("{{\"text\":\"{}\"}}", "x".repeat(size));
+            let event = event("ev|1", &raw);
+            encoder.encode(&event, &mut batch);
+            let mut one = Encoded::default();
+            encoder.encode(&event, &mut one);
+            alone.push(one.bytes);
+        }
+        let mut wire = &batch.bytes[..];
+        for (n, range) in batch.messages.iter().enumerate() {
+            assert_eq!(&batch.bytes[range.clone()], &alone[n][..], "message {n}");
+            let (count, rest) = wire.split_at(wire.iter().position(|&b| b == b' ').expect("count"));
+            let count: usize = std::str::from_utf8(count)
+                .expect("digits")
+                .parse()
+                .expect("count");
+            assert!(
+                rest[1..count + 1].starts_with(b"<"),
+                "message {n} starts with its PRI"
+            );
+            wire = &rest[count + 1..];
+        }
+        assert!(wire.is_empty(), "the counts cover the batch exactly");
     }
 
     #[test]
