@@ -5,6 +5,7 @@
 //! have the shape its API promises is an error for the caller to dead-letter, never a panic.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -28,9 +29,10 @@ pub struct RawRecord {
     pub raw: RawJson,
     /// The id for records that carry none of their own (resource logs: blob name + byte offset).
     pub id_hint: Option<String>,
-    /// A WAD row's columns the normaliser reads, decoded by the `wad` source while it read the page,
-    /// so that the row is not parsed a second time. Without them the row is parsed from `raw`.
-    pub wad_columns: Option<Box<WadRow<'static>>>,
+    /// Where in `raw` a WAD row's columns the normaliser reads are, noted by the `wad` source while
+    /// it wrote the row, so that the row is not parsed a second time. Without them the row is
+    /// parsed from `raw`.
+    pub wad_columns: Option<Box<WadColumns>>,
 }
 
 /// Why a record could not be normalised. The message ends up in the dead-letter file.
@@ -101,7 +103,7 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
     let fields = if raw.get().starts_with('{') {
         match record.kind {
             EventKind::Wad => match record.wad_columns {
-                Some(columns) => wad_event(*columns, ctx),
+                Some(columns) => wad_event(columns.resolve(raw.get()), ctx),
                 None => parse(EventKind::Wad, &raw).and_then(|row| wad_event(row, ctx)),
             },
             EventKind::ActivityLog => activity_log(&raw, ctx),
@@ -208,9 +210,9 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Erro
 }
 
 /// The columns of a WAD row that an [`Event`] is made of.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct WadRow<'a> {
+struct WadRow<'a> {
     #[serde(borrow)]
     partition_key: Cow<'a, str>,
     #[serde(borrow)]
@@ -237,51 +239,114 @@ pub struct WadRow<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-impl WadRow<'_> {
-    /// The row's (PartitionKey, RowKey): its place in the table.
-    pub fn keys(&self) -> (&str, &str) {
-        (&self.partition_key, &self.row_key)
-    }
+/// Where the columns an [`Event`] is made of sit in a WAD row's typed JSON, noted by the `wad`
+/// source while it wrote the row. The normaliser then reads them in place: the row is neither
+/// parsed a second time nor are columns it only looks at (keys, times) copied.
+#[derive(Debug, Default)]
+pub struct WadColumns {
+    partition_key: Option<Text>,
+    row_key: Option<Text>,
+    event_timestamp: Option<Text>,
+    precise_time_stamp: Option<Text>,
+    timestamp: Option<Text>,
+    event_id: Option<i64>,
+    level: Option<i64>,
+    channel: Option<Text>,
+    provider_name: Option<Text>,
+    description: Option<Text>,
+    role_instance: Option<Text>,
+    message: Option<Text>,
 }
 
-impl WadRow<'static> {
-    /// Takes one column of a row being read, if it is one of ours: `value` is the column's JSON
-    /// text, already checked by the parser. The same columns, under the same names, as the derived
-    /// `Deserialize` reads.
-    pub fn take_column(&mut self, name: &str, value: &str) -> Result<(), String> {
-        // This runs for a dozen columns of every row, so strings and integers are read straight
-        // from the text; only a string with an escape is decoded.
-        fn text(value: &str) -> Result<Option<Cow<'static, str>>, String> {
+/// A string column's content: where it is in the row, or, when it holds escapes, decoded.
+#[derive(Debug)]
+enum Text {
+    At(Range<usize>),
+    Decoded(Box<str>),
+}
+
+impl WadColumns {
+    /// Notes one column of a row being written, if it is one of ours: `value` is the column's JSON
+    /// text as written into the row at byte `at`, already checked by the parser. The same columns,
+    /// under the same names and with the same types, as [`WadRow`]'s derived `Deserialize` reads.
+    pub fn take(&mut self, name: &str, value: &str, at: usize) -> Result<(), String> {
+        let text = || -> Result<Option<Text>, String> {
             match value.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                Some(plain) if !plain.contains('\\') => Ok(Some(Cow::Owned(plain.to_owned()))),
-                Some(escaped) => crate::json::unescape(escaped).map(|t| Some(Cow::Owned(t))),
+                Some(plain) if !plain.contains('\\') => {
+                    Ok(Some(Text::At(at + 1..at + 1 + plain.len())))
+                }
+                Some(escaped) => {
+                    crate::json::unescape(escaped).map(|t| Some(Text::Decoded(t.into())))
+                }
                 None if value == "null" => Ok(None),
                 None => Err(format!("expected a string, found {value}")),
             }
-        }
-        fn number(value: &str) -> Result<Option<i64>, String> {
+        };
+        let number = || -> Result<Option<i64>, String> {
             match value.parse::<i64>() {
                 Ok(n) => Ok(Some(n)),
                 Err(_) => int_or_string(&mut serde_json::Deserializer::from_str(value))
                     .map_err(|e| e.to_string()),
             }
-        }
+        };
         match name {
-            "PartitionKey" => self.partition_key = text(value)?.unwrap_or_default(),
-            "RowKey" => self.row_key = text(value)?.unwrap_or_default(),
-            "TIMESTAMP" => self.event_timestamp = text(value)?,
-            "PreciseTimeStamp" => self.precise_time_stamp = text(value)?,
-            "Timestamp" => self.timestamp = text(value)?,
-            "EventId" => self.event_id = number(value)?,
-            "Level" => self.level = number(value)?,
-            "Channel" => self.channel = text(value)?,
-            "ProviderName" => self.provider_name = text(value)?,
-            "Description" => self.description = text(value)?,
-            "RoleInstance" => self.role_instance = text(value)?,
-            "Message" => self.message = text(value)?,
+            "PartitionKey" => self.partition_key = text()?,
+            "RowKey" => self.row_key = text()?,
+            "TIMESTAMP" => self.event_timestamp = text()?,
+            "PreciseTimeStamp" => self.precise_time_stamp = text()?,
+            "Timestamp" => self.timestamp = text()?,
+            "EventId" => self.event_id = number()?,
+            "Level" => self.level = number()?,
+            "Channel" => self.channel = text()?,
+            "ProviderName" => self.provider_name = text()?,
+            "Description" => self.description = text()?,
+            "RoleInstance" => self.role_instance = text()?,
+            "Message" => self.message = text()?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// The row's (PartitionKey, RowKey), its place in the table; `row` is the typed row these
+    /// columns were noted in.
+    pub fn keys<'a>(&'a self, row: &'a str) -> (&'a str, &'a str) {
+        (
+            Text::read(&self.partition_key, row).unwrap_or_default(),
+            Text::read(&self.row_key, row).unwrap_or_default(),
+        )
+    }
+
+    /// The columns read from `row`, the typed row they were noted in; a decoded column moves.
+    fn resolve(self, row: &str) -> WadRow<'_> {
+        let text = |column: Option<Text>| {
+            column.map(|text| match text {
+                Text::At(range) => Cow::Borrowed(&row[range]),
+                Text::Decoded(decoded) => Cow::Owned(decoded.into_string()),
+            })
+        };
+        WadRow {
+            partition_key: text(self.partition_key).unwrap_or_default(),
+            row_key: text(self.row_key).unwrap_or_default(),
+            event_timestamp: text(self.event_timestamp),
+            precise_time_stamp: text(self.precise_time_stamp),
+            timestamp: text(self.timestamp),
+            event_id: self.event_id,
+            level: self.level,
+            channel: text(self.channel),
+            provider_name: text(self.provider_name),
+            description: text(self.description),
+            role_instance: text(self.role_instance),
+            message: text(self.message),
+        }
+    }
+}
+
+impl Text {
+    fn read<'a>(column: &'a Option<Text>, row: &'a str) -> Option<&'a str> {
+        column.as_ref().map(|text| match text {
+            Text::At(range) => &row[range.clone()],
+            Text::Decoded(decoded) => decoded,
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use crate::azure::table::{Continuation, TableClient};
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
 use crate::metrics::Metrics;
-use crate::normalise::{RawRecord, WadRow};
+use crate::normalise::RawRecord;
 
 /// Table storage answers at most 1000 rows a page.
 const MAX_PAGE: usize = 1000;
@@ -267,8 +267,10 @@ impl Wad {
                 }),
             }
         }
-        let last = records.last().and_then(|r| r.wad_columns.as_deref());
-        if let Some((partition, row)) = last.map(WadRow::keys) {
+        let last = records
+            .last()
+            .and_then(|r| Some(r.wad_columns.as_deref()?.keys(r.raw.get())));
+        if let Some((partition, row)) = last {
             self.cursor.after = Some((partition.to_owned(), row.to_owned()));
         }
         if let Some(end) = window_done {

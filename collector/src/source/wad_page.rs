@@ -14,15 +14,25 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::normalise::WadRow;
+use crate::normalise::WadColumns;
 use crate::raw_json::RawJson;
 
 /// A row of a page, typed, with the columns the normaliser reads; or refused, with why, for the
 /// dead-letter file.
 #[derive(Debug)]
 pub enum Row {
-    Typed(RawJson, Box<WadRow<'static>>),
+    Typed(RawJson, Box<WadColumns>),
     Refused { payload: String, reason: String },
+}
+
+impl Row {
+    /// The row's JSON length.
+    fn len(&self) -> usize {
+        match self {
+            Row::Typed(raw, _) => raw.get().len(),
+            Row::Refused { payload, .. } => payload.len(),
+        }
+    }
 }
 
 /// Reads a page in one pass; a row that breaks its own types is refused and the page goes on.
@@ -81,70 +91,121 @@ impl<'de> Visitor<'de> for Rows<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // Each row is checked by the parser as it is taken, then walked without it.
-        while let Some(row) = seq.next_element::<&'de RawValue>()? {
-            let row = row.get();
-            if !row.starts_with('{') {
-                return Err(serde::de::Error::custom(format!(
-                    "a table row is an object, not {}",
-                    row.chars().take(40).collect::<String>()
-                )));
-            }
-            self.rows.push(typed_row(row));
+        // Rows of a table are alike in size: each is written into room for the last one's.
+        let mut capacity = 1024;
+        while let Some(row) = seq.next_element_seed(TypedRow { capacity })? {
+            capacity = row.len() + 64;
+            self.rows.push(row);
         }
         Ok(())
     }
 }
 
-/// Types one row: `object` is a JSON object the parser has checked.
-fn typed_row(object: &str) -> Row {
-    // Typing only drops members and shortens Int64 strings: the row never grows.
-    let mut out = String::with_capacity(object.len());
-    let mut decoded = WadRow::default();
-    let (mut partition, mut row) = (false, false);
-    let mut problem = None;
-    // Table storage writes a column's annotation just before the column.
-    let mut int64_next: Option<Cow<'_, str>> = None;
-    out.push('{');
-    for (name_json, value) in members(object) {
-        let name = match string_content(name_json) {
-            (content, false) => Cow::Borrowed(content),
-            (content, true) => match crate::json::unescape(content) {
-                Ok(name) => Cow::Owned(name),
-                Err(e) => {
-                    problem.get_or_insert(format!("column name {name_json}: {e}"));
-                    continue;
-                }
-            },
+/// One row, typed as the parser walks it: each member's value is taken as the JSON text it is,
+/// so the row is read once and copied once.
+struct TypedRow {
+    capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for TypedRow {
+    type Value = Row;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Row, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TypedRow {
+    type Value = Row;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table row (an object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
+        let mut typing = Typing::new(self.capacity);
+        while let Some(name) = map.next_key_seed(ColumnName)? {
+            let value = map.next_value::<&'de RawValue>()?;
+            typing.member(name, value.get());
+        }
+        Ok(typing.finish())
+    }
+}
+
+/// A row being typed: its JSON so far, the columns the normaliser reads, and the first reason to
+/// refuse it.
+struct Typing<'de> {
+    out: String,
+    decoded: WadColumns,
+    partition: bool,
+    row: bool,
+    problem: Option<String>,
+    /// Table storage writes a column's annotation just before the column.
+    int64_next: Option<Cow<'de, str>>,
+}
+
+impl Typing<'_> {
+    fn new(capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        Typing {
+            out,
+            decoded: WadColumns::default(),
+            partition: false,
+            row: false,
+            problem: None,
+            int64_next: None,
+        }
+    }
+}
+
+impl<'de> Typing<'de> {
+    fn member(&mut self, name: ColumnNameOf<'de>, value: &str) {
+        let name = match name {
+            ColumnNameOf::Plain(name) => Cow::Borrowed(name),
+            ColumnNameOf::Decoded(Ok(name)) => Cow::Owned(name),
+            ColumnNameOf::Decoded(Err(e)) => {
+                self.problem.get_or_insert(format!("a column name {e}"));
+                return;
+            }
         };
         if let Some(length) = name.strip_suffix("@odata.type").map(str::len) {
             if value == "\"Edm.Int64\"" {
-                int64_next = Some(match name {
+                self.int64_next = Some(match name {
                     Cow::Borrowed(name) => Cow::Borrowed(&name[..length]),
                     Cow::Owned(name) => Cow::Owned(name[..length].to_owned()),
                 });
             }
-            continue;
+            return;
         }
         if name.starts_with("odata.") {
-            continue;
+            return;
         }
-        partition |= name == "PartitionKey";
-        row |= name == "RowKey";
-        if let Err(e) = decoded.take_column(&name, value) {
-            problem.get_or_insert(format!("column {name}: {e}"));
-        }
+        self.partition |= name == "PartitionKey";
+        self.row |= name == "RowKey";
+        let out = &mut self.out;
         if out.len() > 1 {
             out.push(',');
         }
-        out.push_str(name_json);
+        match &name {
+            // Without escapes, the name needs none.
+            Cow::Borrowed(plain) => {
+                out.push('"');
+                out.push_str(plain);
+                out.push('"');
+            }
+            Cow::Owned(decoded) => {
+                out.push_str(&serde_json::Value::from(decoded.as_str()).to_string())
+            }
+        }
         out.push(':');
-        let int64 = int64_next.take().is_some_and(|column| column == name);
+        let at = out.len();
+        let int64 = self.int64_next.take().is_some_and(|column| column == name);
         match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
             Some(digits) if int64 => match digits.parse::<i64>() {
                 Ok(number) => out.push_str(itoa::Buffer::new().format(number)),
                 Err(_) => {
-                    problem.get_or_insert(format!(
+                    self.problem.get_or_insert(format!(
                         "column {name} is typed Edm.Int64 but holds {value}"
                     ));
                     out.push_str(value);
@@ -152,117 +213,79 @@ fn typed_row(object: &str) -> Row {
             },
             _ => out.push_str(value),
         }
+        if let Err(e) = self.decoded.take(&name, &out[at..], at) {
+            self.problem.get_or_insert(format!("column {name}: {e}"));
+        }
     }
-    out.push('}');
-    if !partition {
-        problem.get_or_insert_with(|| "the row has no PartitionKey".into());
-    } else if !row {
-        problem.get_or_insert_with(|| "the row has no RowKey".into());
-    }
-    match problem {
-        // Every piece is a member of the checked row, or an integer formatted here.
-        None => Row::Typed(RawJson::assembled(out), Box::new(decoded)),
-        Some(reason) => Row::Refused {
-            payload: out,
-            reason,
-        },
+
+    fn finish(mut self) -> Row {
+        self.out.push('}');
+        if !self.partition {
+            self.problem
+                .get_or_insert_with(|| "the row has no PartitionKey".into());
+        } else if !self.row {
+            self.problem
+                .get_or_insert_with(|| "the row has no RowKey".into());
+        }
+        match self.problem {
+            // Every piece is a member the parser checked, or written here as JSON.
+            None => Row::Typed(RawJson::assembled(self.out), Box::new(self.decoded)),
+            Some(reason) => Row::Refused {
+                payload: self.out,
+                reason,
+            },
+        }
     }
 }
 
-/// The members of a JSON object the parser has checked, as (name, value) JSON text: the name with
-/// its quotes and escapes as written, the value exactly as written.
-fn members(object: &str) -> impl Iterator<Item = (&str, &str)> {
-    let bytes = object.as_bytes();
-    // Past the `{`; `at` is always on a token or on whitespace before one.
-    let mut at = 1;
-    std::iter::from_fn(move || {
-        at = skip_space(bytes, at);
-        if bytes.get(at) == Some(&b',') {
-            at = skip_space(bytes, at + 1);
-        }
-        if bytes.get(at) != Some(&b'"') {
-            // `}`: the object is done.
-            return None;
-        }
-        let name_end = string_end(bytes, at);
-        let name = &object[at..name_end];
-        // Whitespace, the `:`, whitespace.
-        let value_start = skip_space(bytes, skip_space(bytes, name_end) + 1);
-        let value_end = value_end(bytes, value_start);
-        at = value_end;
-        Some((name, &object[value_start..value_end]))
-    })
+/// A column name: borrowed from the page when written without escapes, else decoded.
+enum ColumnNameOf<'de> {
+    Plain(&'de str),
+    /// A name that decodes to no Unicode string (a lone surrogate) is the row's problem, not
+    /// the page's, so it comes back as the reason rather than a parse error.
+    Decoded(Result<String, String>),
 }
 
-/// A JSON string literal's content and whether it holds an escape.
-fn string_content(literal: &str) -> (&str, bool) {
-    let content = &literal[1..literal.len() - 1];
-    (content, memchr::memchr(b'\\', content.as_bytes()).is_some())
-}
+/// Reads a column name as bytes: the parser then leaves lone surrogates for us to refuse with
+/// the row instead of failing the whole page.
+struct ColumnName;
 
-fn skip_space(bytes: &[u8], mut at: usize) -> usize {
-    while bytes
-        .get(at)
-        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
-        at += 1;
+impl<'de> DeserializeSeed<'de> for ColumnName {
+    type Value = ColumnNameOf<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_bytes(self)
     }
-    at
 }
 
-/// Where the string literal starting at `bytes[at]` (its opening quote) ends, past its closing
-/// quote.
-fn string_end(bytes: &[u8], at: usize) -> usize {
-    let mut from = at + 1;
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
-        let found = from + found;
-        if bytes[found] == b'"' {
-            return found + 1;
-        }
-        // An escape: the character after the backslash is never the closing quote.
-        from = found + 2;
+impl<'de> Visitor<'de> for ColumnName {
+    type Value = ColumnNameOf<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a column name")
     }
-    bytes.len()
-}
 
-/// Where the value starting at `bytes[at]` ends.
-fn value_end(bytes: &[u8], at: usize) -> usize {
-    match bytes.get(at) {
-        Some(b'"') => string_end(bytes, at),
-        Some(b'{' | b'[') => {
-            // Not a Table storage type, but valid JSON all the same: matched bracket by bracket.
-            let mut depth = 0usize;
-            let mut i = at;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'"' => {
-                        i = string_end(bytes, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            bytes.len()
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, name: &'de [u8]) -> Result<Self::Value, E> {
+        // Read as bytes, a name is not checked for control characters; a raw one is invalid JSON.
+        if let Some(c) = name.iter().find(|&&b| b < 0x20) {
+            return Err(E::custom(format!(
+                "control character {c:#04x} in a column name"
+            )));
         }
-        // A number, true, false or null: up to the next delimiter.
-        _ => {
-            let mut i = at;
-            while bytes
-                .get(i)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
-                i += 1;
-            }
-            i
-        }
+        std::str::from_utf8(name)
+            .map(ColumnNameOf::Plain)
+            .map_err(|e| E::custom(format!("a column name is not UTF-8: {e}")))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, name: &[u8]) -> Result<Self::Value, E> {
+        Ok(ColumnNameOf::Decoded(
+            String::from_utf8(name.to_vec()).map_err(|_| {
+                format!(
+                    "{} is not Unicode (a lone surrogate)",
+                    String::from_utf8_lossy(name)
+                )
+            }),
+        ))
     }
 }
 
@@ -286,7 +309,7 @@ mod tests {
         let Some(Row::Typed(row, columns)) = rows.into_iter().next() else {
             panic!("one typed row")
         };
-        assert_eq!(columns.keys(), ("0637000000000000000", "r1"));
+        assert_eq!(columns.keys(row.get()), ("0637000000000000000", "r1"));
         assert_eq!(
             row.get(),
             r#"{"PartitionKey":"0637000000000000000","RowKey":"r1","Timestamp":"2026-11-22T06:00:00.1234567Z","EventTickCount":638675000000000000,"EventId":4625}"#
@@ -296,26 +319,26 @@ mod tests {
     }
 
     #[test]
-    fn whitespace_escaped_names_and_values_of_any_json_type_are_carried_over() {
+    fn whitespace_goes_escaped_names_are_rewritten_and_values_of_any_json_type_are_carried_over() {
         let rows = page(
-            "{ \"PartitionKey\" : \"p\" ,\n\t\"Row\\u004bey\":\"r\", \"N\": -1.5e3 , \"B\":true,\"Z\":null,\"A\":[1,{\"x\":\"]}\"}],\"O\":{\"k\":[]},\"E\":\"\\\"}\"}",
+            "{ \"PartitionKey\" : \"p\" ,\n\t\"Row\\u004bey\":\"r\", \"N\": -1.5e3 , \"B\":true,\"Z\":null,\"A\":[1,{\"x\":\"]}\"}],\"O\":{\"k\":[]},\"E\":\"\\\"}\",\"q\\\"\\/\":1}",
         );
         let Some(Row::Typed(row, columns)) = rows.into_iter().next() else {
             panic!("one typed row")
         };
-        assert_eq!(columns.keys(), ("p", "r"));
+        assert_eq!(columns.keys(row.get()), ("p", "r"));
         assert_eq!(
             row.get(),
-            r#"{"PartitionKey":"p","Row\u004bey":"r","N":-1.5e3,"B":true,"Z":null,"A":[1,{"x":"]}"}],"O":{"k":[]},"E":"\"}"}"#
+            r#"{"PartitionKey":"p","RowKey":"r","N":-1.5e3,"B":true,"Z":null,"A":[1,{"x":"]}"}],"O":{"k":[]},"E":"\"}","q\"/":1}"#
         );
     }
 
     #[test]
     fn a_row_that_breaks_its_own_types_is_refused_with_the_reason_and_the_page_goes_on() {
         let rows = page(
-            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"},{"RowKey":"r2"},{"PartitionKey":"p","RowKey":"r3"},{"PartitionKey":"p","RowKey":"r4","Description":"\ud800"}"#,
+            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"},{"RowKey":"r2"},{"PartitionKey":"p","RowKey":"r3"},{"PartitionKey":"p","RowKey":"r4","Description":"\ud800"},{"PartitionKey":"p","RowKey":"r5","X\udc00":1}"#,
         );
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len(), 5);
         match &rows[0] {
             Row::Refused { payload, reason } => {
                 assert!(reason.contains("EventTickCount"), "{reason}");
@@ -324,11 +347,15 @@ mod tests {
             other => panic!("refused, not {other:?}"),
         }
         assert!(matches!(&rows[1], Row::Refused { reason, .. } if reason.contains("PartitionKey")));
-        assert!(matches!(&rows[2], Row::Typed(_, columns) if columns.keys().1 == "r3"));
+        assert!(matches!(&rows[2], Row::Typed(row, columns) if columns.keys(row.get()).1 == "r3"));
         assert!(
             matches!(&rows[3], Row::Refused { reason, .. } if reason.contains("Description") && reason.contains("surrogate"))
         );
+        assert!(
+            matches!(&rows[4], Row::Refused { reason, .. } if reason.contains("column name") && reason.contains("surrogate"))
+        );
         assert!(rows_of_page(br#"{"value":[{"PartitionKey":"#).is_err());
+        assert!(rows_of_page(b"{\"value\":[{\"Partition\tKey\":\"p\"}]}").is_err());
         assert!(rows_of_page(br#"{"value":[{"PartitionKey":"a	b"}]}"#).is_err());
         assert!(rows_of_page(br#"{"value":["row"]}"#).is_err());
     }
