@@ -4,6 +4,8 @@
 //! hand the SIEM exactly what Azure produced, and lifts out the handful of fields that line-oriented
 //! formats (syslog headers, CEF, LEEF) need.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -185,8 +187,8 @@ pub struct Event {
     pub name: String,
     /// One-line human title (CEF name).
     pub title: String,
-    /// Longer human description; may contain newlines.
-    pub message: String,
+    /// Longer human description; read it with [`Event::message`].
+    pub message: Message,
     /// Who did it (UPN, caller, account).
     pub actor: Option<String>,
     /// Where they did it from.
@@ -197,6 +199,53 @@ pub struct Event {
     pub source_name: Arc<str>,
     /// The original record as one line of JSON, always an object.
     pub raw: RawJson,
+}
+
+/// Where an event's longer description is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    /// The content of a JSON string in the event's own `raw` record, escapes and all. Most outputs
+    /// send the record itself and never show the description, so it is decoded only for one that
+    /// does.
+    InRaw(Range<usize>),
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message::Text(String::new())
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::Text(text)
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::Text(text.to_owned())
+    }
+}
+
+impl Event {
+    /// The longer human description; may contain newlines. An escape in the record that names no
+    /// character (a lone UTF-16 surrogate) shows as U+FFFD: the record itself keeps it as sent.
+    pub fn message(&self) -> Cow<'_, str> {
+        match &self.message {
+            Message::Text(text) => Cow::Borrowed(text),
+            Message::InRaw(range) => crate::json::unescape_lossy(&self.raw.get()[range.clone()]),
+        }
+    }
+
+    /// What an output that carries only text shows: the description, or the title without one.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self.message() {
+            message if message.is_empty() => Cow::Borrowed(&self.title),
+            message => message,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Fast writers for the JSON and time text every output emits. These run once or more per event,
 //! so they append bytes instead of going through a serializer.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// Appends `s` as a JSON string literal (RFC 8259 escaping), quotes included.
@@ -50,6 +52,20 @@ impl std::fmt::Display for JsonStr<'_> {
 /// from JSON the parser has already checked, so this only decodes; an escape that names no
 /// character (a lone UTF-16 surrogate) is still refused, as the parser would refuse it in a String.
 pub fn unescape(content: &str) -> Result<String, String> {
+    decode(content, false)
+}
+
+/// [`unescape`] for text that is only shown: a lone surrogate becomes U+FFFD, and text without
+/// escapes is borrowed.
+pub fn unescape_lossy(content: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'\\', content.as_bytes()).is_none() {
+        return Cow::Borrowed(content);
+    }
+    // Lossy decoding only fails on an escape checked JSON cannot hold; show such text as written.
+    decode(content, true).map_or(Cow::Borrowed(content), Cow::Owned)
+}
+
+fn decode(content: &str, lossy: bool) -> Result<String, String> {
     let mut out = String::with_capacity(content.len());
     let mut rest = content;
     while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
@@ -74,16 +90,22 @@ pub fn unescape(content: &str) -> Result<String, String> {
                             .filter(|e| e.starts_with("\\u"))
                             .map(|e| hex_unit(e, 2))
                             .transpose()?
-                            .filter(|low| (0xDC00..=0xDFFF).contains(low))
-                            .ok_or_else(|| format!("lone UTF-16 surrogate \\u{unit:04X}"))?;
-                        let code = 0x10000
-                            + ((u32::from(unit) - 0xD800) << 10)
-                            + (u32::from(low) - 0xDC00);
-                        (
-                            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER),
-                            11,
-                        )
+                            .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                        match low {
+                            Some(low) => {
+                                let code = 0x10000
+                                    + ((u32::from(unit) - 0xD800) << 10)
+                                    + (u32::from(low) - 0xDC00);
+                                (
+                                    char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER),
+                                    11,
+                                )
+                            }
+                            None if lossy => (char::REPLACEMENT_CHARACTER, 5),
+                            None => return Err(format!("lone UTF-16 surrogate \\u{unit:04X}")),
+                        }
                     }
+                    0xDC00..=0xDFFF if lossy => (char::REPLACEMENT_CHARACTER, 5),
                     0xDC00..=0xDFFF => return Err(format!("lone UTF-16 surrogate \\u{unit:04X}")),
                     _ => (
                         char::from_u32(u32::from(unit)).unwrap_or(char::REPLACEMENT_CHARACTER),
@@ -191,6 +213,20 @@ mod tests {
             assert!(unescape(content).is_err(), "{content}");
             assert!(serde_json::from_str::<String>(&format!("\"{content}\"")).is_err());
         }
+    }
+
+    #[test]
+    fn shown_text_borrows_without_escapes_and_marks_lone_surrogates() {
+        assert!(matches!(
+            unescape_lossy("plain é"),
+            Cow::Borrowed("plain é")
+        ));
+        assert_eq!(unescape_lossy(r"a\r\nb\u00e9"), "a\r\nbé");
+        assert_eq!(unescape_lossy(r"\ud83d\ude00"), "\u{1F600}");
+        assert_eq!(unescape_lossy(r"\ud83d\u0041"), "\u{FFFD}A");
+        assert_eq!(unescape_lossy(r"\ude00 x"), "\u{FFFD} x");
+        assert_eq!(unescape_lossy(r"\ud83d\ud83d\ude00"), "\u{FFFD}\u{1F600}");
+        assert_eq!(unescape_lossy(r"end\ud83d"), "end\u{FFFD}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
-use crate::event::{Event, EventKind, Severity};
+use crate::event::{Event, EventKind, Message, Severity};
 use crate::raw_json::RawJson;
 
 /// What a source knows about all of its records.
@@ -237,6 +237,10 @@ struct WadRow<'a> {
     role_instance: Option<Cow<'a, str>>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
+    /// Where the description (or message) is in the row, when the `wad` source noted it: it is
+    /// then decoded only if an output shows it.
+    #[serde(skip)]
+    text_at: Option<Range<usize>>,
 }
 
 /// Where the columns an [`Event`] is made of sit in a WAD row's typed JSON, noted by the `wad`
@@ -253,16 +257,17 @@ pub struct WadColumns {
     level: Option<i64>,
     channel: Option<Text>,
     provider_name: Option<Text>,
-    description: Option<Text>,
     role_instance: Option<Text>,
-    message: Option<Text>,
+    /// The description and message columns: their content, escapes and all.
+    description: Option<Range<usize>>,
+    message: Option<Range<usize>>,
 }
 
 /// A string column's content: where it is in the row, or, when it holds escapes, decoded.
 #[derive(Debug)]
 enum Text {
     At(Range<usize>),
-    Decoded(Box<str>),
+    Decoded(String),
 }
 
 impl WadColumns {
@@ -270,14 +275,18 @@ impl WadColumns {
     /// text as written into the row at byte `at`, already checked by the parser. The same columns,
     /// under the same names and with the same types, as [`WadRow`]'s derived `Deserialize` reads.
     pub fn take(&mut self, name: &str, value: &str, at: usize) -> Result<(), String> {
+        let content = value.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        let content_at = || match content {
+            Some(content) => Ok(Some(at + 1..at + 1 + content.len())),
+            None if value == "null" => Ok(None),
+            None => Err(format!("expected a string, found {value}")),
+        };
         let text = || -> Result<Option<Text>, String> {
-            match value.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            match content {
                 Some(plain) if !plain.contains('\\') => {
                     Ok(Some(Text::At(at + 1..at + 1 + plain.len())))
                 }
-                Some(escaped) => {
-                    crate::json::unescape(escaped).map(|t| Some(Text::Decoded(t.into())))
-                }
+                Some(escaped) => crate::json::unescape(escaped).map(|t| Some(Text::Decoded(t))),
                 None if value == "null" => Ok(None),
                 None => Err(format!("expected a string, found {value}")),
             }
@@ -299,9 +308,9 @@ impl WadColumns {
             "Level" => self.level = number()?,
             "Channel" => self.channel = text()?,
             "ProviderName" => self.provider_name = text()?,
-            "Description" => self.description = text()?,
+            "Description" => self.description = content_at()?,
             "RoleInstance" => self.role_instance = text()?,
-            "Message" => self.message = text()?,
+            "Message" => self.message = content_at()?,
             _ => {}
         }
         Ok(())
@@ -321,7 +330,7 @@ impl WadColumns {
         let text = |column: Option<Text>| {
             column.map(|text| match text {
                 Text::At(range) => Cow::Borrowed(&row[range]),
-                Text::Decoded(decoded) => Cow::Owned(decoded.into_string()),
+                Text::Decoded(decoded) => Cow::Owned(decoded),
             })
         };
         WadRow {
@@ -334,9 +343,10 @@ impl WadColumns {
             level: self.level,
             channel: text(self.channel),
             provider_name: text(self.provider_name),
-            description: text(self.description),
+            description: None,
             role_instance: text(self.role_instance),
-            message: text(self.message),
+            message: None,
+            text_at: self.description.or(self.message),
         }
     }
 }
@@ -375,11 +385,15 @@ fn wad_event(row: WadRow<'_>, ctx: &NormaliseContext) -> Result<Event, Normalise
     let name = row
         .event_id
         .map_or_else(|| "log".to_owned(), |id| id.to_string());
-    let message = row
-        .description
-        .or(row.message)
-        .map(Cow::into_owned)
-        .unwrap_or_default();
+    let message = match row.text_at {
+        Some(range) => Message::InRaw(range),
+        None => Message::Text(
+            row.description
+                .or(row.message)
+                .map(Cow::into_owned)
+                .unwrap_or_default(),
+        ),
+    };
     Ok(Event {
         id: format!("{}|{}", row.partition_key, row.row_key),
         kind,
@@ -487,7 +501,7 @@ fn activity_log(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, Normalis
             .and_then(|c| c.value.as_deref().map(str::to_owned)),
         name: operation,
         title,
-        message,
+        message: message.into(),
         actor: rec.caller.map(Cow::into_owned),
         client_ip: rec
             .http_request
@@ -595,7 +609,11 @@ fn security_alert(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, Normal
             .alert_type
             .map_or_else(|| "alert".to_owned(), Cow::into_owned),
         title,
-        message: p.description.map(Cow::into_owned).unwrap_or_default(),
+        message: p
+            .description
+            .map(Cow::into_owned)
+            .unwrap_or_default()
+            .into(),
         actor: None,
         client_ip: None,
         outcome: Some(status.to_owned()),
@@ -688,7 +706,7 @@ fn directory_audit(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, Norma
         category: rec.category.map(Cow::into_owned),
         title: name.clone(),
         name,
-        message,
+        message: message.into(),
         actor,
         client_ip,
         outcome: rec.result.map(Cow::into_owned),
@@ -760,7 +778,7 @@ fn sign_in(raw: &RawJson, ctx: &NormaliseContext) -> Result<Event, NormaliseErro
         category: rec.client_app_used.map(Cow::into_owned),
         name: "Sign-in".to_owned(),
         title: format!("Sign-in to {app}"),
-        message,
+        message: message.into(),
         actor: rec.user_principal_name.map(Cow::into_owned),
         client_ip: rec.ip_address.map(Cow::into_owned),
         outcome: Some(if failed { "failure" } else { "success" }.to_owned()),
@@ -834,7 +852,7 @@ fn diagnostic_log(
         category: rec.category.map(Cow::into_owned),
         title: operation.clone(),
         name: operation,
-        message,
+        message: message.into(),
         actor: None,
         client_ip: rec.caller_ip_address.map(Cow::into_owned),
         outcome: rec.result_type.map(Cow::into_owned),
@@ -936,7 +954,7 @@ mod tests {
         assert_eq!(event.actor.as_deref(), Some("alice@contoso.com"));
         assert_eq!(event.client_ip.as_deref(), Some("203.0.113.7"));
         assert_eq!(
-            event.message,
+            event.message(),
             "Sign-in by alice@contoso.com to Azure Portal failed (50126): Invalid username or password."
         );
         let ok = rec

@@ -67,7 +67,7 @@ fn event(id: &str, message: &str) -> Event {
         category: Some(r#"Credential]Access"x"#.into()),
         name: "VM_RDPBruteForce".into(),
         title: "Suspicious RDP brute force".into(),
-        message: message.to_owned(),
+        message: message.into(),
         actor: Some(r#"zoë "admin" [x]\y"#.into()),
         client_ip: Some("203.0.113.7".into()),
         outcome: Some("Active".into()),
@@ -194,7 +194,7 @@ async fn round_trip(
         assert_fields(kind, got, sent);
         match case.body {
             "message" if case.framing == "newline" => {
-                let escaped = sent.message.replace('\n', "\\n").replace('\r', "\\r");
+                let escaped = sent.message().replace('\n', "\\n").replace('\r', "\\r");
                 assert_eq!(
                     got.msg, escaped,
                     "{kind:?}: newline framing escapes line breaks in {}",
@@ -202,7 +202,8 @@ async fn round_trip(
                 );
             }
             "message" => assert_eq!(
-                got.msg, sent.message,
+                got.msg,
+                sent.message(),
                 "{kind:?}: message body of {}",
                 sent.id
             ),
@@ -212,7 +213,7 @@ async fn round_trip(
                 });
                 assert_eq!(
                     body["properties"]["description"],
-                    sent.message.as_str(),
+                    &*sent.message(),
                     "{kind:?}: record of {}",
                     sent.id
                 );
@@ -481,5 +482,5 @@ async fn rsyslog_parses_rfc3164_headers() {
     );
     assert_eq!(got.facility, "auth");
     assert_eq!(got.severity, "warning");
-    assert_eq!(got.msg.trim_start(), sent.message);
+    assert_eq!(got.msg.trim_start(), sent.message());
 }

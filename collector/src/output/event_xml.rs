@@ -91,12 +91,7 @@ fn level(severity: Severity) -> (&'static str, &'static str) {
 
 fn push_rendering(out: &mut Vec<u8>, event: &Event) {
     out.extend_from_slice(b"<RenderingInfo Culture='en-US'><Message>");
-    let message = if event.message.is_empty() {
-        &event.title
-    } else {
-        &event.message
-    };
-    push_escaped(out, message);
+    push_escaped(out, &event.text());
     out.extend_from_slice(b"</Message><Level>");
     out.extend_from_slice(level(event.severity).1.as_bytes());
     out.extend_from_slice(b"</Level></RenderingInfo>");

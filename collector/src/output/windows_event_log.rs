@@ -38,14 +38,7 @@ impl Record {
         match body {
             WindowsEventBody::EventXml => event_xml::push(scratch, event),
             WindowsEventBody::Json => line::push_json(scratch, event, JsonFormat::Ndjson),
-            WindowsEventBody::Message => scratch.extend_from_slice(
-                if event.message.is_empty() {
-                    &event.title
-                } else {
-                    &event.message
-                }
-                .as_bytes(),
-            ),
+            WindowsEventBody::Message => scratch.extend_from_slice(event.text().as_bytes()),
         }
         // Every body writer pushes whole UTF-8 strings.
         let text = String::from_utf8_lossy(scratch);
@@ -275,7 +268,7 @@ mod tests {
     fn a_long_body_is_cut_to_what_the_event_log_takes_without_splitting_a_character() {
         let mut e = event("id", "{}");
         // 31,838 ASCII units and then a character that needs a surrogate pair.
-        e.message = format!("{}{}\0tail", "a".repeat(MAX_STRING_UNITS - 1), '😀');
+        e.message = format!("{}{}\0tail", "a".repeat(MAX_STRING_UNITS - 1), '😀').into();
         let record = Record::of(&e, WindowsEventBody::Message, &mut Vec::new());
         assert!(record.truncated);
         assert_eq!(record.text.len(), MAX_STRING_UNITS);

@@ -292,7 +292,7 @@ impl<'de> Visitor<'de> for ColumnName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
+    use crate::event::{EventKind, Message};
     use crate::normalise::{NormaliseContext, RawRecord, normalise};
     use serde_json::Value;
 
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_row_that_breaks_its_own_types_is_refused_with_the_reason_and_the_page_goes_on() {
         let rows = page(
-            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"},{"RowKey":"r2"},{"PartitionKey":"p","RowKey":"r3"},{"PartitionKey":"p","RowKey":"r4","Description":"\ud800"},{"PartitionKey":"p","RowKey":"r5","X\udc00":1}"#,
+            r#"{"PartitionKey":"p","RowKey":"r","EventTickCount@odata.type":"Edm.Int64","EventTickCount":"soon"},{"RowKey":"r2"},{"PartitionKey":"p","RowKey":"r3"},{"PartitionKey":"p","RowKey":"r4","Channel":"\ud800"},{"PartitionKey":"p","RowKey":"r5","X\udc00":1}"#,
         );
         assert_eq!(rows.len(), 5);
         match &rows[0] {
@@ -349,7 +349,7 @@ mod tests {
         assert!(matches!(&rows[1], Row::Refused { reason, .. } if reason.contains("PartitionKey")));
         assert!(matches!(&rows[2], Row::Typed(row, columns) if columns.keys(row.get()).1 == "r3"));
         assert!(
-            matches!(&rows[3], Row::Refused { reason, .. } if reason.contains("Description") && reason.contains("surrogate"))
+            matches!(&rows[3], Row::Refused { reason, .. } if reason.contains("Channel") && reason.contains("surrogate"))
         );
         assert!(
             matches!(&rows[4], Row::Refused { reason, .. } if reason.contains("column name") && reason.contains("surrogate"))
@@ -358,6 +358,33 @@ mod tests {
         assert!(rows_of_page(b"{\"value\":[{\"Partition\tKey\":\"p\"}]}").is_err());
         assert!(rows_of_page(br#"{"value":[{"PartitionKey":"a	b"}]}"#).is_err());
         assert!(rows_of_page(br#"{"value":["row"]}"#).is_err());
+    }
+
+    #[test]
+    fn a_description_that_names_no_character_keeps_its_event_and_shows_a_replacement() {
+        let page = page(
+            r#"{"PartitionKey":"p","RowKey":"r","Timestamp":"2026-11-22T06:00:00Z","Description":"bad \udc00 end"}"#,
+        );
+        let Some(Row::Typed(raw, columns)) = page.into_iter().next() else {
+            panic!("one typed row")
+        };
+        let ctx = NormaliseContext {
+            source_name: "wad".into(),
+            subscription_id: None,
+        };
+        let record = RawRecord {
+            kind: EventKind::Wad,
+            raw,
+            id_hint: None,
+            wad_columns: Some(columns),
+        };
+        let event = normalise(record, &ctx).expect("normalised");
+        assert_eq!(event.message(), "bad \u{FFFD} end");
+        assert!(
+            event.raw.get().contains(r"bad \udc00 end"),
+            "{}",
+            event.raw.get()
+        );
     }
 
     #[test]
@@ -378,11 +405,14 @@ mod tests {
             id_hint: None,
             wad_columns,
         };
-        let decoded = normalise(record(Some(columns)), &ctx).expect("decoded while read");
+        let mut decoded = normalise(record(Some(columns)), &ctx).expect("decoded while read");
         let parsed = normalise(record(None), &ctx).expect("parsed by the normaliser");
+        // The description is left in the row until an output shows it.
+        assert!(matches!(decoded.message, Message::InRaw(_)));
+        assert_eq!(decoded.message(), "failed\r\nlogon é");
+        decoded.message = decoded.message().into_owned().into();
         assert_eq!(format!("{decoded:?}"), format!("{parsed:?}"));
         assert_eq!(decoded.id, "0637|r\"1");
-        assert_eq!(decoded.message, "failed\r\nlogon é");
         assert_eq!(decoded.severity, crate::event::Severity::Error);
         assert_eq!(decoded.host.as_deref(), Some("web_0"));
     }

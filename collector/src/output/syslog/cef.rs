@@ -54,7 +54,7 @@ pub fn push(out: &mut Vec<u8>, event: &Event) {
     }
     // msg goes last: it is the longest value and the one receivers truncate.
     out.extend_from_slice(b" msg=");
-    push_extension(out, &event.message);
+    push_extension(out, &event.message());
 }
 
 fn push_header(out: &mut Vec<u8>, value: &str) {

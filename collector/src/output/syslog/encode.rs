@@ -221,14 +221,7 @@ impl Encoder {
     fn push_body(&self, event: &Event, out: &mut Vec<u8>) {
         match self.body {
             SyslogBody::Json => line::push_json(out, event, JsonFormat::Ndjson),
-            SyslogBody::Message => {
-                let text = if event.message.is_empty() {
-                    &event.title
-                } else {
-                    &event.message
-                };
-                out.extend_from_slice(text.as_bytes());
-            }
+            SyslogBody::Message => out.extend_from_slice(event.text().as_bytes()),
             SyslogBody::Cef => cef::push(out, event),
             SyslogBody::Leef => leef::push(out, event),
             SyslogBody::EventXml => crate::output::event_xml::push(out, event),

@@ -28,6 +28,7 @@ pub fn push(out: &mut Vec<u8>, event: &Event) {
         .client_ip
         .as_deref()
         .filter(|ip| ip.parse::<IpAddr>().is_ok());
+    let text = event.text();
     let fields: [(&str, Option<&str>); 10] = [
         ("cat", event.category.as_deref()),
         ("usrName", event.actor.as_deref()),
@@ -38,14 +39,7 @@ pub fn push(out: &mut Vec<u8>, event: &Event) {
         ("externalId", Some(&event.id)),
         ("subscriptionId", event.subscription_id.as_deref()),
         ("azlogSource", Some(&event.source_name)),
-        (
-            "msg",
-            Some(if event.message.is_empty() {
-                &event.title
-            } else {
-                &event.message
-            }),
-        ),
+        ("msg", Some(&text)),
     ];
     for (key, value) in fields {
         if let Some(value) = value {
