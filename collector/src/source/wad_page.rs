@@ -9,6 +9,8 @@
 //! page once, and the row's members are then walked and copied as they are.
 
 use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -25,29 +27,45 @@ pub enum Row {
     Refused { payload: String, reason: String },
 }
 
-impl Row {
-    /// The row's JSON length.
-    fn len(&self) -> usize {
-        match self {
-            Row::Typed(raw, _) => raw.get().len(),
-            Row::Refused { payload, .. } => payload.len(),
-        }
-    }
-}
-
 /// Reads a page in one pass; a row that breaks its own types is refused and the page goes on.
 pub fn rows_of_page(body: &[u8]) -> Result<Vec<Row>, String> {
     // Validated as UTF-8 once, so that the parser does not check every column value again.
     let body = std::str::from_utf8(body).map_err(|e| format!("the page is not UTF-8: {e}"))?;
-    let mut rows = Vec::new();
+    // Typing only drops members and shortens Int64 strings: the rows fit in the page's size.
+    let mut read = Read {
+        text: String::with_capacity(body.len()),
+        rows: Vec::new(),
+    };
     serde_json::Deserializer::from_str(body)
-        .deserialize_map(PageVisitor { rows: &mut rows })
+        .deserialize_map(PageVisitor { read: &mut read })
         .map_err(|e| e.to_string())?;
-    Ok(rows)
+    let page = Arc::new(read.text);
+    Ok(read
+        .rows
+        .into_iter()
+        .map(|row| match row {
+            Written::Typed(range, columns) => {
+                Row::Typed(RawJson::assembled_in(&page, range), columns)
+            }
+            Written::Refused { payload, reason } => Row::Refused { payload, reason },
+        })
+        .collect())
+}
+
+/// A page being read: its typed rows, written one after another into one text.
+struct Read {
+    text: String,
+    rows: Vec<Written>,
+}
+
+/// A row as read: where in the page's text it was written, or why it was refused.
+enum Written {
+    Typed(Range<usize>, Box<WadColumns>),
+    Refused { payload: String, reason: String },
 }
 
 struct PageVisitor<'r> {
-    rows: &'r mut Vec<Row>,
+    read: &'r mut Read,
 }
 
 impl<'de> Visitor<'de> for PageVisitor<'_> {
@@ -61,7 +79,7 @@ impl<'de> Visitor<'de> for PageVisitor<'_> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == "value" {
                 map.next_value_seed(Rows {
-                    rows: &mut *self.rows,
+                    read: &mut *self.read,
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -72,7 +90,7 @@ impl<'de> Visitor<'de> for PageVisitor<'_> {
 }
 
 struct Rows<'r> {
-    rows: &'r mut Vec<Row>,
+    read: &'r mut Read,
 }
 
 impl<'de> DeserializeSeed<'de> for Rows<'_> {
@@ -91,39 +109,38 @@ impl<'de> Visitor<'de> for Rows<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // Rows of a table are alike in size: each is written into room for the last one's.
-        let mut capacity = 1024;
-        while let Some(row) = seq.next_element_seed(TypedRow { capacity })? {
-            capacity = row.len() + 64;
-            self.rows.push(row);
+        while let Some(row) = seq.next_element_seed(TypedRow {
+            text: &mut self.read.text,
+        })? {
+            self.read.rows.push(row);
         }
         Ok(())
     }
 }
 
 /// One row, typed as the parser walks it: each member's value is taken as the JSON text it is,
-/// so the row is read once and copied once.
-struct TypedRow {
-    capacity: usize,
+/// so the row is read once and copied once, onto the end of the page's text.
+struct TypedRow<'r> {
+    text: &'r mut String,
 }
 
-impl<'de> DeserializeSeed<'de> for TypedRow {
-    type Value = Row;
+impl<'de> DeserializeSeed<'de> for TypedRow<'_> {
+    type Value = Written;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Row, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Written, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for TypedRow {
-    type Value = Row;
+impl<'de> Visitor<'de> for TypedRow<'_> {
+    type Value = Written;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a table row (an object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut typing = Typing::new(self.capacity);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Written, A::Error> {
+        let mut typing = Typing::new(self.text);
         while let Some(name) = map.next_key_seed(ColumnName)? {
             let value = map.next_value::<&'de RawValue>()?;
             typing.member(name, value.get());
@@ -132,10 +149,11 @@ impl<'de> Visitor<'de> for TypedRow {
     }
 }
 
-/// A row being typed: its JSON so far, the columns the normaliser reads, and the first reason to
-/// refuse it.
-struct Typing<'de> {
-    out: String,
+/// A row being typed: its JSON so far (from `start` of `out`), the columns the normaliser reads,
+/// and the first reason to refuse it.
+struct Typing<'r, 'de> {
+    out: &'r mut String,
+    start: usize,
     decoded: WadColumns,
     partition: bool,
     row: bool,
@@ -144,12 +162,13 @@ struct Typing<'de> {
     int64_next: Option<Cow<'de, str>>,
 }
 
-impl Typing<'_> {
-    fn new(capacity: usize) -> Self {
-        let mut out = String::with_capacity(capacity);
+impl<'r, 'de> Typing<'r, 'de> {
+    fn new(out: &'r mut String) -> Self {
+        let start = out.len();
         out.push('{');
         Typing {
             out,
+            start,
             decoded: WadColumns::default(),
             partition: false,
             row: false,
@@ -157,9 +176,7 @@ impl Typing<'_> {
             int64_next: None,
         }
     }
-}
 
-impl<'de> Typing<'de> {
     fn member(&mut self, name: ColumnNameOf<'de>, value: &str) {
         let name = match name {
             ColumnNameOf::Plain(name) => Cow::Borrowed(name),
@@ -183,8 +200,8 @@ impl<'de> Typing<'de> {
         }
         self.partition |= name == "PartitionKey";
         self.row |= name == "RowKey";
-        let out = &mut self.out;
-        if out.len() > 1 {
+        let out = &mut *self.out;
+        if out.len() > self.start + 1 {
             out.push(',');
         }
         match &name {
@@ -213,27 +230,28 @@ impl<'de> Typing<'de> {
             },
             _ => out.push_str(value),
         }
-        if let Err(e) = self.decoded.take(&name, &out[at..], at) {
+        if let Err(e) = self.decoded.take(&name, &out[at..], at - self.start) {
             self.problem.get_or_insert(format!("column {name}: {e}"));
         }
     }
 
-    fn finish(mut self) -> Row {
+    fn finish(self) -> Written {
         self.out.push('}');
-        if !self.partition {
-            self.problem
-                .get_or_insert_with(|| "the row has no PartitionKey".into());
+        let problem = if !self.partition {
+            Some("the row has no PartitionKey".into())
         } else if !self.row {
-            self.problem
-                .get_or_insert_with(|| "the row has no RowKey".into());
-        }
-        match self.problem {
+            Some("the row has no RowKey".into())
+        } else {
+            None
+        };
+        match self.problem.or(problem) {
             // Every piece is a member the parser checked, or written here as JSON.
-            None => Row::Typed(RawJson::assembled(self.out), Box::new(self.decoded)),
-            Some(reason) => Row::Refused {
-                payload: self.out,
-                reason,
-            },
+            None => Written::Typed(self.start..self.out.len(), Box::new(self.decoded)),
+            Some(reason) => {
+                let payload = self.out[self.start..].to_owned();
+                self.out.truncate(self.start);
+                Written::Refused { payload, reason }
+            }
         }
     }
 }
