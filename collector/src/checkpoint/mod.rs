@@ -122,15 +122,27 @@ pub trait CheckpointStore: Send + 'static {
 }
 
 /// A JSON file replaced atomically: written to a temporary file, fsynced, renamed over the old one,
-/// and the directory fsynced so the rename itself survives a power cut.
+/// and the directory fsynced so the rename itself survives a power cut. The recent ids beside it
+/// are appended to, and rewritten only when they have grown to twice what is remembered.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
+    /// The ids file as this process last wrote it; until its first commit, unknown.
+    ids: Option<IdsFile>,
+}
+
+/// What the ids file holds, as far as a commit needs to know to append to it.
+#[derive(Debug, Clone, Copy)]
+struct IdsFile {
+    /// Its newest id: those after it in the next window are the ones to append.
+    newest: [u8; ID_BYTES],
+    /// How many ids it holds, older ones no longer remembered included.
+    count: usize,
 }
 
 impl FileStore {
     pub fn new(path: PathBuf) -> Self {
-        FileStore { path }
+        FileStore { path, ids: None }
     }
 
     pub fn path(&self) -> &Path {
@@ -153,18 +165,25 @@ impl FileStore {
             Err(source) => return Err(read_err(path, source)),
         };
         let ids_path = Self::ids_path(path);
-        let ids = match std::fs::read(&ids_path) {
+        let mut ids = match std::fs::read(&ids_path) {
             Ok(ids) => ids,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(read_err(&ids_path, source)),
         };
+        // A crash in the middle of an append leaves part of an id at the end. The cursor beside it
+        // was written before that append, so dropping the part loses nothing the cursor passed.
+        ids.truncate(ids.len() - ids.len() % ID_BYTES);
         parse(&text, &ids, &path.display().to_string()).map(Some)
     }
 
-    /// Writes the ids, then the checkpoint, each replaced atomically. A crash between the two
-    /// leaves newer ids beside the older cursor: the ids are only ever of delivered events, so
-    /// what that cursor reads again is recognised, never lost.
-    fn commit_sync(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+    /// Writes the ids, then the checkpoint, atomically replaced. A crash between the two leaves
+    /// newer ids beside the older cursor: the ids are only ever of delivered events, so what that
+    /// cursor reads again is recognised, never lost. Answers what the ids file now holds.
+    fn commit_sync(
+        path: &Path,
+        ids: Option<IdsFile>,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<IdsFile>, CheckpointError> {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -173,13 +192,58 @@ impl FileStore {
             path: dir.to_owned(),
             source,
         })?;
-        replace(&Self::ids_path(path), dir, &checkpoint.recent_ids)?;
+        let ids = write_ids(&Self::ids_path(path), dir, ids, &checkpoint.recent_ids)?;
         let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
             path: path.to_owned(),
             source: std::io::Error::other(e),
         })?;
-        replace(path, dir, &json)
+        replace(path, dir, &json)?;
+        Ok(ids)
     }
+}
+
+/// Brings the ids file up to `window`, the ids remembered now, oldest first. Rewriting the whole
+/// window at every commit would write it over and over (1.6 MB for 100,000 ids); instead the ids
+/// delivered since the last commit are appended, and the file is rewritten to just the window once
+/// it has grown to twice its size. Loading keeps the newest ids that fit the dedup window.
+fn write_ids(
+    path: &Path,
+    dir: &Path,
+    file: Option<IdsFile>,
+    window: &[u8],
+) -> Result<Option<IdsFile>, CheckpointError> {
+    let newest = |bytes: &[u8]| bytes.rchunks_exact(ID_BYTES).next()?.try_into().ok();
+    let window_ids = window.len() / ID_BYTES;
+    let appendable = file.and_then(|file| {
+        // The window is the file's ids, minus some of the oldest, plus the new ones after its
+        // newest. Ids in a window are distinct, so its newest is found at most once.
+        let at = window
+            .chunks_exact(ID_BYTES)
+            .rposition(|id| id == file.newest)?;
+        let new = &window[(at + 1) * ID_BYTES..];
+        let count = file.count + new.len() / ID_BYTES;
+        (count <= 2 * window_ids).then_some((new, count))
+    });
+    let Some((new, count)) = appendable else {
+        replace(path, dir, window)?;
+        return Ok(newest(window).map(|newest| IdsFile {
+            newest,
+            count: window_ids,
+        }));
+    };
+    if !new.is_empty() {
+        let write_err = |source| CheckpointError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(write_err)?;
+        std::io::Write::write_all(&mut f, new).map_err(write_err)?;
+        f.sync_data().map_err(write_err)?;
+    }
+    Ok(newest(window).map(|newest| IdsFile { newest, count }))
 }
 
 /// Replaces `path` (in `dir`) with `bytes`: written to a temporary file, fsynced, renamed over it,
@@ -293,8 +357,10 @@ impl CheckpointStore for FileStore {
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let path = &self.path;
-        crate::fsutil::blocking(|| FileStore::commit_sync(path, checkpoint))
+        // After a failed commit the file is in doubt: the next one rewrites it.
+        let (path, ids) = (&self.path, self.ids.take());
+        self.ids = crate::fsutil::blocking(|| FileStore::commit_sync(path, ids, checkpoint))?;
+        Ok(())
     }
 }
 
@@ -364,18 +430,62 @@ mod tests {
         );
     }
 
+    fn with_ids(ids: impl IntoIterator<Item = u128>) -> Checkpoint {
+        Checkpoint {
+            recent_ids: Checkpoint::encode_ids(ids.into_iter()),
+            ..sample()
+        }
+    }
+
+    fn stored_ids(dir: &Path) -> Vec<u128> {
+        let bytes = std::fs::read(dir.join("checkpoint.ids")).expect("ids");
+        assert_eq!(bytes.len() % ID_BYTES, 0, "whole ids only");
+        bytes
+            .chunks_exact(ID_BYTES)
+            .map(|id| u128::from_be_bytes(id.try_into().expect("16 bytes")))
+            .collect()
+    }
+
     #[tokio::test]
-    async fn ids_cut_short_are_reported_not_misread() {
+    async fn ids_delivered_since_the_last_commit_are_appended_until_the_file_is_twice_the_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = FileStore::new(dir.path().join("checkpoint.json"));
+        store.commit(&with_ids(1..=3)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![1, 2, 3]);
+        // 1 and 2 left the window; 4 and 5 were delivered.
+        store.commit(&with_ids(3..=5)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![1, 2, 3, 4, 5]);
+        // Nothing new: nothing written.
+        store.commit(&with_ids(3..=5)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()).len(), 5);
+        store.commit(&with_ids(4..=6)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![1, 2, 3, 4, 5, 6]);
+        // A seventh id would make the file more than twice the window: it is rewritten.
+        store.commit(&with_ids(5..=7)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![5, 6, 7]);
+        // A window that no longer holds the file's newest id (more ids came than are remembered)
+        // rewrites it too, as does a new process, which does not know the file.
+        store.commit(&with_ids(20..=22)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![20, 21, 22]);
+        let mut restarted = FileStore::new(dir.path().join("checkpoint.json"));
+        restarted.commit(&with_ids(21..=23)).await.expect("commit");
+        assert_eq!(stored_ids(dir.path()), vec![21, 22, 23]);
+        let loaded = restarted.load().await.expect("load").expect("present");
+        assert_eq!(loaded.decode_ids().expect("ids"), vec![21, 22, 23]);
+    }
+
+    #[tokio::test]
+    async fn part_of_an_id_left_by_an_interrupted_append_is_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("checkpoint.json");
         let mut store = FileStore::new(path.clone());
         store.commit(&sample()).await.expect("commit");
         let ids = dir.path().join("checkpoint.ids");
         let mut bytes = std::fs::read(&ids).expect("read");
-        bytes.pop();
+        bytes.extend_from_slice(&[7; 9]);
         std::fs::write(&ids, bytes).expect("write");
-        let err = store.load().await.expect_err("refused");
-        assert!(err.to_string().contains("not a multiple of 16"), "{err}");
+        let loaded = store.load().await.expect("load").expect("present");
+        assert_eq!(loaded.decode_ids().expect("ids"), vec![1, u128::MAX]);
     }
 
     #[tokio::test]
