@@ -282,14 +282,12 @@ impl WadColumns {
             None => Err(format!("expected a string, found {value}")),
         };
         let text = || -> Result<Option<Text>, String> {
-            match content {
-                Some(plain) if !plain.contains('\\') => {
-                    Ok(Some(Text::At(at + 1..at + 1 + plain.len())))
+            Ok(match (content, content_at()?) {
+                (Some(escaped), Some(_)) if escaped.contains('\\') => {
+                    Some(Text::Decoded(crate::json::unescape(escaped)?))
                 }
-                Some(escaped) => crate::json::unescape(escaped).map(|t| Some(Text::Decoded(t))),
-                None if value == "null" => Ok(None),
-                None => Err(format!("expected a string, found {value}")),
-            }
+                (_, range) => range.map(Text::At),
+            })
         };
         let number = || -> Result<Option<i64>, String> {
             match value.parse::<i64>() {

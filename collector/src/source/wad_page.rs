@@ -3,10 +3,10 @@
 //! Each row comes out as the JSON outputs get, typed: a column's annotation
 //! (`EventTickCount@odata.type: Edm.Int64` turns the string Table storage sends for an Int64 into
 //! a number) is applied and the OData bookkeeping dropped, so outputs see the row's own columns in
-//! the table's order. The columns the normaliser reads are decoded on the way.
+//! the table's order. Where the columns the normaliser reads are is noted on the way.
 //!
-//! This runs for every row, so the row is not built through a serializer: serde_json checks the
-//! page once, and the row's members are then walked and copied as they are.
+//! This runs for every row, so the row is not built through a serializer: serde_json walks each
+//! row's members once, handing over every value as its JSON text, which is copied as it is.
 
 use std::borrow::Cow;
 use std::ops::Range;
