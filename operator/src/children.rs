@@ -63,6 +63,8 @@ pub struct CollectorDefaults {
     pub image: String,
     /// The same for a collector that must run on Windows (a windowsEventLog output).
     pub windows_image: String,
+    /// When the kubelet pulls the operator's collector images; None leaves it to Kubernetes.
+    pub image_pull_policy: Option<String>,
 }
 
 pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaults) -> Children {
@@ -300,7 +302,10 @@ fn pod_template(
                 defaults.image.clone()
             }
         })),
-        image_pull_policy: collector.image_pull_policy.clone(),
+        image_pull_policy: collector
+            .image_pull_policy
+            .clone()
+            .or_else(|| defaults.image_pull_policy.clone()),
         args: Some(vec![
             "run".into(),
             "--config".into(),
@@ -481,6 +486,7 @@ mod tests {
             &CollectorDefaults {
                 image: "azlog/collector:test".into(),
                 windows_image: "azlog/collector:test-windows".into(),
+                image_pull_policy: None,
             },
         )
     }

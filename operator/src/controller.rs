@@ -294,17 +294,24 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             "the collector pod is running",
             generation,
         );
+        set_progress(&mut status, Progress::Done, generation);
     } else {
+        let message = format!(
+            "waiting for the collector pod of Deployment {} to become available; `kubectl describe pod -l azlog.io/logsource={}` says why it is not",
+            children::child_name(source),
+            source.name_any()
+        );
         set_condition(
             &mut status,
             "Ready",
             false,
             "CollectorNotAvailable",
-            &format!(
-                "waiting for the collector pod of Deployment {} to become available; `kubectl describe pod -l azlog.io/logsource={}` says why it is not",
-                children::child_name(source),
-                source.name_any()
-            ),
+            &message,
+            generation,
+        );
+        set_progress(
+            &mut status,
+            Progress::Reconciling("CollectorNotAvailable", &message),
             generation,
         );
     }
@@ -513,7 +520,51 @@ fn set_condition(
     }
 }
 
-/// Reports that the collector cannot run as specified, and why: Ready=False and a warning Event.
+/// Where the LogSource stands for tools that read the kstatus conventions (Flux, kpt, `kubectl
+/// wait`): `Reconciling` while the operator works towards the spec, `Stalled` when it cannot
+/// without a change from a human. Both are "abnormal-true": False means all is well.
+#[derive(Debug, Clone, Copy)]
+enum Progress<'a> {
+    Reconciling(&'a str, &'a str),
+    Stalled(&'a str, &'a str),
+    Done,
+}
+
+fn set_progress(status: &mut LogSourceStatus, progress: Progress<'_>, generation: Option<i64>) {
+    let (reconciling, stalled) = match progress {
+        Progress::Reconciling(reason, message) => ((true, reason, message), None),
+        Progress::Stalled(reason, message) => (
+            (
+                false,
+                reason,
+                "the operator waits for a change to the spec or what it refers to",
+            ),
+            Some((reason, message)),
+        ),
+        Progress::Done => (
+            (false, "Reconciled", "the collector runs the current spec"),
+            None,
+        ),
+    };
+    let (value, reason, message) = reconciling;
+    set_condition(status, "Reconciling", value, reason, message, generation);
+    match stalled {
+        Some((reason, message)) => {
+            set_condition(status, "Stalled", true, reason, message, generation)
+        }
+        None => set_condition(
+            status,
+            "Stalled",
+            false,
+            "Progressing",
+            "nothing blocks the collector",
+            generation,
+        ),
+    }
+}
+
+/// Reports that the collector cannot run as specified, and why: Ready=False, Stalled=True and a
+/// warning Event.
 async fn not_ready(
     source: &LogSource,
     ctx: &Context,
@@ -523,6 +574,7 @@ async fn not_ready(
 ) -> Result<(), Error> {
     let generation = source.metadata.generation;
     set_condition(&mut status, "Ready", false, reason, message, generation);
+    set_progress(&mut status, Progress::Stalled(reason, message), generation);
     report(source, ctx, status, EventType::Warning, reason, message).await
 }
 

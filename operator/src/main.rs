@@ -21,6 +21,10 @@ struct Cli {
     /// The Windows collector image, for LogSources with a windowsEventLog output.
     #[arg(long, env = "AZLOG_COLLECTOR_WINDOWS_IMAGE", default_value = concat!("ghcr.io/azlog-io/azlog-collector:", env!("CARGO_PKG_VERSION"), "-windows-ltsc2022"))]
     collector_windows_image: String,
+    /// When the kubelet pulls the collector images (Always, IfNotPresent, Never); by default
+    /// Kubernetes decides from the tag.
+    #[arg(long, env = "AZLOG_COLLECTOR_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    collector_image_pull_policy: Option<String>,
     /// Watch only this namespace; by default every namespace.
     #[arg(long, env = "AZLOG_WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal; a pod's log keeps plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // kube and the Azure crates bring two rustls providers; the process must pick one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -125,6 +131,7 @@ async fn run(cli: Cli) -> ExitCode {
         CollectorDefaults {
             image: cli.collector_image,
             windows_image: cli.collector_windows_image,
+            image_pull_policy: cli.collector_image_pull_policy,
         },
         metrics,
         shutdown,

@@ -1,18 +1,22 @@
-//! `crds/*.yaml` is generated from the Rust types; this fails when someone changes one without the
-//! other.
+//! `crds/*.yaml` and the chart's copy in `charts/azlog/crds/` are generated from the Rust types;
+//! this fails when someone changes one without the others.
 
 #[test]
 fn the_crd_files_match_the_rust_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-    for (file, crd) in azlog_operator::crd::all() {
-        let expected = azlog_operator::crd::to_yaml(&crd).expect("yaml");
-        let on_disk = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| {
-            panic!("crds/{file} is missing ({e}): run `cargo run -p azlog-operator --bin crdgen`")
-        });
-        assert!(
-            on_disk == expected,
-            "crds/{file} differs from the Rust types: run `cargo run -p azlog-operator --bin crdgen` and commit the result"
-        );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["crds", "charts/azlog/crds"] {
+        for (file, crd) in azlog_operator::crd::all() {
+            let expected = azlog_operator::crd::to_yaml(&crd).expect("yaml");
+            let on_disk = std::fs::read_to_string(root.join(dir).join(file)).unwrap_or_else(|e| {
+                panic!(
+                    "{dir}/{file} is missing ({e}): run `cargo run -p azlog-operator --bin crdgen`"
+                )
+            });
+            assert!(
+                on_disk == expected,
+                "{dir}/{file} differs from the Rust types: run `cargo run -p azlog-operator --bin crdgen` and commit the result"
+            );
+        }
     }
 }
 

@@ -464,7 +464,9 @@ pub struct LogSourceStatus {
     pub source: Option<String>,
     /// Ready: the collector is configured and running. Collecting: events are being delivered.
     /// Degraded: something needs attention; the reason and message say what. Authorized: the
-    /// referenced SubscriptionAuthorization has granted its roles.
+    /// referenced SubscriptionAuthorization has granted its roles. Reconciling and Stalled follow
+    /// the kstatus conventions that Flux and kpt read: Reconciling=True while the collector rolls
+    /// out, Stalled=True while the spec or a Secret it names must change first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The time of the newest event delivered to every output.

@@ -1,0 +1,72 @@
+{{/* The release's full name: "azlog-operator" for a release named azlog, else "<release>-azlog-operator". */}}
+{{- define "azlog.fullname" -}}
+{{- if eq .Release.Name "azlog" -}}
+azlog-operator
+{{- else -}}
+{{- printf "%s-azlog-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "azlog.serviceAccountName" -}}
+{{- default (include "azlog.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "azlog.selectorLabels" -}}
+app.kubernetes.io/name: azlog-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "azlog.labels" -}}
+{{ include "azlog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: azlog
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "azlog.operatorImage" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "azlog.collectorTag" -}}
+{{- default .Chart.AppVersion .Values.collectorImage.tag -}}
+{{- end -}}
+
+{{/* The rules the operator needs where it reconciles LogSources: a ClusterRole's or a Role's. */}}
+{{- define "azlog.operatorRules" -}}
+# LogSources are watched and their status written; the finalizers subresource lets children
+# carry an owner reference that blocks the LogSource's deletion until they are gone.
+- apiGroups: ["azlog.io"]
+  resources: ["logsources"]
+  verbs: ["list", "watch"]
+- apiGroups: ["azlog.io"]
+  resources: ["logsources/status"]
+  verbs: ["patch"]
+- apiGroups: ["azlog.io"]
+  resources: ["logsources/finalizers"]
+  verbs: ["update"]
+# Each collector's children, applied with server-side apply and watched (label-selected) so that
+# drift is repaired. get and update on ConfigMaps are also what the operator grants each
+# collector on its own checkpoint ConfigMap: a Role can only grant what its creator holds.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["list", "watch", "create", "patch"]
+# Whether a referenced Secret exists. The operator reads metadata only (a PartialObjectMetadata
+# GET) and never a value, but RBAC cannot grant less than get.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Kubernetes Events on LogSources.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
