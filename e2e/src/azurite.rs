@@ -35,6 +35,8 @@ pub fn tools_root() -> PathBuf {
 #[derive(Debug)]
 pub struct Azurite {
     children: Vec<Child>,
+    /// The local address it listens on.
+    host: String,
     pub table_port: u16,
     pub blob_port: u16,
     log: PathBuf,
@@ -44,16 +46,22 @@ pub struct Azurite {
 
 impl Azurite {
     pub fn start(dir: &Path) -> Azurite {
-        Azurite::launch(dir, false)
+        Azurite::launch(dir, false, "127.0.0.1")
+    }
+
+    /// Azurite over HTTPS (see [`Azurite::start_with_oauth`]) on another local address: the
+    /// node's, for pods of a test node, which may use plain http only on their own loopback.
+    pub fn start_tls_on(dir: &Path, host: &str) -> Azurite {
+        Azurite::launch(dir, true, host)
     }
 
     /// Azurite over HTTPS accepting Entra ID bearer tokens (`--oauth basic`: it checks a token's
     /// issuer, audience and expiry, not its signature) besides the account key.
     pub fn start_with_oauth(dir: &Path) -> Azurite {
-        Azurite::launch(dir, true)
+        Azurite::launch(dir, true, "127.0.0.1")
     }
 
-    fn launch(dir: &Path, oauth: bool) -> Azurite {
+    fn launch(dir: &Path, oauth: bool, host: &str) -> Azurite {
         let root = tools_root();
         let (table_port, blob_port) = (free_port(), free_port());
         let log = dir.join(format!("azurite-{table_port}.log"));
@@ -61,7 +69,9 @@ impl Azurite {
         let mut tls_args = Vec::new();
         let mut ca_file = None;
         if oauth {
-            let certs = crate::fake_azure::tls::certificates().expect("test certificates");
+            let address = host.parse().expect("Azurite's host is an IP address");
+            let certs = crate::fake_azure::tls::certificates_for(&["localhost"], &[address])
+                .expect("test certificates");
             let (cert, key, ca) = (
                 dir.join("azurite-cert.pem"),
                 dir.join("azurite-key.pem"),
@@ -82,6 +92,7 @@ impl Azurite {
         }
         let mut azurite = Azurite {
             children: Vec::new(),
+            host: host.to_owned(),
             table_port,
             blob_port,
             log,
@@ -91,7 +102,7 @@ impl Azurite {
             let child =
                 Command::new(root.join(format!("node/node_modules/.bin/azurite-{service}")))
                     .arg(format!("--{service}Host"))
-                    .arg("127.0.0.1")
+                    .arg(host)
                     .arg(format!("--{service}Port"))
                     .arg(port.to_string())
                     .args([
@@ -110,7 +121,7 @@ impl Azurite {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         for port in [table_port, blob_port] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while TcpStream::connect((host, port)).is_err() {
                 for child in &mut azurite.children {
                     if let Ok(Some(status)) = child.try_wait() {
                         panic!("Azurite exited ({status}): {}", azurite.log_text());
@@ -144,16 +155,22 @@ impl Azurite {
         self.ca_file.as_deref()
     }
 
-    /// The path-style blob endpoint: `http(s)://127.0.0.1:<port>/devstoreaccount1`.
+    /// The path-style blob endpoint: `http(s)://<host>:<port>/devstoreaccount1`.
     pub fn blob_endpoint(&self) -> String {
-        format!("{}://127.0.0.1:{}/{ACCOUNT}", self.scheme(), self.blob_port)
+        format!(
+            "{}://{}:{}/{ACCOUNT}",
+            self.scheme(),
+            self.host,
+            self.blob_port
+        )
     }
 
-    /// The path-style table endpoint: `http(s)://127.0.0.1:<port>/devstoreaccount1`.
+    /// The path-style table endpoint: `http(s)://<host>:<port>/devstoreaccount1`.
     pub fn table_endpoint(&self) -> String {
         format!(
-            "{}://127.0.0.1:{}/{ACCOUNT}",
+            "{}://{}:{}/{ACCOUNT}",
             self.scheme(),
+            self.host,
             self.table_port
         )
     }

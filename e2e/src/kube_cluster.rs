@@ -1,7 +1,10 @@
-//! A real Kubernetes control plane on loopback for the operator's tests: etcd, kube-apiserver and
+//! A real Kubernetes control plane for the operator's tests: etcd, kube-apiserver and
 //! kube-controller-manager (garbage collection, Deployments → ReplicaSets, ServiceAccount tokens).
-//! There is no scheduler and no kubelet, so pods stay Pending; tests run the collector on the host
-//! instead, with a token of its ServiceAccount.
+//!
+//! On loopback ([`Cluster::start`]) there is no scheduler and no kubelet, so pods stay Pending; tests
+//! run the collector on the host instead, with a token of its ServiceAccount. Inside the node sandbox
+//! ([`Cluster::start_for_node`], see `crate::kube_node`) the API server is reachable from pods and a
+//! scheduler runs, so a kubelet can join.
 //!
 //! The binaries come from `e2e/scripts/install-kube`; a missing install fails loudly.
 
@@ -42,17 +45,89 @@ pub struct Cluster {
     dir: PathBuf,
 }
 
+/// Where the API server listens and what it serves as.
+#[derive(Debug)]
+struct Network {
+    bind: &'static str,
+    advertise: &'static str,
+    port: u16,
+    service_range: &'static str,
+    /// The serving certificate and the CA pods trust; None: the API server's own self-signed one.
+    tls: Option<crate::fake_azure::tls::Certificates>,
+    /// A kubelet will join: its lifecycle controller runs (it lifts the not-ready taint nodes
+    /// register with), and the CRDs are left to whoever installs azlog (the chart).
+    node: bool,
+}
+
 impl Cluster {
-    /// Starts etcd and the API server, installs the azlog CRDs, then starts the controller manager
-    /// (garbage collection of new kinds lags ~30 s when CRDs arrive after it).
+    /// Starts etcd and the API server on loopback, installs the azlog CRDs, then starts the
+    /// controller manager (garbage collection of new kinds lags ~30 s when CRDs arrive after it).
     pub async fn start(dir: &Path) -> Cluster {
+        let network = Network {
+            bind: "127.0.0.1",
+            advertise: "127.0.0.1",
+            port: free_port(),
+            service_range: "10.0.0.0/24",
+            tls: None,
+            node: false,
+        };
+        Cluster::start_on(dir, network).await
+    }
+
+    /// The control plane of a node, inside `e2e/scripts/node-sandbox`: the API server on port 443
+    /// of every address, advertised at the node's, and so reachable from pods through the
+    /// kubernetes Service address (which the sandbox puts on the node) with a certificate for it
+    /// signed by a CA that pods are given; and a scheduler. No CRDs: installing azlog brings them.
+    pub async fn start_for_node(dir: &Path) -> Cluster {
+        use crate::kube_node::{NODE_IP, SERVICE_IP};
+        let addresses = [NODE_IP, SERVICE_IP, "127.0.0.1"].map(|a| a.parse().expect("an address"));
+        let names = [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+        ];
+        let tls = crate::fake_azure::tls::certificates_for(&names, &addresses)
+            .expect("the API server's certificate");
+        let network = Network {
+            bind: "0.0.0.0",
+            advertise: NODE_IP,
+            port: 443,
+            service_range: "10.200.2.0/24",
+            tls: Some(tls),
+            node: true,
+        };
+        let mut cluster = Cluster::start_on(dir, network).await;
+        let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
+        cluster.spawn(
+            "kube-scheduler",
+            Command::new(binaries().join("kube-scheduler")).args([
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
+                "--leader-elect=false",
+                "--port",
+                "0",
+                "--secure-port",
+                "0",
+            ]),
+        );
+        cluster
+    }
+
+    async fn start_on(dir: &Path, network: Network) -> Cluster {
         // kube and the Azure crates bring two rustls providers; the process must pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bin = binaries();
-        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let (etcd_port, peer_port) = (free_port(), free_port());
+        let host = if network.bind == "0.0.0.0" {
+            network.advertise
+        } else {
+            network.bind
+        };
         let mut cluster = Cluster {
             children: Vec::new(),
-            url: format!("https://127.0.0.1:{api_port}"),
+            url: format!("https://{host}:{}", network.port),
             dir: dir.to_owned(),
         };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -88,63 +163,100 @@ impl Cluster {
         )
         .expect("write token file");
         let path = |p: &Path| p.display().to_string();
+        let mut serving = Vec::new();
+        let mut controller_tls = Vec::new();
+        if let Some(tls) = &network.tls {
+            let (cert, key, ca) = (
+                dir.join("apiserver.pem"),
+                dir.join("apiserver-key.pem"),
+                dir.join("ca.pem"),
+            );
+            std::fs::write(&cert, &tls.server_cert_pem).expect("write the serving certificate");
+            std::fs::write(&key, &tls.server_key_pem).expect("write the serving key");
+            std::fs::write(&ca, &tls.ca_pem).expect("write the CA");
+            serving = vec![
+                "--tls-cert-file".to_owned(),
+                path(&cert),
+                "--tls-private-key-file".to_owned(),
+                path(&key),
+            ];
+            // What the ServiceAccount token Secrets carry as ca.crt, so pods trust the API server.
+            controller_tls = vec!["--root-ca-file".to_owned(), path(&ca)];
+        }
         cluster.spawn(
             "kube-apiserver",
-            Command::new(bin.join("kube-apiserver")).args([
-                "--etcd-servers",
-                &etcd_url,
-                "--bind-address",
-                "127.0.0.1",
-                "--advertise-address",
-                "127.0.0.1",
-                "--secure-port",
-                &api_port.to_string(),
-                "--insecure-port",
-                "0",
-                "--cert-dir",
-                &path(&dir.join("certs")),
-                "--token-auth-file",
-                &path(&tokens),
-                "--authorization-mode",
-                "RBAC",
-                "--service-account-issuer",
-                "https://kubernetes.default.svc",
-                "--service-account-key-file",
-                &path(&sa_pub),
-                "--service-account-signing-key-file",
-                &path(&sa_key),
-                "--api-audiences",
-                "https://kubernetes.default.svc",
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-                "--allow-privileged",
-                "--enable-priority-and-fairness=false",
-            ]),
+            Command::new(bin.join("kube-apiserver"))
+                .args(serving)
+                .args([
+                    "--etcd-servers",
+                    &etcd_url,
+                    "--bind-address",
+                    network.bind,
+                    "--advertise-address",
+                    network.advertise,
+                    "--secure-port",
+                    &network.port.to_string(),
+                    "--insecure-port",
+                    "0",
+                    "--cert-dir",
+                    &path(&dir.join("certs")),
+                    "--token-auth-file",
+                    &path(&tokens),
+                    "--authorization-mode",
+                    "RBAC",
+                    "--service-account-issuer",
+                    "https://kubernetes.default.svc",
+                    "--service-account-key-file",
+                    &path(&sa_pub),
+                    "--service-account-signing-key-file",
+                    &path(&sa_key),
+                    "--api-audiences",
+                    "https://kubernetes.default.svc",
+                    "--service-cluster-ip-range",
+                    network.service_range,
+                    "--allow-privileged",
+                    // kubectl logs and exec reach the kubelet by its address: there is no DNS.
+                    "--kubelet-preferred-address-types",
+                    "InternalIP",
+                    "--enable-priority-and-fairness=false",
+                ]),
         );
         cluster.wait_ready().await;
-        cluster.install_crds().await;
+        if !network.node {
+            cluster.install_crds().await;
+        }
 
         let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
+        // With a node, its lifecycle controller lifts the not-ready taint the kubelet registers with.
+        let controllers = if network.node {
+            "*,-nodeipam,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route"
+        } else {
+            "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route"
+        };
         cluster.spawn(
             "kube-controller-manager",
-            Command::new(bin.join("kube-controller-manager")).args([
-                "--kubeconfig",
-                &path(&kubeconfig),
-                "--controllers",
-                "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route",
-                "--service-account-private-key-file",
-                &path(&sa_key),
-                "--leader-elect=false",
-                "--port",
-                "0",
-                "--secure-port",
-                "0",
-            ]),
+            Command::new(bin.join("kube-controller-manager"))
+                .args(controller_tls)
+                .args([
+                    "--kubeconfig",
+                    &path(&kubeconfig),
+                    "--controllers",
+                    controllers,
+                    "--service-account-private-key-file",
+                    &path(&sa_key),
+                    "--leader-elect=false",
+                    "--port",
+                    "0",
+                    "--secure-port",
+                    "0",
+                ]),
         );
         cluster
     }
 
-    fn spawn(&mut self, name: &'static str, command: &mut Command) {
+    /// Starts a process of the cluster; it logs to `<dir>/<name>.log` and is stopped when the
+    /// cluster is dropped, the last started first.
+    pub fn spawn(&mut self, name: &'static str, command: &mut Command) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
         let child = command
             .stdin(Stdio::null())
@@ -153,6 +265,11 @@ impl Cluster {
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start {name}: {e}"));
         self.children.push((name, child));
+    }
+
+    /// The directory that holds the cluster's data and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Panics with the process's log when one of them has exited.

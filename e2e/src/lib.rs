@@ -6,6 +6,8 @@ pub mod azurite;
 pub mod fake_azure;
 pub mod fault_proxy;
 pub mod kube_cluster;
+pub mod kube_node;
+pub mod wad_rows;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -35,4 +37,24 @@ pub fn metric_sum(body: &str, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Polls `check` every 200 ms until it answers Some, or fails the test after `timeout` saying what
+/// did not happen.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

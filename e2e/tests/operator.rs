@@ -43,16 +43,9 @@ async fn start_cluster() -> (tempfile::TempDir, Cluster) {
 /// Polls `check` until it answers Some, or fails the test saying what did not happen.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
-    mut check: impl FnMut() -> F,
+    check: impl FnMut() -> F,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    azlog_e2e::eventually(what, WAIT, check).await
 }
 
 /// The operator binary, run on the host against the test cluster with the RBAC of

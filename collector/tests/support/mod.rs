@@ -135,6 +135,8 @@ impl Received {
 pub struct Receiver {
     pub kind: Kind,
     pub ports: Ports,
+    /// The local address it listens on.
+    pub address: String,
     dir: PathBuf,
     out: PathBuf,
     log: PathBuf,
@@ -148,8 +150,13 @@ impl Receiver {
         receiver
     }
 
-    /// A receiver with its ports chosen and config written, not yet running.
+    /// A receiver with its ports chosen and config written, not yet running, on loopback.
     pub fn new(kind: Kind, dir: &Path, ca: &TestCa) -> Receiver {
+        Receiver::new_on(kind, dir, ca, "127.0.0.1")
+    }
+
+    /// The same on another local address (the node's, for pods of a test node).
+    pub fn new_on(kind: Kind, dir: &Path, ca: &TestCa, address: &str) -> Receiver {
         let ports = Ports {
             tcp: free_port(),
             tcp_newline: free_port(),
@@ -164,13 +171,14 @@ impl Receiver {
         std::fs::create_dir_all(&dir).expect("receiver dir");
         let out = dir.join("received.jsonl");
         let conf = match kind {
-            Kind::Rsyslog => rsyslog_conf(&dir, &out, ports, ca),
-            Kind::SyslogNg => syslog_ng_conf(&out, ports, ca),
+            Kind::Rsyslog => rsyslog_conf(&dir, &out, address, ports, ca),
+            Kind::SyslogNg => syslog_ng_conf(&out, address, ports, ca),
         };
         std::fs::write(dir.join("receiver.conf"), conf).expect("write conf");
         Receiver {
             kind,
             ports,
+            address: address.to_owned(),
             log: dir.join("receiver.log"),
             dir,
             out,
@@ -242,6 +250,7 @@ impl Receiver {
                 .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", self.kind)),
         );
         let ports = [self.ports.tcp, self.ports.tls];
+        let address = self.address.clone();
         let log = self.log.clone();
         let child = self.child.as_mut().expect("child");
         wait_until(Duration::from_secs(15), "the receiver to listen", || {
@@ -253,7 +262,7 @@ impl Receiver {
             }
             ports
                 .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                .all(|p| TcpStream::connect((address.as_str(), *p)).is_ok())
                 .then_some(())
         });
     }
@@ -353,7 +362,7 @@ fn parse_line(kind: Kind, line: &str) -> Option<Received> {
     })
 }
 
-fn rsyslog_conf(dir: &Path, out: &Path, ports: Ports, ca: &TestCa) -> String {
+fn rsyslog_conf(dir: &Path, out: &Path, address: &str, ports: Ports, ca: &TestCa) -> String {
     format!(
         r#"global(maxMessageSize="256k" workDirectory="{dir}"
   parser.escapeControlCharactersOnReceive="off"
@@ -363,10 +372,10 @@ module(load="imptcp")
 module(load="imudp")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 module(load="mmpstrucdata")
-input(type="imptcp" port="{tcp}" address="127.0.0.1" supportOctetCountedFraming="on")
-input(type="imptcp" port="{newline}" address="127.0.0.1")
-input(type="imudp" port="{udp}" address="127.0.0.1")
-input(type="imtcp" port="{tls}" address="127.0.0.1")
+input(type="imptcp" port="{tcp}" address="{address}" supportOctetCountedFraming="on")
+input(type="imptcp" port="{newline}" address="{address}")
+input(type="imudp" port="{udp}" address="{address}")
+input(type="imtcp" port="{tls}" address="{address}")
 template(name="parsed" type="list" option.jsonf="on") {{
   property(outname="hostname" name="hostname" format="jsonf")
   property(outname="appname" name="app-name" format="jsonf")
@@ -385,28 +394,30 @@ action(type="omfile" file="{out}" template="parsed" asyncWriting="off" flushOnTX
         key = ca.key_file.display(),
         tcp = ports.tcp,
         newline = ports.tcp_newline,
+        address = address,
         udp = ports.udp,
         tls = ports.tls,
         out = out.display(),
     )
 }
 
-fn syslog_ng_conf(out: &Path, ports: Ports, ca: &TestCa) -> String {
+fn syslog_ng_conf(out: &Path, address: &str, ports: Ports, ca: &TestCa) -> String {
     format!(
         r#"@version: 3.38
 options {{ log-msg-size(300000); keep-hostname(yes); use-dns(no); dns-cache(no); stats-freq(0); }};
-source s_tcp {{ syslog(ip("127.0.0.1") port({tcp}) transport("tcp") log-msg-size(300000)); }};
-source s_newline {{ network(ip("127.0.0.1") port({newline}) transport("tcp") flags(syslog-protocol) log-msg-size(300000)); }};
-source s_udp {{ network(ip("127.0.0.1") port({udp}) transport("udp") flags(syslog-protocol) log-msg-size(300000)); }};
-source s_tls {{ syslog(ip("127.0.0.1") port({tls}) transport("tls") log-msg-size(300000)
+source s_tcp {{ syslog(ip("{address}") port({tcp}) transport("tcp") log-msg-size(300000)); }};
+source s_newline {{ network(ip("{address}") port({newline}) transport("tcp") flags(syslog-protocol) log-msg-size(300000)); }};
+source s_udp {{ network(ip("{address}") port({udp}) transport("udp") flags(syslog-protocol) log-msg-size(300000)); }};
+source s_tls {{ syslog(ip("{address}") port({tls}) transport("tls") log-msg-size(300000)
   tls(key-file("{key}") cert-file("{cert}") peer-verify(optional-untrusted))); }};
-source s_mtls {{ syslog(ip("127.0.0.1") port({mtls}) transport("tls") log-msg-size(300000)
+source s_mtls {{ syslog(ip("{address}") port({mtls}) transport("tls") log-msg-size(300000)
   tls(key-file("{key}") cert-file("{cert}") ca-file("{ca}") peer-verify(required-trusted))); }};
 destination d_file {{ file("{out}" flush-lines(1) template("$(format-json --scope rfc5424 --key .SDATA.* --exclude DATE --exclude LEGACY_MSGHDR)\n")); }};
 log {{ source(s_tcp); source(s_newline); source(s_udp); source(s_tls); source(s_mtls); destination(d_file); }};
 "#,
         tcp = ports.tcp,
         newline = ports.tcp_newline,
+        address = address,
         udp = ports.udp,
         tls = ports.tls,
         mtls = ports.mtls,

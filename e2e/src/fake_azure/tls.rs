@@ -1,7 +1,7 @@
 //! HTTPS for the fake: a throwaway CA and a certificate for 127.0.0.1 / localhost. Azure's SDKs
 //! refuse plain-http authority hosts, so the fake must speak TLS, and clients trust this CA.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
@@ -28,6 +28,11 @@ impl std::fmt::Debug for Certificates {
 }
 
 pub fn certificates() -> Result<Certificates, String> {
+    certificates_for(&["localhost"], &[[127, 0, 0, 1].into()])
+}
+
+/// A throwaway CA and a server certificate it signed for these DNS names and addresses.
+pub fn certificates_for(names: &[&str], addresses: &[IpAddr]) -> Result<Certificates, String> {
     let err = |e: rcgen::Error| format!("cannot make test certificates: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(err)?;
@@ -37,10 +42,11 @@ pub fn certificates() -> Result<Certificates, String> {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).map_err(err)?;
     let key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).map_err(err)?;
+    let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let mut params = CertificateParams::new(names).map_err(err)?;
     params
         .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        .extend(addresses.iter().map(|a| SanType::IpAddress(*a)));
     let cert = params.signed_by(&key, &ca, &ca_key).map_err(err)?;
     let (server_cert_pem, server_key_pem) = (cert.pem(), key.serialize_pem());
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
