@@ -20,15 +20,12 @@ pub const KEY: &str =
 
 /// Where the install script put Azurite and the Python SDK.
 pub fn tools_root() -> PathBuf {
-    let root = std::env::var_os("AZLOG_STORAGE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::cache_dir().join("azure-storage-tools"));
-    assert!(
-        root.join(".complete").exists(),
-        "Azurite and the Azure Python SDK are not installed in {}: run e2e/scripts/install-azure-storage-tools (the README's test command does)",
-        root.display()
-    );
-    root
+    crate::installed(
+        "AZLOG_STORAGE_TOOLS",
+        "azure-storage-tools",
+        "Azurite and the Azure Python SDK are",
+        "install-azure-storage-tools",
+    )
 }
 
 /// Running Azurite Table and Blob services with in-memory storage; stopped when dropped.

@@ -20,20 +20,14 @@ use crate::free_port;
 
 /// The static token of the cluster's administrator (group system:masters).
 pub const ADMIN_TOKEN: &str = "azlog-test-admin-token";
+/// Flags of the controller manager and the scheduler: the only instance, serving nothing.
+const ALONE: [&str; 5] = ["--leader-elect=false", "--port", "0", "--secure-port", "0"];
 /// Where `deploy/operator.yaml` installs the operator, and so where its Lease lives.
 pub const OPERATOR_NAMESPACE: &str = "azlog-system";
 
 /// Where the install script put the control plane binaries.
 pub fn binaries() -> PathBuf {
-    let root = std::env::var_os("AZLOG_KUBE_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::cache_dir().join("kube"));
-    assert!(
-        root.join(".complete").exists(),
-        "the test control plane is not installed in {}: run e2e/scripts/install-kube (the README's test command does)",
-        root.display()
-    );
-    root.join("bin")
+    crate::installed("AZLOG_KUBE_ROOT", "kube", "Kubernetes is", "install-kube").join("bin")
 }
 
 /// A running control plane; every process is stopped when dropped.
@@ -102,15 +96,9 @@ impl Cluster {
         let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
         cluster.spawn(
             "kube-scheduler",
-            Command::new(binaries().join("kube-scheduler")).args([
-                "--kubeconfig",
-                &kubeconfig.display().to_string(),
-                "--leader-elect=false",
-                "--port",
-                "0",
-                "--secure-port",
-                "0",
-            ]),
+            Command::new(binaries().join("kube-scheduler"))
+                .args(["--kubeconfig", &kubeconfig.display().to_string()])
+                .args(ALONE),
         );
         cluster
     }
@@ -244,12 +232,8 @@ impl Cluster {
                     controllers,
                     "--service-account-private-key-file",
                     &path(&sa_key),
-                    "--leader-elect=false",
-                    "--port",
-                    "0",
-                    "--secure-port",
-                    "0",
-                ]),
+                ])
+                .args(ALONE),
         );
         cluster
     }

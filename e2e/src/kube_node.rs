@@ -90,15 +90,12 @@ pub fn cluster_dir() -> PathBuf {
 
 /// Where `e2e/scripts/install-node` put containerd, runc, the CNI plugins and the test images.
 pub fn root() -> PathBuf {
-    let root = std::env::var_os("AZLOG_NODE_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::cache_dir().join("node"));
-    assert!(
-        root.join(".complete").exists(),
-        "the test node is not installed in {}: run e2e/scripts/install-node (the README's test command does)",
-        root.display()
-    );
-    root
+    crate::installed(
+        "AZLOG_NODE_ROOT",
+        "node",
+        "the node's runtime is",
+        "install-node",
+    )
 }
 
 /// Starts containerd and a kubelet that joins `cluster` (made by [`Cluster::start_for_node`]),

@@ -22,6 +22,20 @@ pub fn cache_dir() -> PathBuf {
         .join("azlog")
 }
 
+/// The root an install script filled: `$<variable>`, else `<cache>/<name>`. A missing or
+/// unfinished install fails the test, naming `what` and the script that installs it.
+pub fn installed(variable: &str, name: &str, what: &str, script: &str) -> PathBuf {
+    let root = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join(name));
+    assert!(
+        root.join(".complete").exists(),
+        "{what} not installed in {}: run e2e/scripts/{script} (the README's test command does)",
+        root.display()
+    );
+    root
+}
+
 /// A port free on loopback now, for servers that cannot report a port they chose themselves.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -57,4 +71,28 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// The helm binary `e2e/scripts/install-helm` installed (`$AZLOG_HELM` overrides it).
+pub fn helm() -> PathBuf {
+    let binary = std::env::var_os("AZLOG_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("helm/helm"));
+    assert!(
+        binary.exists(),
+        "helm is not installed at {}: run e2e/scripts/install-helm (the README's test command does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A LogSource named `name` with this spec, as a user would write it.
+pub fn log_source(name: &str, spec: serde_json::Value) -> azlog_operator::crd::LogSource {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "azlog.io/v1alpha1",
+        "kind": "LogSource",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a LogSource")
 }

@@ -11,18 +11,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn helm() -> PathBuf {
-    let binary = std::env::var_os("AZLOG_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| azlog_e2e::cache_dir().join("helm/helm"));
-    assert!(
-        binary.exists(),
-        "helm is not installed at {}: run e2e/scripts/install-helm (the README's test command does)",
-        binary.display()
-    );
-    binary
-}
-
 fn run(program: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(program);
     command
@@ -66,7 +54,7 @@ fn template(values: &[&str]) -> Output {
     for value in values {
         args.extend(["--set", value]);
     }
-    run(&helm(), &args, None, &[])
+    run(&azlog_e2e::helm(), &args, None, &[])
 }
 
 fn text(out: &Output) -> String {
@@ -79,7 +67,12 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn the_chart_passes_helm_lint() {
-    let out = run(&helm(), &["lint", "--strict", "charts/azlog"], None, &[]);
+    let out = run(
+        &azlog_e2e::helm(),
+        &["lint", "--strict", "charts/azlog"],
+        None,
+        &[],
+    );
     assert!(out.status.success(), "helm lint: {}", text(&out));
 }
 
@@ -111,7 +104,7 @@ fn deploy_operator_yaml_is_rendered_from_the_chart() {
         &root().join("deploy/render"),
         &["--check"],
         None,
-        &[("HELM", &helm())],
+        &[("HELM", &azlog_e2e::helm())],
     );
     assert!(out.status.success(), "{}", text(&out));
 }

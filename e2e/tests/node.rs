@@ -19,7 +19,7 @@ use std::time::Duration;
 use azlog_e2e::azurite::{ACCOUNT, Azurite};
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_e2e::kube_node::{self, NODE_IP, TEST_FORWARDER_IMAGE};
-use azlog_e2e::{eventually, wad_rows};
+use azlog_e2e::{eventually, log_source, wad_rows};
 use azlog_operator::crd::LogSource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -408,16 +408,6 @@ async fn ready(sources: &Api<LogSource>, name: &str) {
     );
 }
 
-fn log_source(name: &str, spec: Value) -> LogSource {
-    serde_json::from_value(json!({
-        "apiVersion": "azlog.io/v1alpha1",
-        "kind": "LogSource",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("a LogSource")
-}
-
 /// The test forwarder (busybox `sh`): ships every finished file once over TCP; on SIGTERM it goes on
 /// until the collector has finished its open files, then ships those and exits.
 fn forwarder_script(port: u16) -> String {
@@ -454,16 +444,8 @@ struct Helm {
 
 impl Helm {
     fn new(cluster: &Cluster) -> Helm {
-        let binary = std::env::var_os("AZLOG_HELM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| azlog_e2e::cache_dir().join("helm/helm"));
-        assert!(
-            binary.exists(),
-            "helm is not installed at {}: run e2e/scripts/install-helm (the README's test command does)",
-            binary.display()
-        );
         Helm {
-            binary,
+            binary: azlog_e2e::helm(),
             kubeconfig: cluster.kubeconfig("admin", ADMIN_TOKEN),
         }
     }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azlog_e2e::free_port;
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
+use azlog_e2e::{free_port, log_source};
 use azlog_operator::crd::LogSource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
@@ -18,16 +18,6 @@ use serde_json::{Value, json};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn log_source(name: &str, spec: Value) -> LogSource {
-    serde_json::from_value(json!({
-        "apiVersion": "azlog.io/v1alpha1",
-        "kind": "LogSource",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("a LogSource")
-}
 
 fn simulate_to(address: &str) -> Value {
     json!({"simulate": {"rate": 5.0}, "outputs": [{"syslog": {"address": address}}]})
