@@ -96,3 +96,25 @@ pub fn log_source(name: &str, spec: serde_json::Value) -> azlog_operator::crd::L
     }))
     .expect("a LogSource")
 }
+
+/// What Argo CD shows for `object` (a LogSource as JSON) with the health check of
+/// `deploy/argocd-health.lua`: its status and message. Argo CD runs such checks in gopher-lua, a
+/// Lua 5.1, as this does.
+pub fn argocd_health(object: &serde_json::Value) -> (String, String) {
+    use mlua::LuaSerdeExt;
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/argocd-health.lua"),
+    )
+    .expect("deploy/argocd-health.lua");
+    let lua = mlua::Lua::new();
+    let obj = lua.to_value(object).expect("the object as a Lua table");
+    lua.globals().set("obj", obj).expect("set obj");
+    let health: mlua::Table = lua
+        .load(&script)
+        .eval()
+        .unwrap_or_else(|e| panic!("the health check failed: {e}"));
+    (
+        health.get("status").expect("a status"),
+        health.get("message").expect("a message"),
+    )
+}

@@ -156,3 +156,89 @@ async fn the_api_server_accepts_what_the_chart_renders_in_both_rbac_modes() {
         }
     }
 }
+
+#[test]
+fn the_argo_cd_health_check_reads_every_state_of_a_logsource() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let script = std::fs::read_to_string(root().join("deploy/argocd-health.lua")).expect("lua");
+    for line in script.lines().filter(|l| !l.starts_with("--")) {
+        assert!(
+            readme.contains(&format!("  {line}")),
+            "the README's copy of deploy/argocd-health.lua lacks: {line}"
+        );
+    }
+    let condition = |type_: &str, status: &str, reason: &str| {
+        serde_json::json!({"type": type_, "status": status, "reason": reason,
+            "message": format!("{type_} {reason}"), "lastTransitionTime": "2026-12-01T00:00:00Z"})
+    };
+    let source = |generation: i64, conditions: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "apiVersion": "azlog.io/v1alpha1", "kind": "LogSource",
+            "metadata": {"name": "web-vms", "generation": generation},
+            "spec": {"simulate": {}, "outputs": [{"syslog": {"address": "siem:514"}}]},
+            "status": {"observedGeneration": 2, "conditions": conditions},
+        })
+    };
+    let running = vec![
+        condition("Ready", "True", "CollectorRunning"),
+        condition("Reconciling", "False", "Reconciled"),
+        condition("Stalled", "False", "Progressing"),
+        condition("Degraded", "False", "NoErrors"),
+    ];
+    let cases = [
+        (
+            serde_json::json!({"apiVersion": "azlog.io/v1alpha1", "kind": "LogSource", "metadata": {"name": "new", "generation": 1}}),
+            "Progressing",
+            "waiting for the azlog operator",
+        ),
+        (
+            source(3, running.clone()),
+            "Progressing",
+            "waiting for the azlog operator",
+        ),
+        (source(2, running), "Healthy", "Ready CollectorRunning"),
+        (
+            source(
+                2,
+                vec![
+                    condition("Ready", "False", "CollectorNotAvailable"),
+                    condition("Reconciling", "True", "CollectorNotAvailable"),
+                    condition("Stalled", "False", "Progressing"),
+                ],
+            ),
+            "Progressing",
+            "Ready CollectorNotAvailable",
+        ),
+        (
+            source(
+                2,
+                vec![
+                    condition("Ready", "False", "InvalidSpec"),
+                    condition("Reconciling", "False", "InvalidSpec"),
+                    condition("Stalled", "True", "InvalidSpec"),
+                ],
+            ),
+            "Degraded",
+            "Stalled InvalidSpec",
+        ),
+        (
+            source(
+                2,
+                vec![
+                    condition("Ready", "True", "CollectorRunning"),
+                    condition("Degraded", "True", "OutputFailing"),
+                ],
+            ),
+            "Degraded",
+            "Degraded OutputFailing",
+        ),
+    ];
+    for (object, status, message) in cases {
+        let (got_status, got_message) = azlog_e2e::argocd_health(&object);
+        assert_eq!(
+            (got_status.as_str(), got_message.as_str()),
+            (status, message),
+            "{object}"
+        );
+    }
+}

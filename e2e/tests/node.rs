@@ -203,6 +203,15 @@ async fn chart_on_a_node() {
         "kstatus reads a running LogSource as current: {:?}",
         status.conditions
     );
+    eventually(
+        "Argo CD's health check reads the LogSource as Healthy",
+        POD_WAIT,
+        || async {
+            let live = serde_json::to_value(sources.get("demo").await.ok()?).ok()?;
+            (azlog_e2e::argocd_health(&live).0 == "Healthy").then_some(())
+        },
+    )
+    .await;
 
     let delivered = eventually(
         "every simulated event reached rsyslog",
