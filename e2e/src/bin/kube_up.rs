@@ -59,10 +59,16 @@ async fn main() -> std::process::ExitCode {
 async fn node(cli: &Cli, dir: &std::path::Path) -> std::process::ExitCode {
     if !kube_node::in_sandbox() {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/node-sandbox");
+        // The same command again inside, naming the directory chosen here.
+        let mut inner = vec!["--node".to_owned()];
+        if let Some(run) = &cli.run {
+            inner.extend(["--run".to_owned(), run.clone()]);
+        }
         let status = std::process::Command::new(script)
             .arg(dir.join("node"))
             .arg(std::env::current_exe().expect("this program"))
-            .args(std::env::args_os().skip(1))
+            .args(inner)
+            .arg(dir)
             .status()
             .expect("start the node sandbox");
         return if status.success() {
