@@ -48,7 +48,7 @@ impl DeadLetters {
             buf.extend_from_slice(b"\",\"source\":");
             crate::json::push_str(&mut buf, letter.source);
             buf.extend_from_slice(b",\"origin\":");
-            crate::json::push_str(&mut buf, letter.origin);
+            crate::json::push_str(&mut buf, &crate::redact::redact(letter.origin));
             buf.extend_from_slice(b",\"category\":");
             crate::json::push_str(&mut buf, letter.category);
             buf.extend_from_slice(b",\"reason\":");

@@ -20,6 +20,7 @@ pub mod normalise;
 pub mod output;
 pub mod pipeline;
 pub mod raw_json;
+pub mod redact;
 pub mod rng;
 pub mod service;
 pub mod source;

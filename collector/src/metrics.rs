@@ -54,10 +54,12 @@ struct Failure {
 }
 
 /// Keeps the start of a failure that goes on (its message may change between attempts).
+/// Every error a part reports passes here on its way to `/readyz` and the LogSource status (and
+/// so its conditions and Events): the place no credential may get past.
 fn update(slot: &mut Option<Failure>, error: Option<String>) {
     *slot = error.map(|message| Failure {
         since: slot.as_ref().map_or_else(chrono::Utc::now, |f| f.since),
-        message,
+        message: crate::redact::redact(&message).into_owned(),
     });
 }
 

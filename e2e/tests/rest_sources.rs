@@ -538,3 +538,70 @@ fn a_wrong_secret_is_a_clear_error_naming_entra_s_reason() {
         "the secret never reaches the log"
     );
 }
+
+#[test]
+fn a_next_link_to_another_host_is_never_followed_and_the_listing_starts_over() {
+    let s = setup();
+    // Another server on this machine, as someone who could alter a page would name it.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    other.set_nonblocking(true).expect("nonblocking");
+    let port = other.local_addr().expect("address").port();
+    let now = Utc::now();
+    let mut expected = HashSet::new();
+    for n in 0..20 {
+        let id = format!("link-{n}");
+        s.azure.push_activity(
+            SUB_A,
+            activity(
+                SUB_A,
+                &id,
+                now - TimeDelta::seconds(300) + TimeDelta::seconds(n),
+            ),
+        );
+        expected.insert(id);
+    }
+    let foreign = format!(
+        "https://127.0.0.1:{port}/subscriptions/{SUB_A}/providers/microsoft.insights/eventtypes/management/values?api-version=2015-04-01&sig=leaked-sig-7c1e&$skiptoken=1"
+    );
+    for _ in 0..2 {
+        s.azure.inject(
+            Api::ActivityLog,
+            Fault::Body(json!({"value": [], "nextLink": foreign}).to_string()),
+        );
+    }
+    let yaml = s.config(&format!(
+        "  activityLog:\n    subscriptions: [{SUB_A}]\n    startAt: {}\n    lateArrival: 5s",
+        (now - TimeDelta::minutes(10)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    ));
+    let mut collector = s.start(&yaml);
+    let refused = wait_until(WAIT, "readyz to report the refused link", || {
+        let (status, body) = http_get(s.health, "/readyz");
+        (status == 503 && body.contains("nextLink")).then_some(body)
+    });
+    assert!(
+        refused.contains(&format!("127.0.0.1:{port}")) && !refused.contains("leaked-sig-7c1e"),
+        "/readyz names the link, redacted: {refused}"
+    );
+    wait_for_exactly(&s.out(), &expected, "every event, the listing started over");
+    assert!(
+        matches!(other.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the other host received a connection"
+    );
+    let dead =
+        std::fs::read_to_string(s.path().join("state/dead-letter.ndjson")).expect("dead letters");
+    assert!(
+        dead.contains(&format!("127.0.0.1:{port}"))
+            && dead.contains("sig=REDACTED")
+            && !dead.contains("leaked-sig-7c1e"),
+        "the refused link is dead-lettered once, redacted: {dead}"
+    );
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(s.metric("azlog_source_errors_total", &["category=\"foreign_link\""]) >= 2.0);
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success(), "{}", collector.log());
+    assert!(
+        !collector.log().contains("leaked-sig-7c1e"),
+        "{}",
+        collector.log()
+    );
+}

@@ -76,6 +76,16 @@ pub enum ApiError {
     },
     #[error("failed to reach {api}: {message}")]
     Transport { api: &'static str, message: String },
+    #[error(
+        "{api} sent a nextLink to {url}, outside {expected}; azlog sends its token only to the \
+         configured endpoint and does not follow it (the listing starts over)"
+    )]
+    ForeignLink {
+        api: &'static str,
+        /// Redacted.
+        url: String,
+        expected: String,
+    },
     #[error("{api} sent a page that is not a listing ({reason})")]
     Malformed {
         api: &'static str,
@@ -96,6 +106,7 @@ impl ApiError {
             ApiError::Status { .. } => "request_error",
             ApiError::Transport { .. } => "transport",
             ApiError::Malformed { .. } => "malformed_page",
+            ApiError::ForeignLink { .. } => "foreign_link",
         }
     }
 
@@ -178,7 +189,22 @@ impl AzureClient {
     }
 
     /// Fetches one page of a listing: `{"value": [...], "nextLink" | "@odata.nextLink": ...}`.
+    /// `url` must be on the API's configured endpoint (same scheme, host and port): a `nextLink`
+    /// elsewhere is refused before any token is fetched for it.
     pub async fn get_page(&self, url: &str, api: Api) -> Result<Page, ApiError> {
+        let endpoint = match api.audience {
+            Audience::ResourceManager => &self.endpoints.resource_manager,
+            Audience::Graph => &self.endpoints.graph,
+            // Storage is read through its own client, never listed here: nothing matches.
+            Audience::Storage => &self.endpoints.storage_suffix,
+        };
+        if !same_origin(url, endpoint) {
+            return Err(ApiError::ForeignLink {
+                api: api.name,
+                url: crate::redact::redact(url).into_owned(),
+                expected: endpoint.clone(),
+            });
+        }
         let token = self.bearer(api).await?;
         let request = self
             .http
@@ -191,7 +217,7 @@ impl AzureClient {
         }
         parse_page(&answer.body).map_err(|reason| ApiError::Malformed {
             api: api.name,
-            url: url.to_owned(),
+            url: crate::redact::redact(url).into_owned(),
             reason,
             body: String::from_utf8_lossy(&answer.body).into_owned(),
         })
@@ -338,6 +364,17 @@ impl AzureClient {
     }
 }
 
+/// Whether `url` has the scheme, host and port of `endpoint` (an `https://host[:port]` base).
+fn same_origin(url: &str, endpoint: &str) -> bool {
+    let (Ok(url), Ok(endpoint)) = (reqwest::Url::parse(url), reqwest::Url::parse(endpoint)) else {
+        return false;
+    };
+    url.scheme() == endpoint.scheme()
+        && url.host_str().map(str::to_ascii_lowercase)
+            == endpoint.host_str().map(str::to_ascii_lowercase)
+        && url.port_or_known_default() == endpoint.port_or_known_default()
+}
+
 fn header_number(response: &reqwest::Response, name: &str) -> Option<i64> {
     response
         .headers()
@@ -448,6 +485,7 @@ fn error_body(body: &[u8]) -> (String, String) {
 }
 
 /// reqwest's error with its causes ("error sending request: … : connection refused").
+/// The error with its cause chain. reqwest quotes the URL, so a SAS in it is redacted.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -456,12 +494,36 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::redact::redact(&text).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_is_followed_only_on_the_endpoints_scheme_host_and_port() {
+        let arm = "https://management.azure.com";
+        assert!(same_origin(
+            "https://management.azure.com/subscriptions/s/providers/x?$skiptoken=1",
+            arm
+        ));
+        assert!(same_origin("https://MANAGEMENT.azure.com:443/x", arm));
+        for foreign in [
+            "http://management.azure.com/x",
+            "https://management.azure.com:8443/x",
+            "https://management.azure.com.evil.example/x",
+            "https://evil.example/?https://management.azure.com",
+            "https://user@evil.example/x",
+            "not a url",
+        ] {
+            assert!(!same_origin(foreign, arm), "{foreign}");
+        }
+        assert!(same_origin(
+            "https://127.0.0.1:8443/v1.0/auditLogs/directoryAudits?$skiptoken=x",
+            "https://127.0.0.1:8443"
+        ));
+    }
 
     #[test]
     fn arm_and_graph_pages_are_read_alike() {

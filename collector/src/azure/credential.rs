@@ -145,5 +145,5 @@ fn describe(error: &azure_core::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    crate::redact::redact(&text).into_owned()
 }

@@ -118,7 +118,7 @@ impl Service {
                     .map(|u| u.path().to_owned())
                     .map_err(|e| ApiError::Transport {
                         api: api.name,
-                        message: format!("{url} is not a URL: {e}"),
+                        message: format!("{} is not a URL: {e}", crate::redact::redact(url)),
                     })?;
                 let account = &self.account;
                 let signed = string_to_sign(&format!("/{account}{path}"));

@@ -39,9 +39,19 @@ pub trait Listing: Send + Sync + 'static {
     fn record(&self, stream: &str, position: &Self::Position, raw: RawJson) -> Option<RawRecord>;
 }
 
+/// A query whose `nextLink` keeps failing with a 4xx this many times in a row is started over
+/// from its first page: the link has expired or was never valid, and retrying it cannot succeed.
+const LINK_FAILURES_BEFORE_RESTART: u32 = 3;
+
 struct Running<P> {
     stream: usize,
+    /// The query's first page, where it starts over.
+    first_url: String,
     next_url: Option<String>,
+    /// 4xx answers to the current nextLink in a row.
+    link_failures: u32,
+    /// A foreign nextLink was dead-lettered for this query already.
+    foreign_reported: bool,
     then: P,
     buffered: VecDeque<RawRecord>,
     malformed: Vec<Malformed>,
@@ -131,7 +141,10 @@ impl<L: Listing> Listed<L> {
                 tracing::debug!(stream = %stream, url = %url, "querying");
                 return Some(Running {
                     stream: index,
+                    first_url: url.clone(),
                     next_url: Some(url),
+                    link_failures: 0,
+                    foreign_reported: false,
                     then,
                     buffered: VecDeque::new(),
                     malformed: Vec::new(),
@@ -164,6 +177,7 @@ impl<L: Listing> Listed<L> {
                 match self.client.get_page(&url, api).await {
                     Ok(page) => {
                         run.malformed_attempts = 0;
+                        run.link_failures = 0;
                         run.next_url = page.next_link;
                         let position = self.positions.get(stream);
                         for raw in page.records {
@@ -199,6 +213,46 @@ impl<L: Listing> Listed<L> {
                             reason: format!("{api} page is not a listing: {reason}"),
                             payload: body,
                         });
+                    }
+                    Err(ApiError::ForeignLink { api, url, expected }) => {
+                        // Never fetched. Kept once for whoever investigates; the query starts over
+                        // (dedup hides what its first pages deliver again), with backoff.
+                        if !run.foreign_reported {
+                            run.foreign_reported = true;
+                            run.malformed.push(Malformed {
+                                origin: url.clone(),
+                                reason: format!(
+                                    "{api} sent a nextLink outside {expected}; not followed"
+                                ),
+                                payload: String::new(),
+                            });
+                        }
+                        run.next_url = Some(run.first_url.clone());
+                        return Err(ApiError::ForeignLink { api, url, expected }.into());
+                    }
+                    Err(ApiError::Status {
+                        api,
+                        status,
+                        code,
+                        message,
+                    }) if (400..500).contains(&status) && url != run.first_url => {
+                        run.link_failures += 1;
+                        if run.link_failures >= LINK_FAILURES_BEFORE_RESTART {
+                            tracing::warn!(
+                                api,
+                                status,
+                                "a nextLink keeps failing; starting the query over"
+                            );
+                            run.link_failures = 0;
+                            run.next_url = Some(run.first_url.clone());
+                        }
+                        return Err(ApiError::Status {
+                            api,
+                            status,
+                            code,
+                            message,
+                        }
+                        .into());
                     }
                     Err(e) => return Err(e.into()),
                 }
