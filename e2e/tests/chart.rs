@@ -85,6 +85,11 @@ fn the_values_schema_refuses_misspelt_keys_and_wrong_types() {
         ("watchNamespace=Team_A", "watchNamespace"),
         ("metrics.port=70000", "port"),
         ("collectorImage.pullPolicy=Sometimes", "pullPolicy"),
+        (
+            "policy.forwarderImages=fluent/fluent-bit:3.1",
+            "forwarderImages",
+        ),
+        ("policy.endpointHost={10.0.0.1}", "endpointHost"),
     ] {
         let out = template(&[value]);
         let said = text(&out);

@@ -71,6 +71,9 @@ async fn chart_on_a_node() {
         format!("collectorImage.tag={tag}"),
         "image.pullPolicy=Never".to_owned(),
         "collectorImage.pullPolicy=Never".to_owned(),
+        // The admin's policy: the test forwarder, and endpoints on the node (Azurite).
+        format!("policy.forwarderImages={{{TEST_FORWARDER_IMAGE}}}"),
+        format!("policy.endpointHosts={{{NODE_IP}}}"),
     ];
     let mut install = vec![
         "install",
@@ -281,6 +284,16 @@ async fn chart_on_a_node() {
         NS,
         "--from-file",
         &format!("ca.crt={ca}"),
+    ]);
+    // Both are meant for azlog: they opt in.
+    cluster.kubectl(&[
+        "label",
+        "secret",
+        "diagstore-key",
+        "azurite-ca",
+        "-n",
+        NS,
+        &format!("{}=true", azlog_operator::policy::SECRET_ACCESS_LABEL),
     ]);
     let wad = json!({
         "wad": {"account": ACCOUNT, "endpoint": azurite.table_endpoint(), "accountKey": {"name": "diagstore-key", "key": "key1"}},

@@ -333,7 +333,36 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
         .create(&PostParams::default(), &secret)
         .await
         .expect("create the Secret");
-    let deployment = eventually("the collector starts once the Secret exists", || async {
+    // The Secret exists but is not meant for LogSources: nothing mounts it.
+    let message = eventually("the Secret without the opt-in label is refused", || async {
+        let (_, reason, message) = ready(&sources.get("wad").await.ok()?)?;
+        (reason == "SecretNotAllowed").then_some(message)
+    })
+    .await;
+    assert!(
+        message.contains(&format!(
+            "kubectl label secret diagstore-key -n {NS} {}=true",
+            azlog_operator::policy::SECRET_ACCESS_LABEL
+        )),
+        "{message}"
+    );
+    assert!(
+        deployments
+            .get_opt("azlog-wad")
+            .await
+            .expect("get")
+            .is_none(),
+        "no pod mounts a Secret that did not opt in"
+    );
+    secrets
+        .patch(
+            "diagstore-key",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {azlog_operator::policy::SECRET_ACCESS_LABEL: "true"}}})),
+        )
+        .await
+        .expect("label the Secret");
+    let deployment = eventually("the collector starts once the Secret opts in", || async {
         deployments.get_opt("azlog-wad").await.ok().flatten()
     })
     .await;
@@ -357,6 +386,108 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
         !config.data.unwrap_or_default()["collector.yaml"].contains("c2VjcmV0"),
         "the Secret's value is never copied into the ConfigMap"
     );
+}
+
+#[tokio::test]
+async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_does_not_allow() {
+    let (dir, cluster) = start_cluster().await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let binary = process::workspace_binary("azlog-operator");
+    let token = cluster.operator_token().await;
+    let _operator = OperatorProcess::start(
+        &cluster,
+        &binary,
+        dir.path(),
+        &token,
+        &[
+            "--collector-image",
+            "azlog/collector:test",
+            "--allow-forwarder-image",
+            "registry.example/fluent-bit:*",
+        ],
+    );
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let refused = [
+        (
+            "own-image",
+            json!({"simulate": {}, "collector": {"image": "attacker/miner:1"}, "outputs": [{"syslog": {"address": "s:514"}}]}),
+            "spec.collector.image",
+        ),
+        (
+            "sidecar",
+            json!({"simulate": {}, "outputs": [{"forwarder": {"image": "attacker/shell:1", "args": ["-c", "cat /var/run/secrets/*"]}}]}),
+            "spec.outputs[0].forwarder.image",
+        ),
+        (
+            "host-process",
+            json!({"simulate": {}, "outputs": [{"windowsEventLog": {}}]}),
+            "spec.outputs[0].windowsEventLog",
+        ),
+        (
+            "token-thief",
+            json!({"activityLog": {}, "subscriptionId": "00000000-0000-0000-0000-000000000001",
+                   "credential": {"managedIdentity": {}},
+                   "endpoints": {"resourceManager": "https://arm.attacker.example"},
+                   "outputs": [{"syslog": {"address": "s:514"}}]}),
+            "spec.endpoints.resourceManager",
+        ),
+    ];
+    for (name, spec, _) in &refused {
+        sources
+            .create(&PostParams::default(), &log_source(name, spec.clone()))
+            .await
+            .expect("create");
+    }
+    for (name, _, field) in &refused {
+        let (status, reason, message) = eventually("the policy refusal is reported", || async {
+            let ready = ready(&sources.get(name).await.ok()?)?;
+            (ready.1 == "PolicyRefused").then_some(ready)
+        })
+        .await;
+        assert_eq!(status, "False");
+        assert!(
+            message.contains(field) && message.contains("policy."),
+            "{name}: the refusal names {field} and the setting: {reason}: {message}"
+        );
+        assert!(
+            deployments
+                .get_opt(&format!("azlog-{name}"))
+                .await
+                .expect("get")
+                .is_none(),
+            "{name}: no collector runs what the policy refuses"
+        );
+        let events = cluster.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            NS,
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        assert!(
+            events.contains("PolicyRefused"),
+            "{name}: a Warning Event: {events}"
+        );
+    }
+    // What the policy names is allowed.
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "allowed",
+                json!({"simulate": {}, "outputs": [{"forwarder": {"image": "registry.example/fluent-bit:3.1"}}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    eventually("an allowed forwarder gets its collector", || async {
+        deployments.get_opt("azlog-allowed").await.ok().flatten()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::children::{self, Children, CollectorDefaults, MANAGED_BY};
 use crate::crd::{LogSource, LogSourceStatus};
 use crate::metrics::Metrics;
+use crate::policy::{self, Policy};
 use crate::render::{self, Rendered};
 
 /// The field manager of every apply, so ownership of fields is clear in `managedFields`.
@@ -94,6 +95,7 @@ impl Stores {
 pub struct Context {
     pub client: Client,
     pub defaults: CollectorDefaults,
+    pub policy: Policy,
     pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -112,6 +114,7 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     defaults: CollectorDefaults,
+    policy: Policy,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -144,6 +147,7 @@ pub async fn run(
         ),
         client: client.clone(),
         defaults,
+        policy,
         stores: Stores {
             config_maps,
             service_accounts,
@@ -235,24 +239,27 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
     let rendered = match render::render(source) {
         Ok(rendered) => rendered,
         Err(invalid) => {
-            let running = ctx
-                .stores
-                .deployments
-                .get(&ObjectRef::new(&children::child_name(source)).within(&namespace))
-                .is_some();
-            let message = if running {
-                format!("{invalid}. The collector keeps running the last valid spec.")
-            } else {
-                format!("{invalid}.")
-            };
+            let message = format!("{invalid}.{}", running_note(source, ctx));
             not_ready(source, ctx, status, "InvalidSpec", &message).await?;
             return Ok(Action::await_change());
         }
     };
     status.source = Some(rendered.source.to_owned());
 
-    if let Some(missing) = missing_secret(source, &rendered, ctx).await? {
-        not_ready(source, ctx, status, "SecretNotFound", &missing).await?;
+    let refusals = policy::check(source, &ctx.policy);
+    if !refusals.is_empty() {
+        let problems: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+        let message = format!(
+            "the operator's policy refuses {}.{}",
+            problems.join("; "),
+            running_note(source, ctx)
+        );
+        not_ready(source, ctx, status, "PolicyRefused", &message).await?;
+        return Ok(Action::await_change());
+    }
+
+    if let Some((reason, problem)) = secret_problem(source, &rendered, ctx).await? {
+        not_ready(source, ctx, status, reason, &problem).await?;
         return Ok(Action::requeue(SECRET_RETRY));
     }
 
@@ -394,12 +401,28 @@ fn degraded(status: &LogSourceStatus) -> Option<(&'static str, String)> {
     ))
 }
 
-/// The first Secret the LogSource references that does not exist, in words.
-async fn missing_secret(
+/// What a refused spec adds to its message when an earlier spec's collector still runs.
+fn running_note(source: &LogSource, ctx: &Context) -> &'static str {
+    let namespace = source.namespace().unwrap_or_default();
+    let running = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&children::child_name(source)).within(&namespace))
+        .is_some();
+    if running {
+        " The collector keeps running the last valid spec."
+    } else {
+        ""
+    }
+}
+
+/// The first Secret the LogSource references that does not exist or has not opted in to being
+/// mounted by LogSources: the condition's reason and what to do.
+async fn secret_problem(
     source: &LogSource,
     rendered: &Rendered,
     ctx: &Context,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<(&'static str, String)>, Error> {
     let namespace = source.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     for (name, keys) in &rendered.secrets {
@@ -411,11 +434,30 @@ async fn missing_secret(
                 name: name.clone(),
                 source,
             })?;
-        if found.is_none() {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            return Ok(Some(format!(
-                "Secret {name} does not exist in namespace {namespace}; create it with the key(s) {} and the collector starts",
-                keys.join(", ")
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let Some(found) = found else {
+            return Ok(Some((
+                "SecretNotFound",
+                format!(
+                    "Secret {name} does not exist in namespace {namespace}; create it with the key(s) {} and the label {}=true, and the collector starts",
+                    keys.join(", "),
+                    policy::SECRET_ACCESS_LABEL
+                ),
+            )));
+        };
+        let opted_in = found
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(policy::SECRET_ACCESS_LABEL))
+            .is_some_and(|v| v == "true");
+        if !opted_in {
+            return Ok(Some((
+                "SecretNotAllowed",
+                format!(
+                    "Secret {name} has not opted in to being mounted by LogSources; if it is meant for azlog, label it: kubectl label secret {name} -n {namespace} {}=true",
+                    policy::SECRET_ACCESS_LABEL
+                ),
             )));
         }
     }

@@ -5,4 +5,5 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod render;

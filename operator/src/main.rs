@@ -7,6 +7,7 @@ use std::sync::Arc;
 use azlog_operator::children::CollectorDefaults;
 use azlog_operator::leader::LeaseLock;
 use azlog_operator::metrics::Metrics;
+use azlog_operator::policy::Policy;
 use clap::Parser;
 
 /// Reconciles LogSource resources into collector Deployments, ConfigMaps and ServiceAccounts.
@@ -25,6 +26,33 @@ struct Cli {
     /// Kubernetes decides from the tag.
     #[arg(long, env = "AZLOG_COLLECTOR_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
     collector_image_pull_policy: Option<String>,
+    /// Images LogSources may run as forwarder sidecars: exact references, or prefixes ending in
+    /// `*`. Repeat the flag, or separate with commas. By default none.
+    #[arg(
+        long = "allow-forwarder-image",
+        env = "AZLOG_ALLOWED_FORWARDER_IMAGES",
+        value_delimiter = ','
+    )]
+    forwarder_images: Vec<String>,
+    /// Namespaces whose LogSources may run a Windows HostProcess collector (`*`: every one). By
+    /// default none.
+    #[arg(
+        long = "allow-windows-namespace",
+        env = "AZLOG_WINDOWS_NAMESPACES",
+        value_delimiter = ','
+    )]
+    windows_namespaces: Vec<String>,
+    /// Hosts endpoint overrides may name besides the cloud's own (exact, or `*.suffix`): the
+    /// collector sends credentials there. By default none.
+    #[arg(
+        long = "allow-endpoint-host",
+        env = "AZLOG_ALLOWED_ENDPOINT_HOSTS",
+        value_delimiter = ','
+    )]
+    endpoint_hosts: Vec<String>,
+    /// Let `spec.collector.image` replace the collector image.
+    #[arg(long, env = "AZLOG_COLLECTOR_IMAGE_OVERRIDE", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_collector_image_override: bool,
     /// Watch only this namespace; by default every namespace.
     #[arg(long, env = "AZLOG_WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -132,6 +160,12 @@ async fn run(cli: Cli) -> ExitCode {
             image: cli.collector_image,
             windows_image: cli.collector_windows_image,
             image_pull_policy: cli.collector_image_pull_policy,
+        },
+        Policy {
+            forwarder_images: cli.forwarder_images,
+            windows_namespaces: cli.windows_namespaces,
+            endpoint_hosts: cli.endpoint_hosts,
+            collector_image_override: cli.allow_collector_image_override,
         },
         metrics,
         shutdown,
