@@ -62,6 +62,12 @@ fn ready(source: &LogSource) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Fails the test when LogSource `name`'s collector Deployment exists.
+async fn assert_no_collector(deployments: &Api<Deployment>, name: &str, why: &str) {
+    let found = deployments.get_opt(name).await.expect("get the Deployment");
+    assert!(found.is_none(), "{name}: {why}");
+}
+
 fn config_hash(deployment: &Deployment) -> String {
     deployment
         .spec
@@ -286,14 +292,12 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
     })
     .await;
     assert!(message.contains("a while"), "{message}");
-    assert!(
-        deployments
-            .get_opt("azlog-confused")
-            .await
-            .expect("get")
-            .is_none(),
-        "no collector for an invalid spec"
-    );
+    assert_no_collector(
+        &deployments,
+        "azlog-confused",
+        "no collector for an invalid spec",
+    )
+    .await;
 
     // A storage account key in a Secret that does not exist yet.
     sources
@@ -316,13 +320,7 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
         message.contains("Secret diagstore-key does not exist") && message.contains("key1"),
         "{message}"
     );
-    assert!(
-        deployments
-            .get_opt("azlog-wad")
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert_no_collector(&deployments, "azlog-wad", "no collector yet").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "diagstore-key"},
@@ -346,14 +344,12 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
         )),
         "{message}"
     );
-    assert!(
-        deployments
-            .get_opt("azlog-wad")
-            .await
-            .expect("get")
-            .is_none(),
-        "no pod mounts a Secret that did not opt in"
-    );
+    assert_no_collector(
+        &deployments,
+        "azlog-wad",
+        "no pod mounts a Secret that did not opt in",
+    )
+    .await;
     secrets
         .patch(
             "diagstore-key",
@@ -450,14 +446,12 @@ async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_doe
             message.contains(field) && message.contains("policy."),
             "{name}: the refusal names {field} and the setting: {reason}: {message}"
         );
-        assert!(
-            deployments
-                .get_opt(&format!("azlog-{name}"))
-                .await
-                .expect("get")
-                .is_none(),
-            "{name}: no collector runs what the policy refuses"
-        );
+        assert_no_collector(
+            &deployments,
+            &format!("azlog-{name}"),
+            "no collector runs what the policy refuses",
+        )
+        .await;
         let events = cluster.kubectl(&[
             "get",
             "events",
