@@ -559,6 +559,196 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
     assert_eq!(writes, 0.0, "a converged LogSource costs no write");
 }
 
+#[tokio::test]
+async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
+    let (dir, cluster) = start_cluster().await;
+    let admin = cluster.client(ADMIN_TOKEN);
+    let binary = process::workspace_binary("azlog-operator");
+    let token = cluster.operator_token().await;
+    let _operator = OperatorProcess::start(
+        &cluster,
+        &binary,
+        dir.path(),
+        &token,
+        &[
+            "--collector-image",
+            "azlog/collector:test",
+            "--allow-endpoint-host",
+            "127.0.0.1",
+        ],
+    );
+    const SIG: &str = "Zm9yZ2VkLXNhcy1zaWduYXR1cmU%3D";
+    let sas =
+        format!("?sv=2022-11-02&ss=t&srt=sco&sp=rl&se=2030-01-01T00:00:00Z&spr=https&sig={SIG}");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "diag-sas", "labels": {azlog_operator::policy::SECRET_ACCESS_LABEL: "true"}},
+        "stringData": {"sas": sas},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    // Nothing listens on the storage endpoint: every request fails in transport, whose errors
+    // quote the URL, SAS and all.
+    let closed = free_port();
+    let sources: Api<LogSource> = Api::namespaced(admin.clone(), NS);
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "leaky",
+                json!({"wad": {"account": "diagstore", "endpoint": format!("https://127.0.0.1:{closed}/diagstore"),
+                               "sasToken": {"name": "diag-sas", "key": "sas"}},
+                       "startAt": "Earliest",
+                       "outputs": [{"syslog": {"address": format!("127.0.0.1:{}", free_port())}}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let sas_file = dir.path().join("sas");
+    std::fs::write(&sas_file, &sas).expect("write the SAS");
+    let pod = PodOnHost::prepare(&cluster, dir.path(), "leaky", |config| {
+        config["source"]["wad"]["sasTokenFile"] = sas_file.display().to_string().into();
+    })
+    .await;
+    let mut collector = pod.run();
+    let degraded = eventually(
+        "the source's failure reaches the Degraded condition",
+        || async {
+            let source = sources.get("leaky").await.ok()?;
+            source
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")
+        },
+    )
+    .await;
+    assert_eq!(degraded.reason, "SourceFailing", "{degraded:?}");
+    assert!(
+        degraded.message.contains(&format!("127.0.0.1:{closed}")),
+        "the message still says where: {}",
+        degraded.message
+    );
+    let readyz = process::http_get(pod.health, "/readyz").1;
+    let _ = collector.kill();
+    let _ = collector.wait();
+    let places = [
+        ("/readyz", readyz),
+        ("the Degraded condition", degraded.message.clone()),
+        (
+            "the LogSource",
+            cluster.kubectl(&["get", "logsource", "leaky", "-n", NS, "-o", "json"]),
+        ),
+        (
+            "the Events",
+            cluster.kubectl(&["get", "events", "-n", NS, "-o", "json"]),
+        ),
+        (
+            "the collector's log",
+            std::fs::read_to_string(&pod.log).expect("collector log"),
+        ),
+        (
+            "the operator's log",
+            std::fs::read_to_string(dir.path().join("operator.log")).expect("operator log"),
+        ),
+        (
+            "the dead letters",
+            std::fs::read_to_string(dir.path().join("state/dead-letter.ndjson"))
+                .unwrap_or_default(),
+        ),
+    ];
+    assert!(
+        places[4].1.contains("sig=REDACTED"),
+        "the collector logged the failing URL, redacted: {}",
+        places[4].1
+    );
+    for (place, text) in places {
+        assert!(
+            !text.contains(SIG),
+            "the SAS signature is in {place}: {text}"
+        );
+        assert!(
+            !text.contains("se=2030"),
+            "the SAS expiry is in {place}: {text}"
+        );
+    }
+}
+
+/// A LogSource's collector as its pod would run it, on the host (the test cluster has no node):
+/// the config the operator rendered, with host paths for state and health, and a token of its
+/// ServiceAccount as the kubelet would mount it.
+struct PodOnHost {
+    config: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+    log: std::path::PathBuf,
+    token: String,
+    health: u16,
+}
+
+impl PodOnHost {
+    /// Waits for the operator to render LogSource `name`, then writes its config, changed by
+    /// `adjust` (the pod's paths that differ on the host).
+    async fn prepare(
+        cluster: &Cluster,
+        dir: &Path,
+        name: &str,
+        adjust: impl FnOnce(&mut Value),
+    ) -> PodOnHost {
+        let admin = cluster.client(ADMIN_TOKEN);
+        let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+        let child = format!("azlog-{name}");
+        let rendered = eventually("the collector config and its RoleBinding exist", || async {
+            let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+                Api::namespaced(admin.clone(), NS);
+            bindings.get_opt(&child).await.ok()??;
+            config_maps
+                .get_opt(&format!("{child}-checkpoint"))
+                .await
+                .ok()??;
+            config_maps.get_opt(&child).await.ok()?
+        })
+        .await;
+        let token = cluster.service_account_token(NS, &child).await;
+        let mut config: Value =
+            serde_yaml::from_str(&rendered.data.unwrap_or_default()["collector.yaml"])
+                .expect("yaml");
+        let health = free_port();
+        config["health"]["listen"] = format!("127.0.0.1:{health}").into();
+        config["stateDir"] = dir.join("state").display().to_string().into();
+        adjust(&mut config);
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+        PodOnHost {
+            config: path,
+            kubeconfig: cluster.kubeconfig(name, &token),
+            log: dir.join(format!("{name}.log")),
+            token,
+            health,
+        }
+    }
+
+    fn run(&self) -> std::process::Child {
+        Command::new(process::collector_binary())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start the collector")
+    }
+}
+
 /// A syslog receiver on `port` that counts newline-framed messages.
 async fn syslog_counter(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -611,46 +801,9 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
             .expect("create");
     }
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
-    let rendered = eventually("the collector config and its RoleBinding exist", || async {
-        let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
-            Api::namespaced(admin.clone(), NS);
-        bindings.get_opt("azlog-rbac").await.ok()??;
-        config_maps.get_opt("azlog-rbac-checkpoint").await.ok()??;
-        config_maps.get_opt("azlog-rbac").await.ok()?
-    })
-    .await;
-
-    // The token a kubelet would mount into the collector pod.
-    let token = cluster.service_account_token(NS, "azlog-rbac").await;
-
-    // The rendered config as the pod would read it; only the host paths differ.
-    let mut config: Value =
-        serde_yaml::from_str(&rendered.data.unwrap_or_default()["collector.yaml"]).expect("yaml");
-    let health = free_port();
-    config["health"]["listen"] = format!("127.0.0.1:{health}").into();
-    config["stateDir"] = dir.path().join("state").display().to_string().into();
-    let config_path = dir.path().join("collector.yaml");
-    std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
-    let collector_binary = process::collector_binary();
-    let kubeconfig = cluster.kubeconfig("collector", &token);
-    let run_collector = || {
-        Command::new(&collector_binary)
-            .env("KUBECONFIG", &kubeconfig)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.path().join("collector.log"))
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("start the collector")
-    };
-    let mut collector = run_collector();
+    let pod = PodOnHost::prepare(&cluster, dir.path(), "rbac", |_| {}).await;
+    let token = pod.token.clone();
+    let mut collector = pod.run();
     let condition = |type_: &'static str| {
         let sources = sources.clone();
         async move {
@@ -755,7 +908,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let _ = collector.kill();
     let _ = collector.wait();
     std::fs::remove_dir_all(dir.path().join("state")).ok();
-    let mut collector = run_collector();
+    let mut collector = pod.run();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(checkpoint_events().await, Some(events));
     assert_eq!(
