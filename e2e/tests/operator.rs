@@ -485,6 +485,96 @@ async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_doe
 }
 
 #[tokio::test]
+async fn children_never_collide_take_over_an_object_or_fail_without_a_condition() {
+    let (dir, cluster) = start_cluster().await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let _operator = start_operator(&cluster, dir.path()).await;
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    // Somebody's ConfigMap under the name a LogSource's config would take.
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "azlog-squatter"},
+        "data": {"owner": "the payments team"},
+    }))
+    .expect("configmap");
+    config_maps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create their ConfigMap");
+    let long = "l".repeat(64);
+    let cases = [
+        (
+            "squatter",
+            json!({}),
+            "NameConflict",
+            "ConfigMap azlog-squatter exists and does not belong to this LogSource",
+        ),
+        (
+            "demo-checkpoint",
+            json!({}),
+            "InvalidSpec",
+            "metadata.name: \"demo-checkpoint\" ends with \"-checkpoint\"",
+        ),
+        (long.as_str(), json!({}), "InvalidSpec", "metadata.name"),
+        (
+            "greedy",
+            json!({"collector": {"resources": {"limits": {"memory": "lots"}}}}),
+            "ApplyFailed",
+            "the API server refused Deployment azlog-greedy (",
+        ),
+    ];
+    for (name, extra, _, _) in &cases {
+        let mut spec = simulate_to("siem:514");
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        sources
+            .create(&PostParams::default(), &log_source(name, spec))
+            .await
+            .expect("create");
+    }
+    for (name, _, expected, words) in &cases {
+        let what = format!("{name}: {expected} is reported");
+        let (status, reason, message) = eventually(&what, || async {
+            let ready = ready(&sources.get(name).await.ok()?)?;
+            (ready.1 == *expected).then_some(ready)
+        })
+        .await;
+        assert_eq!(status, "False");
+        assert!(message.contains(words), "{name}: {reason}: {message}");
+    }
+    let kept = config_maps
+        .get("azlog-squatter")
+        .await
+        .expect("their ConfigMap");
+    assert_eq!(
+        kept.data
+            .unwrap_or_default()
+            .get("owner")
+            .map(String::as_str),
+        Some("the payments team"),
+        "their ConfigMap is left as it was"
+    );
+    assert!(kept.metadata.owner_references.is_none(), "and not adopted");
+    assert_no_collector(
+        &deployments,
+        "azlog-squatter",
+        "no collector over a name conflict",
+    )
+    .await;
+    // Their ConfigMap gone, the LogSource gets its collector.
+    config_maps
+        .delete("azlog-squatter", &DeleteParams::default())
+        .await
+        .expect("delete their ConfigMap");
+    eventually("the collector starts once the name is free", || async {
+        deployments.get_opt("azlog-squatter").await.ok().flatten()
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_writes_nothing() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);

@@ -221,8 +221,9 @@ fn pod_template(
         mount("config", CONFIG_DIR, true),
         mount("state", STATE_DIR, false),
     ];
-    for (secret, keys) in &rendered.secrets {
-        let volume = format!("secret-{secret}");
+    // By position: a Secret's name may hold dots, which a volume name may not.
+    for (index, (secret, keys)) in rendered.secrets.iter().enumerate() {
+        let volume = format!("secret-{index}");
         volumes.push(Volume {
             name: volume.clone(),
             secret: Some(SecretVolumeSource {

@@ -29,6 +29,8 @@ use crate::render::{self, Rendered};
 pub const FIELD_MANAGER: &str = "azlog-operator";
 /// How often a LogSource is looked at when nothing changes (a cache read, not an API call).
 const RESYNC: Duration = Duration::from_secs(600);
+/// How soon a failed apply that may pass by itself (a 5xx, throttling) is tried again.
+const APPLY_RETRY: Duration = Duration::from_secs(15);
 /// How soon a LogSource waiting for a Secret is looked at again.
 const SECRET_RETRY: Duration = Duration::from_secs(5);
 
@@ -42,6 +44,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "{kind} {name} exists and does not belong to this LogSource; the operator takes over \
+         nothing it did not create: rename the LogSource, or delete the {kind} if it is stale"
+    )]
+    NotOwned { kind: String, name: String },
     #[error("failed to look up Secret {name}: {source}")]
     Secret {
         name: String,
@@ -59,6 +66,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Apply { .. } => "apply",
+            Error::NotOwned { .. } => "name_conflict",
             Error::Secret { .. } => "secret_lookup",
             Error::Status { .. } => "status",
         }
@@ -263,29 +271,47 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(SECRET_RETRY));
     }
 
-    let Children {
-        config_map,
-        checkpoint,
-        service_account,
-        role,
-        role_binding,
-        deployment,
-    } = children::build(source, &rendered, &ctx.defaults);
-    let stores = &ctx.stores;
-    let mut applier = Applier {
-        ctx,
-        namespace: &namespace,
-        applied: Vec::new(),
+    let children = children::build(source, &rendered, &ctx.defaults);
+    let (deployment, applied) = match apply_children(source, ctx, &namespace, children).await {
+        Ok(applied) => applied,
+        Err(conflict @ Error::NotOwned { .. }) => {
+            // Rechecked now and then: a stale object may be garbage-collected meanwhile.
+            not_ready(source, ctx, status, "NameConflict", &conflict.to_string()).await?;
+            return Ok(Action::requeue(SECRET_RETRY));
+        }
+        Err(Error::Apply {
+            kind,
+            name,
+            source: error,
+        }) => {
+            // Whatever the API server says, the status says it too: a refusal that repeats (a
+            // limit, an admission policy, the operator's own rights, a value it cannot convert)
+            // must not stay in the operator's log alone.
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["apply"])
+                .inc();
+            let (code, detail) = match &error {
+                kube::Error::Api(refused) => (
+                    Some(refused.code),
+                    format!("{} {}: {}", refused.code, refused.reason, refused.message),
+                ),
+                other => (None, other.to_string()),
+            };
+            let message = format!(
+                "the API server refused {kind} {name} ({detail}); change the LogSource, or ask \
+                 the cluster admin if a policy or the operator's RBAC refuses it"
+            );
+            not_ready(source, ctx, status, "ApplyFailed", &message).await?;
+            let transient = code.is_none_or(|c| c >= 500 || c == 429);
+            return Ok(Action::requeue(if transient {
+                APPLY_RETRY
+            } else {
+                RESYNC / 10
+            }));
+        }
+        Err(other) => return Err(other),
     };
-    applier.apply(&stores.config_maps, config_map).await?;
-    applier.apply(&stores.config_maps, checkpoint).await?;
-    applier
-        .apply(&stores.service_accounts, service_account)
-        .await?;
-    applier.apply(&stores.roles, role).await?;
-    applier.apply(&stores.role_bindings, role_binding).await?;
-    let deployment = applier.apply(&stores.deployments, deployment).await?;
-    let applied = applier.applied;
 
     let available = deployment
         .status
@@ -464,10 +490,45 @@ async fn secret_problem(
     Ok(None)
 }
 
+/// Applies every child, the Deployment last; answers it and what had to be written.
+async fn apply_children(
+    source: &LogSource,
+    ctx: &Context,
+    namespace: &str,
+    children: Children,
+) -> Result<(Deployment, Vec<String>), Error> {
+    let Children {
+        config_map,
+        checkpoint,
+        service_account,
+        role,
+        role_binding,
+        deployment,
+    } = children;
+    let stores = &ctx.stores;
+    let mut applier = Applier {
+        ctx,
+        namespace,
+        owner: source.metadata.uid.clone().unwrap_or_default(),
+        applied: Vec::new(),
+    };
+    applier.apply(&stores.config_maps, config_map).await?;
+    applier.apply(&stores.config_maps, checkpoint).await?;
+    applier
+        .apply(&stores.service_accounts, service_account)
+        .await?;
+    applier.apply(&stores.roles, role).await?;
+    applier.apply(&stores.role_bindings, role_binding).await?;
+    let deployment = applier.apply(&stores.deployments, deployment).await?;
+    Ok((deployment, applier.applied))
+}
+
 /// Applies a LogSource's children, remembering which it had to write.
 struct Applier<'a> {
     ctx: &'a Context,
     namespace: &'a str,
+    /// The LogSource's uid: a child is applied only when it is absent or this LogSource's.
+    owner: String,
     /// "Kind name" of every child written, for the Event.
     applied: Vec<String>,
 }
@@ -485,17 +546,46 @@ impl Applier<'_> {
     {
         let (ctx, namespace) = (self.ctx, self.namespace);
         let name = desired.name_any();
-        let mut object = serde_json::to_value(&desired).unwrap_or_default();
-        if let Some(live) = store.get(&ObjectRef::new(&name).within(namespace))
-            && contains(
-                &serde_json::to_value(live.as_ref()).unwrap_or_default(),
-                &object,
-            )
-        {
-            return Ok(live.as_ref().clone());
-        }
         let kind = K::kind(&()).into_owned();
         let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+        let mut object = serde_json::to_value(&desired).unwrap_or_default();
+        let owned = |meta: &kube::api::ObjectMeta| {
+            meta.owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == self.owner && r.controller == Some(true))
+        };
+        let not_owned = || Error::NotOwned {
+            kind: kind.clone(),
+            name: name.clone(),
+        };
+        match store.get(&ObjectRef::new(&name).within(namespace)) {
+            Some(live) if !owned(live.meta()) => return Err(not_owned()),
+            Some(live)
+                if contains(
+                    &serde_json::to_value(live.as_ref()).unwrap_or_default(),
+                    &object,
+                ) =>
+            {
+                return Ok(live.as_ref().clone());
+            }
+            Some(_) => {}
+            // The cache holds only objects with the operator's label; one without it may still
+            // stand under this name, and server-side apply would silently adopt it.
+            None => {
+                let existing =
+                    api.get_metadata_opt(&name)
+                        .await
+                        .map_err(|source| Error::Apply {
+                            kind: kind.clone(),
+                            name: name.clone(),
+                            source,
+                        })?;
+                if existing.is_some_and(|found| !owned(&found.metadata)) {
+                    return Err(not_owned());
+                }
+            }
+        }
         object["apiVersion"] = K::api_version(&()).into();
         object["kind"] = kind.as_str().into();
         let result = api

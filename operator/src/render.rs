@@ -44,7 +44,7 @@ pub fn pod_path(windows: bool, path: &str) -> String {
 
 /// The ConfigMap a LogSource's collector keeps its checkpoint in.
 pub fn checkpoint_config_map(log_source: &str) -> String {
-    format!("azlog-{log_source}-checkpoint")
+    format!("azlog-{log_source}{CHECKPOINT_SUFFIX}")
 }
 
 /// A LogSource's collector, ready to be turned into Kubernetes objects.
@@ -118,6 +118,7 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             message,
         })
     };
+    check_name(&name, &mut err);
     let windows = spec.outputs.iter().any(|o| o.windows_event_log.is_some());
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut secret_file = |r: &SecretKeyRef| {
@@ -266,6 +267,16 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("forwarder-{i}"));
+            if !is_dns_label(&out_name) || out_name == "collector" {
+                err(
+                    &format!("{path}.forwarder.name"),
+                    format!(
+                        "{out_name:?} names the sidecar container: use at most 63 lowercase letters, \
+                         digits and '-', starting and ending with a letter or digit, other than \
+                         \"collector\""
+                    ),
+                );
+            }
             let mount = file_volume(i, &out_name, FileVolume::default());
             let mut value = json!({ "name": out_name, "directory": mount.directory });
             if let Some(format) = forwarder.format {
@@ -423,6 +434,46 @@ fn azure_block(
     (!azure.is_empty()).then_some(Value::Object(azure))
 }
 
+/// The suffix of a collector's checkpoint ConfigMap; no LogSource name may end with it, so no
+/// LogSource's config ConfigMap (`azlog-<name>`) can be another's checkpoint.
+const CHECKPOINT_SUFFIX: &str = "-checkpoint";
+
+/// A LogSource's name becomes its children's names and the value of the label its pods carry:
+/// it must fit a label value (63 characters) and not end like a checkpoint's name.
+fn check_name(name: &str, err: &mut impl FnMut(&str, String)) {
+    if name.len() > 63 {
+        err(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters; a LogSource name labels its collector's pods, so at \
+                 most 63",
+                name.len()
+            ),
+        );
+    }
+    if name.ends_with(CHECKPOINT_SUFFIX) {
+        err(
+            "metadata.name",
+            format!(
+                "{name:?} ends with {CHECKPOINT_SUFFIX:?}, which names another LogSource's \
+                 checkpoint ConfigMap; choose another name"
+            ),
+        );
+    }
+}
+
+/// A DNS-1123 label: what a container name must be.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// The volume and directory the `index`th output writes its files to.
 fn file_volume(index: usize, output_name: &str, volume: FileVolume) -> FileVolumeMount {
     FileVolumeMount {
@@ -571,6 +622,33 @@ mod tests {
             rendered.file_volumes[0].directory,
             "/var/log/azlog/forwarder-1"
         );
+    }
+
+    #[test]
+    fn names_that_would_collide_or_overflow_a_child_are_refused() {
+        let named = |name: &str, spec: Value| {
+            let mut source = log_source(spec);
+            source.metadata.name = Some(name.to_owned());
+            match render(&source) {
+                Ok(_) => Vec::new(),
+                Err(Invalid(errors)) => errors.iter().map(|e| e.path.clone()).collect(),
+            }
+        };
+        let simple = json!({"simulate": {}, "outputs": [{"syslog": {"address": "s:514"}}]});
+        assert_eq!(named("x-checkpoint", simple.clone()), ["metadata.name"]);
+        assert_eq!(named(&"a".repeat(64), simple.clone()), ["metadata.name"]);
+        assert!(named(&"a".repeat(63), simple.clone()).is_empty());
+        assert!(named("x.checkpoint-2", simple).is_empty());
+        for bad in ["Ship", "collector", "a.b", "-x", &"f".repeat(64)] {
+            assert_eq!(
+                named(
+                    "s",
+                    json!({"simulate": {}, "outputs": [{"forwarder": {"image": "i", "name": bad}}]})
+                ),
+                ["spec.outputs[0].forwarder.name"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

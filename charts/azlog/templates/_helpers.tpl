@@ -46,20 +46,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["logsources/finalizers"]
   verbs: ["update"]
 # Each collector's children, applied with server-side apply and watched (label-selected) so that
-# drift is repaired. get and update on ConfigMaps are also what the operator grants each
-# collector on its own checkpoint ConfigMap: a Role can only grant what its creator holds.
+# drift is repaired; get, before the first apply, to refuse taking over an object of the same
+# name that the operator did not create. update on ConfigMaps is also what the operator grants
+# each collector on its own checkpoint ConfigMap: a Role can only grant what its creator holds.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Whether a referenced Secret exists. The operator reads metadata only (a PartialObjectMetadata
 # GET) and never a value, but RBAC cannot grant less than get.
 - apiGroups: [""]
