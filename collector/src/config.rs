@@ -879,6 +879,10 @@ fn default_batch_size() -> usize {
 fn default_max_in_flight() -> usize {
     10_000
 }
+/// The bounds of `pipeline.pollInterval`.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(86_400);
+
 fn default_poll_interval() -> Duration {
     Duration::from_secs(30)
 }
@@ -1125,6 +1129,18 @@ impl Config {
             }
         }
         let p = &self.pipeline;
+        // Zero would poll Azure in a tight loop; a huge value overflows the timer.
+        if p.poll_interval < MIN_POLL_INTERVAL || p.poll_interval > MAX_POLL_INTERVAL {
+            err(
+                "pipeline.pollInterval".into(),
+                format!(
+                    "must be between {} and {}, got {}",
+                    humantime::format_duration(MIN_POLL_INTERVAL),
+                    humantime::format_duration(MAX_POLL_INTERVAL),
+                    humantime::format_duration(p.poll_interval)
+                ),
+            );
+        }
         if p.batch_size == 0 || p.batch_size > 100_000 {
             err(
                 "pipeline.batchSize".into(),
@@ -1846,6 +1862,31 @@ mod tests {
             "pipeline.batchSize",
         ] {
             assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn a_poll_interval_that_would_spin_or_overflow_is_refused() {
+        for (interval, refused) in [
+            ("0s", true),
+            ("50ms", true),
+            ("100ms", false),
+            ("24h", false),
+            ("25h", true),
+            ("500000000years", true),
+        ] {
+            let yaml = format!(
+                "name: demo\nsource:\n  simulate: {{}}\noutputs:\n  - stdout: {{}}\npipeline:\n  pollInterval: {interval}\n"
+            );
+            let errors = match Config::parse(&yaml, "t") {
+                Ok(_) => Vec::new(),
+                Err(e) => e.field_errors(),
+            };
+            assert_eq!(
+                errors.iter().any(|e| e.path == "pipeline.pollInterval"),
+                refused,
+                "{interval}: {errors:?}"
+            );
         }
     }
 

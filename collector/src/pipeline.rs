@@ -46,6 +46,10 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Output(#[from] SetupError),
+    /// A bug: a task panicked. What was delivered before is committed; the rest is read again at
+    /// the next start, so a restart loses nothing.
+    #[error("the {part} crashed ({message}); the collector stops so that it restarts")]
+    Crashed { part: String, message: String },
 }
 
 impl PipelineError {
@@ -55,6 +59,7 @@ impl PipelineError {
             PipelineError::WrongSource { .. } => "wrong_source",
             PipelineError::Source(e) => e.category(),
             PipelineError::Output(_) => "output_setup",
+            PipelineError::Crashed { .. } => "crashed",
         }
     }
 }
@@ -70,10 +75,11 @@ pub struct RunSummary {
     pub undelivered: bool,
 }
 
-/// Delivery of one batch by one output.
+/// What an output task reports: a batch delivered, or its own crash.
 #[derive(Debug)]
-struct Ack {
-    seq: u64,
+enum Ack {
+    Delivered { seq: u64 },
+    Crashed { output: String, message: String },
 }
 
 /// A dispatched batch waiting for its outputs.
@@ -179,7 +185,7 @@ impl<C: CheckpointStore> Pipeline<C> {
 
         let (source_tx, mut source_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
         let (abort_tx, abort_rx) = watch::channel(false);
-        let source_task = tokio::spawn(run_source(
+        let mut source_task = tokio::spawn(run_source(
             source,
             source_tx,
             pipeline_cfg.poll_interval,
@@ -193,12 +199,19 @@ impl<C: CheckpointStore> Pipeline<C> {
             let (tx, rx) = mpsc::unbounded_channel::<Arc<Dispatch>>();
             self.metrics.set_output_error(output.name(), None);
             output_txs.push(tx);
-            output_tasks.push(tokio::spawn(run_output(
+            let name = output.name().to_owned();
+            let task = run_output(
                 output,
                 rx,
                 ack_tx.clone(),
                 self.metrics.clone(),
                 abort_rx.clone(),
+            );
+            output_tasks.push(tokio::spawn(report_crash(
+                name,
+                task,
+                ack_tx.clone(),
+                self.metrics.clone(),
             )));
         }
         drop(ack_tx);
@@ -220,6 +233,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         let mut commit_tick = tokio::time::interval(self.config.checkpoint.commit_interval);
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut progress = Progress::new(committed_events);
+        let mut crashed: Option<PipelineError> = None;
 
         loop {
             if pending.is_empty() && (source_done || drain_deadline.is_some()) {
@@ -230,6 +244,14 @@ impl<C: CheckpointStore> Pipeline<C> {
             tokio::select! {
                 batch = source_rx.recv(), if !source_done && drain_deadline.is_none() && in_flight < max_in_flight => {
                     let Some(batch) = batch else {
+                        // The source ends by dropping its sender: exhausted, or crashed.
+                        if let Err(e) = (&mut source_task).await
+                            && e.is_panic()
+                        {
+                            let message = panic_message(e.into_panic());
+                            self.metrics.set_source_error(Some(format!("the source crashed: {message}")));
+                            crashed = Some(PipelineError::Crashed { part: "source".into(), message });
+                        }
                         source_done = true;
                         continue;
                     };
@@ -249,11 +271,18 @@ impl<C: CheckpointStore> Pipeline<C> {
                     pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, new_ids, weight, events, newest });
                 }
                 ack = ack_rx.recv() => {
-                    let Some(ack) = ack else {
+                    let seq = match ack {
+                        Some(Ack::Delivered { seq }) => seq,
+                        Some(Ack::Crashed { output, message }) => {
+                            // Its batches will never be acknowledged: stop, commit what every
+                            // output delivered, and leave the rest to the next start.
+                            crashed = Some(PipelineError::Crashed { part: format!("output {output}"), message });
+                            break;
+                        }
                         // Every output task ended: only after an abort.
-                        break;
+                        None => break,
                     };
-                    if let Some(p) = pending.iter_mut().find(|p| p.seq == ack.seq) {
+                    if let Some(p) = pending.iter_mut().find(|p| p.seq == seq) {
                         p.remaining = p.remaining.saturating_sub(1);
                     }
                     while pending.front().is_some_and(|p| p.remaining == 0) {
@@ -306,14 +335,13 @@ impl<C: CheckpointStore> Pipeline<C> {
             let _ = abort_tx.send(true);
         }
         for task in output_tasks {
-            // Output tasks finish their current batch and close; a panic inside one is reported here.
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                tracing::error!(error = %e, "an output task panicked");
-            }
+            // Output tasks finish their current batch and close; a crash was reported as an Ack.
+            let _ = task.await;
         }
-        Ok(summary)
+        match crashed {
+            Some(crash) => Err(crash),
+            None => Ok(summary),
+        }
     }
 
     /// Normalises, dead-letters and deduplicates one fetched batch. Answers the batch for the outputs,
@@ -530,6 +558,32 @@ async fn run_source<S: Source>(
     }
 }
 
+/// Runs an output task; a panic in it becomes an [`Ack::Crashed`] the pipeline acts on, and the
+/// output's health error, instead of a silent stall with every later batch unacknowledged.
+async fn report_crash(
+    output: String,
+    task: impl std::future::Future<Output = ()>,
+    acks: mpsc::UnboundedSender<Ack>,
+    metrics: Arc<Metrics>,
+) {
+    use futures::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let message = panic_message(panic);
+        tracing::error!(output = %output, error = %message, "the output task crashed");
+        metrics.set_output_error(&output, Some(format!("the output task crashed: {message}")));
+        let _ = acks.send(Ack::Crashed { output, message });
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// Most batches one sync covers. Bounds how long acknowledgements wait under a backlog.
 pub const SYNC_GROUP: usize = 16;
 
@@ -563,7 +617,7 @@ async fn run_output(
                     break;
                 }
                 for batch in &group {
-                    if acks.send(Ack { seq: batch.seq }).is_err() {
+                    if acks.send(Ack::Delivered { seq: batch.seq }).is_err() {
                         break 'batches;
                     }
                 }
@@ -750,6 +804,87 @@ mod tests {
         }
         ids.sort();
         ids
+    }
+
+    /// A source that hands out prepared batches, then panics.
+    struct Panicking(VecDeque<Batch>);
+
+    impl Source for Panicking {
+        const KIND: &'static str = "scripted";
+
+        async fn fetch(&mut self) -> Result<Fetch, SourceError> {
+            match self.0.pop_front() {
+                Some(batch) => Ok(Fetch::Batch(batch)),
+                None => panic!("the source's bug"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crashed_source_fails_the_run_after_committing_what_was_delivered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Arc::new(Metrics::new());
+        let (_tx, rx) = watch::channel(false);
+        let batches = vec![
+            batch(1, vec![activity("a")], vec![]),
+            batch(2, vec![activity("b")], vec![]),
+        ];
+        let result = Pipeline::new(
+            config(dir.path()),
+            FileStore::new(dir.path().join("state/checkpoint.json")),
+            metrics.clone(),
+        )
+        .run(|_| Ok(Panicking(batches.into())), rx)
+        .await;
+        match result {
+            Err(PipelineError::Crashed { part, message }) => {
+                assert_eq!(
+                    (part.as_str(), message.as_str()),
+                    ("source", "the source's bug")
+                );
+            }
+            other => panic!("the run should fail with the crash: {other:?}"),
+        }
+        assert_eq!(written_ids(dir.path()), vec!["a", "b"]);
+        let checkpoint = FileStore::new(dir.path().join("state/checkpoint.json"))
+            .load()
+            .await
+            .expect("load")
+            .expect("a checkpoint");
+        assert_eq!(checkpoint.cursor, serde_json::json!({"n": 2}));
+        assert!(
+            metrics
+                .ready()
+                .is_err_and(|why| why.contains("the source crashed: the source's bug")),
+            "/readyz says so"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crashed_output_task_is_reported_not_left_to_stall_the_pipeline() {
+        let metrics = Arc::new(Metrics::new());
+        let (acks, mut received) = mpsc::unbounded_channel();
+        report_crash(
+            "syslog-0".into(),
+            async { panic!("the output's bug") },
+            acks,
+            metrics.clone(),
+        )
+        .await;
+        match received.recv().await {
+            Some(Ack::Crashed { output, message }) => {
+                assert_eq!(
+                    (output.as_str(), message.as_str()),
+                    ("syslog-0", "the output's bug")
+                );
+            }
+            other => panic!("expected the crash: {other:?}"),
+        }
+        assert!(
+            metrics
+                .ready()
+                .is_err_and(|why| why.contains("the output task crashed: the output's bug"))
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

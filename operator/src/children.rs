@@ -346,10 +346,9 @@ fn pod_template(
             args: (!f.args.is_empty()).then(|| f.args.clone()),
             env: (!f.env.is_empty()).then(|| f.env.clone()),
             resources: f.resources.clone(),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                ..SecurityContext::default()
-            }),
+            // The same bounds as the collector's: the Pod Security "restricted" profile and a
+            // read-only root; it writes only to the shared volume.
+            security_context: Some(restricted()),
             volume_mounts: Some(vec![mount(
                 &forwarder.volume_name,
                 f.mount_path.as_deref().unwrap_or(FILES_DIR),
@@ -499,6 +498,99 @@ mod tests {
             .as_ref()
             .and_then(|s| s.template.spec.as_ref())
             .expect("pod spec")
+    }
+
+    /// What the Pod Security "restricted" profile (Kubernetes 1.25+) refuses in `pod`.
+    fn restricted_violations(pod: &PodSpec) -> Vec<String> {
+        let mut found = Vec::new();
+        if pod.host_network == Some(true)
+            || pod.host_pid == Some(true)
+            || pod.host_ipc == Some(true)
+        {
+            found.push("host namespaces".to_owned());
+        }
+        let pod_context = pod.security_context.clone().unwrap_or_default();
+        let pod_seccomp = pod_context
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.as_str());
+        for volume in pod.volumes.iter().flatten() {
+            let allowed = volume.config_map.is_some()
+                || volume.secret.is_some()
+                || volume.empty_dir.is_some()
+                || volume.projected.is_some()
+                || volume.persistent_volume_claim.is_some()
+                || volume.downward_api.is_some()
+                || volume.csi.is_some()
+                || volume.ephemeral.is_some();
+            if !allowed {
+                found.push(format!("volume {} of a restricted type", volume.name));
+            }
+        }
+        for c in &pod.containers {
+            let context = c.security_context.clone().unwrap_or_default();
+            if context.privileged == Some(true) {
+                found.push(format!("{}: privileged", c.name));
+            }
+            if context.allow_privilege_escalation != Some(false) {
+                found.push(format!("{}: allowPrivilegeEscalation not false", c.name));
+            }
+            let capabilities = context.capabilities.clone().unwrap_or_default();
+            if !capabilities.drop.iter().flatten().any(|d| d == "ALL") {
+                found.push(format!("{}: capabilities not dropped", c.name));
+            }
+            if capabilities
+                .add
+                .iter()
+                .flatten()
+                .any(|a| a != "NET_BIND_SERVICE")
+            {
+                found.push(format!("{}: capabilities added", c.name));
+            }
+            if context.run_as_non_root.or(pod_context.run_as_non_root) != Some(true) {
+                found.push(format!("{}: runAsNonRoot not true", c.name));
+            }
+            if context.run_as_user.or(pod_context.run_as_user) == Some(0) {
+                found.push(format!("{}: runs as root", c.name));
+            }
+            let seccomp = context
+                .seccomp_profile
+                .as_ref()
+                .map(|p| p.type_.as_str())
+                .or(pod_seccomp);
+            if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+                found.push(format!("{}: no seccomp profile", c.name));
+            }
+            if c.ports.iter().flatten().any(|p| p.host_port.is_some()) {
+                found.push(format!("{}: host port", c.name));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_linux_collector_pod_meets_the_restricted_pod_security_profile() {
+        for spec in [
+            serde_json::json!({"simulate": {}, "outputs": [{"syslog": {"address": "s:514"}}]}),
+            serde_json::json!({"wad": {"account": "diag", "accountKey": {"name": "k", "key": "key1"}},
+                               "outputs": [{"file": {"volume": {"persistentVolumeClaim": "logs"}}},
+                                           {"forwarder": {"image": "fluent/fluent-bit:3.1"}}]}),
+            serde_json::json!({"activityLog": {}, "subscriptionId": "00000000-0000-0000-0000-000000000001",
+                               "credential": {"workloadIdentity": {"tenantId": "00000000-0000-0000-0000-0000000000aa", "clientId": "00000000-0000-0000-0000-0000000000bb"}},
+                               "outputs": [{"syslog": {"address": "s:6514", "transport": "tls", "tls": {"ca": {"name": "ca", "key": "ca.crt"}}}}]}),
+        ] {
+            let children = children(spec.clone());
+            assert_eq!(
+                restricted_violations(pod(&children)),
+                Vec::<String>::new(),
+                "{spec}"
+            );
+        }
+        // The checker itself finds what it is for: the HostProcess pod is not restricted, which
+        // is why only namespaces the policy names may have one.
+        let windows =
+            children(serde_json::json!({"simulate": {}, "outputs": [{"windowsEventLog": {}}]}));
+        assert!(restricted_violations(pod(&windows)).contains(&"host namespaces".to_owned()));
     }
 
     #[test]

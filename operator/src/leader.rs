@@ -2,7 +2,12 @@
 //! one reconciles. The holder renews the Lease every third of its duration; a replica takes it over
 //! only once it has not been renewed for a whole duration. Writes carry the resourceVersion read,
 //! so two replicas racing for an expired Lease cannot both win.
+//!
+//! "Not renewed for a whole duration" is measured on this replica's own monotonic clock, from when
+//! it last saw the Lease change, as client-go does: comparing the holder's renewTime with the local
+//! wall clock would let two machines' clock skew hand the Lease to a second leader.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,6 +22,28 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    observed: Arc<Mutex<Observed>>,
+}
+
+/// The last version of another holder's Lease this replica saw, and when it first saw it.
+#[derive(Debug, Default)]
+struct Observed {
+    version: Option<String>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Observed {
+    /// Whether the Lease at `version` has stood unchanged for longer than `held`.
+    fn expired(&mut self, version: &str, held: Duration) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.version.as_deref() != Some(version) {
+            self.version = Some(version.to_owned());
+            self.since = Some(now);
+            return false;
+        }
+        self.since
+            .is_some_and(|since| now.duration_since(since) > held)
+    }
 }
 
 impl LeaseLock {
@@ -26,6 +53,7 @@ impl LeaseLock {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration: Duration::from_secs(15),
+            observed: Arc::default(),
         }
     }
 
@@ -102,12 +130,17 @@ impl LeaseLock {
         };
         let current = lease.spec.clone().unwrap_or_default();
         let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
-        let expired = current.renew_time.as_ref().is_none_or(|renewed| {
-            let held = current
-                .lease_duration_seconds
-                .map_or(self.duration.as_secs() as i64, i64::from);
-            now.as_second() - renewed.0.as_second() > held
-        });
+        let held = current
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.duration, Duration::from_secs);
+        // Every renewal changes the resourceVersion.
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        let expired = current.holder_identity.is_none()
+            || self
+                .observed
+                .lock()
+                .is_ok_and(|mut observed| observed.expired(&version, held));
         if !ours && !expired {
             return Ok(false);
         }
@@ -123,5 +156,26 @@ impl LeaseLock {
             Err(Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_after_standing_unchanged_on_this_replicas_clock() {
+        let held = Duration::from_secs(15);
+        let mut observed = Observed::default();
+        // However old its renewTime reads, a Lease first seen now is not expired.
+        assert!(!observed.expired("41", held));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!observed.expired("41", held));
+        // Renewed: the wait starts again.
+        assert!(!observed.expired("42", held));
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!observed.expired("42", held));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(observed.expired("42", held));
     }
 }
