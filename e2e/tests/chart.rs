@@ -2,10 +2,18 @@
 //! RBAC modes, its values schema refusing typos and wrong types, and `deploy/operator.yaml` rendered
 //! from it. (`node.rs` installs it on a node.)
 
+#[path = "../../collector/tests/support/process.rs"]
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
+use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
+use azlog_e2e::{eventually, log_source};
+use azlog_operator::crd::LogSource;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -82,7 +90,8 @@ fn the_values_schema_refuses_misspelt_keys_and_wrong_types() {
         ("image.tagg=1.0", "tagg"),
         ("replicas=two", "replicas"),
         ("leaderElection=maybe", "leaderElection"),
-        ("watchNamespace=Team_A", "watchNamespace"),
+        ("watchNamespaces={Team_A}", "watchNamespaces"),
+        ("watchNamespace=team-a", "watchNamespace"),
         ("metrics.port=70000", "port"),
         ("collectorImage.pullPolicy=Sometimes", "pullPolicy"),
         (
@@ -121,13 +130,14 @@ async fn the_api_server_accepts_what_the_chart_renders_in_both_rbac_modes() {
     let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
     cluster.kubectl(&["create", "namespace", "azlog-system"]);
     cluster.kubectl(&["create", "namespace", "team-a"]);
+    cluster.kubectl(&["create", "namespace", "team-b"]);
     let kubectl = PathBuf::from("kubectl");
     for (mode, values) in [
         ("cluster-wide", vec![]),
         (
             "namespaced",
             vec![
-                "watchNamespace=team-a",
+                "watchNamespaces={team-a,team-b}",
                 "replicas=1",
                 "metrics.service.enabled=false",
             ],
@@ -151,7 +161,11 @@ async fn the_api_server_accepts_what_the_chart_renders_in_both_rbac_modes() {
                         && !said.contains("clusterrole"),
                     "namespaced mode holds Roles only: {said}"
                 );
-                assert!(manifest.contains("namespace: team-a"), "{manifest}");
+                assert!(
+                    manifest.contains("namespace: team-a")
+                        && manifest.contains("namespace: team-b"),
+                    "a Role in each watched namespace: {manifest}"
+                );
             }
             _ => assert!(
                 said.contains("clusterrole.rbac.authorization.k8s.io/azlog-operator created")
@@ -246,4 +260,104 @@ fn the_argo_cd_health_check_reads_every_state_of_a_logsource() {
             "{object}"
         );
     }
+}
+
+#[tokio::test]
+async fn in_namespaced_mode_the_operator_works_with_roles_only_and_leaves_other_namespaces_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
+    for namespace in ["azlog-system", "team-a", "team-b", "team-c"] {
+        cluster.kubectl(&["create", "namespace", namespace]);
+    }
+    let rendered = template(&["watchNamespaces={team-a,team-b}", "replicas=1"]);
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    let applied = run(
+        &PathBuf::from("kubectl"),
+        &["apply", "-f", "-"],
+        Some(&rendered.stdout),
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    assert!(applied.status.success(), "{}", text(&applied));
+    let operator_user = "system:serviceaccount:azlog-system:azlog-operator";
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend(["--as", operator_user]);
+        let out = run(
+            &PathBuf::from("kubectl"),
+            &all,
+            None,
+            &[("KUBECONFIG", &kubeconfig)],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(can(&["create", "deployments", "-n", "team-a"]), "yes");
+    for refused in [
+        vec!["list", "deployments", "--all-namespaces"],
+        vec!["get", "secrets", "-n", "team-c"],
+        vec!["create", "deployments", "-n", "team-c"],
+        vec!["list", "logsources", "-n", "kube-system"],
+    ] {
+        assert_eq!(can(&refused), "no", "{refused:?}");
+    }
+
+    // The operator with exactly those rights.
+    let token = cluster
+        .service_account_token("azlog-system", "azlog-operator")
+        .await;
+    let _operator = OperatorProcess::start(
+        &cluster,
+        &process::workspace_binary("azlog-operator"),
+        dir.path(),
+        &token,
+        &[
+            "--collector-image",
+            "azlog/collector:test",
+            "--namespace",
+            "team-a,team-b",
+            "--lease-namespace",
+            "azlog-system",
+        ],
+    );
+    let admin = cluster.client(ADMIN_TOKEN);
+    let spec =
+        serde_json::json!({"simulate": {}, "outputs": [{"syslog": {"address": "siem:514"}}]});
+    for namespace in ["team-a", "team-b", "team-c"] {
+        Api::<LogSource>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &log_source("audit", spec.clone()))
+            .await
+            .expect("create a LogSource");
+    }
+    for namespace in ["team-a", "team-b"] {
+        let deployments: Api<Deployment> = Api::namespaced(admin.clone(), namespace);
+        eventually(
+            &format!("the LogSource in {namespace} gets its collector"),
+            Duration::from_secs(60),
+            || async { deployments.get_opt("azlog-audit").await.ok().flatten() },
+        )
+        .await;
+    }
+    let unwatched = Api::<LogSource>::namespaced(admin.clone(), "team-c");
+    assert!(
+        unwatched
+            .get("audit")
+            .await
+            .expect("the LogSource")
+            .status
+            .is_none(),
+        "a LogSource outside the watched namespaces is not touched"
+    );
+    assert!(
+        Api::<Deployment>::namespaced(admin, "team-c")
+            .get_opt("azlog-audit")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    assert!(
+        !log.contains("403"),
+        "the operator needed a right it lacks: {log}"
+    );
 }

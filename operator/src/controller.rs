@@ -117,8 +117,37 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+/// Runs the controller until `shutdown` resolves: over every namespace when `namespaces` is
+/// empty, else one controller per namespace (each with its own watches, so the operator needs
+/// rights in those namespaces only).
 pub async fn run(
+    client: Client,
+    namespaces: Vec<String>,
+    defaults: CollectorDefaults,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    futures::future::join_all(scopes.into_iter().map(|namespace| {
+        run_in(
+            client.clone(),
+            namespace,
+            defaults.clone(),
+            policy.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    }))
+    .await;
+}
+
+async fn run_in(
     client: Client,
     namespace: Option<String>,
     defaults: CollectorDefaults,

@@ -53,9 +53,14 @@ struct Cli {
     /// Let `spec.collector.image` replace the collector image.
     #[arg(long, env = "AZLOG_COLLECTOR_IMAGE_OVERRIDE", default_value_t = false, action = clap::ArgAction::Set)]
     allow_collector_image_override: bool,
-    /// Watch only this namespace; by default every namespace.
-    #[arg(long, env = "AZLOG_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag, or separate with commas), with Roles there
+    /// and no cluster-wide rights; by default every namespace.
+    #[arg(
+        long = "namespace",
+        env = "AZLOG_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Address of /metrics and /healthz.
     #[arg(long, env = "AZLOG_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
@@ -152,10 +157,15 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
     };
-    tracing::info!(namespace = cli.namespace.as_deref().unwrap_or("(all)"), image = %cli.collector_image, "reconciling LogSources");
+    let watched = if cli.namespaces.is_empty() {
+        "(all)".to_owned()
+    } else {
+        cli.namespaces.join(",")
+    };
+    tracing::info!(namespaces = %watched, image = %cli.collector_image, "reconciling LogSources");
     azlog_operator::controller::run(
         client,
-        cli.namespace,
+        cli.namespaces,
         CollectorDefaults {
             image: cli.collector_image,
             windows_image: cli.collector_windows_image,
