@@ -815,6 +815,11 @@ pub struct KubernetesCheckpointConfig {
     /// The LogSource whose status shows the collector's progress; absent means none is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_source: Option<String>,
+    /// A coordination.k8s.io Lease the collector must hold to read and write the checkpoint: a
+    /// second collector on the same checkpoint (a drifted replica count, a debug run) waits
+    /// instead of delivering the same events and taking turns with the cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
     /// Progress is written to the LogSource status at most this often.
     #[serde(default = "default_status_interval", with = "humantime_serde")]
     pub status_interval: Duration,

@@ -15,6 +15,7 @@ pub mod event;
 pub mod fsutil;
 pub mod health;
 pub mod json;
+pub mod lease;
 pub mod metrics;
 pub mod normalise;
 pub mod output;

@@ -239,6 +239,13 @@ impl<C: CheckpointStore> Pipeline<C> {
             if pending.is_empty() && (source_done || drain_deadline.is_some()) {
                 break;
             }
+            // Another collector owns the checkpoint now: it delivers from there, so this one
+            // stops at once instead of delivering the same events.
+            if let Some(why) = self.store.ownership_lost() {
+                tracing::error!(reason = %why, "stopping: the checkpoint belongs to another collector");
+                crashed = Some(PipelineError::Checkpoint(CheckpointError::Lost(why)));
+                break;
+            }
             let deadline =
                 drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {

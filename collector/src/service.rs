@@ -50,7 +50,7 @@ pub async fn run(
     }
     let store = match &config.checkpoint.kubernetes {
         Some(kubernetes) => Store::ConfigMap(Box::new(
-            ConfigMapStore::connect(kubernetes, metrics.clone())
+            ConfigMapStore::connect(kubernetes, metrics.clone(), shutdown.clone())
                 .await
                 .map_err(ServiceError::Checkpoint)?,
         )),

@@ -767,6 +767,112 @@ async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
     }
 }
 
+#[tokio::test]
+async fn two_collectors_on_one_checkpoint_take_turns_without_regressing_or_doubling_anything() {
+    let (dir, cluster) = start_cluster().await;
+    let admin = cluster.client(ADMIN_TOKEN);
+    let _operator = start_operator(&cluster, dir.path()).await;
+    let events = 600;
+    Api::<LogSource>::namespaced(admin.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "pair",
+                json!({"simulate": {"rate": 30.0, "count": events, "seed": 9},
+                       "outputs": [{"file": {}}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    // Two copies of the collector pod, each with its own files (a drifted replica, a debug run).
+    let mut pods = Vec::new();
+    for instance in ["first", "second"] {
+        let home = dir.path().join(instance);
+        std::fs::create_dir_all(&home).expect("dir");
+        let out = home.join("out");
+        pods.push(
+            PodOnHost::prepare(&cluster, &home, "pair", |config| {
+                config["outputs"][0]["file"]["directory"] = out.display().to_string().into();
+            })
+            .await,
+        );
+    }
+    let out = |instance: &str| dir.path().join(instance).join("out");
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    let delivered = || async {
+        let cm = config_maps.get("azlog-pair-checkpoint").await.ok()?;
+        let text = cm.data?.get("checkpoint.json")?.clone();
+        serde_json::from_str::<Value>(&text).ok()?["eventsDelivered"].as_u64()
+    };
+    // Every value the checkpoint takes, to show it never goes back.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let watcher = {
+        let (seen, config_maps) = (seen.clone(), config_maps.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(cm) = config_maps.get("azlog-pair-checkpoint").await
+                    && let Some(n) = cm
+                        .data
+                        .and_then(|d| d.get("checkpoint.json").cloned())
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|v| v["eventsDelivered"].as_u64())
+                {
+                    seen.lock().expect("seen").push(n);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let mut first = pods[0].run();
+    eventually("the first collector delivers", || async {
+        (delivered().await? >= 100).then_some(())
+    })
+    .await;
+    let mut second = pods[1].run();
+    let standby = eventually("the second one reports that it stands by", || async {
+        std::net::TcpStream::connect(("127.0.0.1", pods[1].health)).ok()?;
+        let (status, body) = process::http_get(pods[1].health, "/readyz");
+        (status == 503 && body.contains("standby")).then_some(body)
+    })
+    .await;
+    assert!(standby.contains("Lease azlog-pair"), "{standby}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        process::file_output_ids(&out("second")).is_empty(),
+        "the standby delivers nothing"
+    );
+    // The first stops (a rolled pod): it commits, gives up the Lease, and the second goes on.
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    assert!(
+        first.wait().expect("wait").success(),
+        "the first stops cleanly"
+    );
+    eventually("the second collector delivers the rest", || async {
+        (delivered().await? == events).then_some(())
+    })
+    .await;
+    watcher.abort();
+    let _ = second.kill();
+    let _ = second.wait();
+    let values = seen.lock().expect("seen").clone();
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "the checkpoint went back: {values:?}"
+    );
+    let mut all = process::file_output_ids(&out("first"));
+    let from_second = process::file_output_ids(&out("second"));
+    assert!(!from_second.is_empty(), "the second took over");
+    all.extend(from_second);
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (events as usize, events as usize),
+        "every event once across both collectors' files"
+    );
+}
+
 /// A LogSource's collector as its pod would run it, on the host (the test cluster has no node):
 /// the config the operator rendered, with host paths for state and health, and a token of its
 /// ServiceAccount as the kubelet would mount it.

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection, WindowsSecurityContextOptions,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection, WindowsSecurityContextOptions,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -53,6 +55,8 @@ pub struct Children {
     /// What the collector may do: read and update its checkpoint, report to the LogSource status.
     pub role: Role,
     pub role_binding: RoleBinding,
+    /// The Lease the collector holds while it writes the checkpoint (one writer at a time).
+    pub lease: Lease,
     pub deployment: Deployment,
 }
 
@@ -135,6 +139,13 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
                 ..PolicyRule::default()
             },
             PolicyRule {
+                api_groups: Some(vec!["coordination.k8s.io".into()]),
+                resources: Some(vec!["leases".into()]),
+                resource_names: Some(vec![name.clone()]),
+                verbs: vec!["get".into(), "update".into()],
+                ..PolicyRule::default()
+            },
+            PolicyRule {
                 api_groups: Some(vec!["azlog.io".into()]),
                 resources: Some(vec!["logsources/status".into()]),
                 resource_names: Some(vec![ls_name.clone()]),
@@ -158,6 +169,11 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         }]),
     };
 
+    // Created empty; the collector fills in its holder and renews it.
+    let lease = Lease {
+        metadata: meta.clone(),
+        spec: None,
+    };
     let deployment = Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
@@ -189,6 +205,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         service_account,
         role,
         role_binding,
+        lease,
         deployment,
     }
 }
@@ -307,6 +324,18 @@ fn pod_template(
             .image_pull_policy
             .clone()
             .or_else(|| defaults.image_pull_policy.clone()),
+        // Who holds the checkpoint's Lease, as kubectl shows it.
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
         args: Some(vec![
             "run".into(),
             "--config".into(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -80,6 +81,7 @@ pub struct Stores {
     pub service_accounts: Store<ServiceAccount>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    pub leases: Store<Lease>,
     pub deployments: Store<Deployment>,
 }
 
@@ -96,6 +98,7 @@ impl Stores {
             && filled(&self.service_accounts)
             && filled(&self.roles)
             && filled(&self.role_bindings)
+            && filled(&self.leases)
             && filled(&self.deployments)
     }
 }
@@ -173,6 +176,7 @@ async fn run_in(
     let (service_accounts, sa_stream) = cached(api::<ServiceAccount>(&client, ns), &owned);
     let (roles, role_stream) = cached(api::<Role>(&client, ns), &owned);
     let (role_bindings, binding_stream) = cached(api::<RoleBinding>(&client, ns), &owned);
+    let (leases, lease_stream) = cached(api::<Lease>(&client, ns), &owned);
     let (deployments, deploy_stream) = cached(api::<Deployment>(&client, ns), &owned);
     let context = Arc::new(Context {
         recorder: Recorder::new(
@@ -190,6 +194,7 @@ async fn run_in(
             service_accounts,
             roles,
             role_bindings,
+            leases,
             deployments,
         },
         metrics,
@@ -199,6 +204,7 @@ async fn run_in(
         .owns_stream(sa_stream)
         .owns_stream(role_stream)
         .owns_stream(binding_stream)
+        .owns_stream(lease_stream)
         .owns_stream(deploy_stream)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -532,6 +538,7 @@ async fn apply_children(
         service_account,
         role,
         role_binding,
+        lease,
         deployment,
     } = children;
     let stores = &ctx.stores;
@@ -548,6 +555,7 @@ async fn apply_children(
         .await?;
     applier.apply(&stores.roles, role).await?;
     applier.apply(&stores.role_bindings, role_binding).await?;
+    applier.apply(&stores.leases, lease).await?;
     let deployment = applier.apply(&stores.deployments, deployment).await?;
     Ok((deployment, applier.applied))
 }

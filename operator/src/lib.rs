@@ -3,7 +3,6 @@
 pub mod children;
 pub mod controller;
 pub mod crd;
-pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod render;

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use azlog_collector::lease::LeaseLock;
 use azlog_operator::children::CollectorDefaults;
-use azlog_operator::leader::LeaseLock;
 use azlog_operator::metrics::Metrics;
 use azlog_operator::policy::Policy;
 use clap::Parser;
@@ -184,6 +184,10 @@ async fn run(cli: Cli) -> ExitCode {
     if lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
         ExitCode::FAILURE
     } else {
+        // A standby replica takes over now rather than when the Lease would have expired.
+        if let Some(lease) = &lease {
+            lease.release().await;
+        }
         ExitCode::SUCCESS
     }
 }

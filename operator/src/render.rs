@@ -305,6 +305,7 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             "kubernetes": {
                 "namespace": namespace,
                 "configMap": checkpoint_config_map(&name),
+                "lease": format!("azlog-{name}"),
                 "logSource": name,
             },
         }),

@@ -61,6 +61,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# Each collector's Lease (one checkpoint writer at a time), an owned child like the others; get
+# and update are also what the collector's Role grants on it.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 # Whether a referenced Secret exists. The operator reads metadata only (a PartialObjectMetadata
 # GET) and never a value, but RBAC cannot grant less than get.
 - apiGroups: [""]

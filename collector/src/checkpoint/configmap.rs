@@ -3,12 +3,16 @@
 //! status reporter ([`crate::status`]), which shows it on the LogSource.
 //!
 //! The ConfigMap is created by the operator (owned by the LogSource, so it goes with it); the
-//! collector only reads and updates that one object, which is all its Role allows. Every update
-//! carries the resourceVersion last read: a second collector writing the same checkpoint makes
-//! the update fail instead of silently interleaving two cursors.
+//! collector only reads and updates that one object, which is all its Role allows.
+//!
+//! One writer: the collector first takes the checkpoint's Lease (when the config names one), so a
+//! second collector waits instead of delivering the same events. Every update carries the
+//! resourceVersion this collector last read or wrote; a 409 means someone else wrote it, and the
+//! collector stops rather than re-read and overwrite (which would let two collectors take turns
+//! regressing each other's cursor).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::ByteString;
@@ -36,7 +40,12 @@ pub struct ConfigMapStore {
     config_maps: Api<ConfigMap>,
     name: String,
     /// The object as last read or written, whose resourceVersion the next update carries.
-    current: Option<ConfigMap>,
+    current: Mutex<Option<ConfigMap>>,
+    /// Set when the Lease was lost or another writer's update was found: why this collector
+    /// may write no more.
+    lost: Arc<Mutex<Option<String>>>,
+    /// The Lease and its renewing task, stopped and released with the store.
+    lease: Option<(crate::lease::LeaseLock, tokio::task::JoinHandle<()>)>,
     /// To the status reporter, when a LogSource is named, and its task.
     reporter: Option<(
         tokio::sync::watch::Sender<Option<Progress>>,
@@ -60,6 +69,7 @@ impl ConfigMapStore {
     pub async fn connect(
         config: &KubernetesCheckpointConfig,
         metrics: Arc<Metrics>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, CheckpointError> {
         let client = match std::env::var_os(SANDBOX_ROOT) {
             Some(root) => host_process_config(std::path::Path::new(&root))
@@ -67,6 +77,13 @@ impl ConfigMapStore {
             None => kube::Client::try_default().await.map_err(|e| e.to_string()),
         }
         .map_err(|e| CheckpointError::Kubernetes(format!("failed to connect: {e}")))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lease = match &config.lease {
+            Some(lease) => {
+                Some(hold_lease(&client, config, lease, &metrics, lost.clone(), shutdown).await?)
+            }
+            None => None,
+        };
         let reporter = config.log_source.clone().map(|name| {
             let resource = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("azlog.io", "v1alpha1", "LogSource"),
@@ -79,10 +96,17 @@ impl ConfigMapStore {
         Ok(ConfigMapStore {
             config_maps: Api::namespaced(client, &config.namespace),
             name: config.config_map.clone(),
-            current: None,
+            current: Mutex::new(None),
+            lost,
+            lease,
             reporter,
             last_write: None,
         })
+    }
+
+    /// Why this collector may no longer write the checkpoint, if it may not.
+    pub fn ownership_lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|lost| lost.clone())
     }
 
     pub fn describe(&self) -> String {
@@ -96,7 +120,7 @@ impl ConfigMapStore {
             }
             kube::Error::Api(s) if s.code == 404 => "; the operator creates it with the LogSource",
             kube::Error::Api(s) if s.code == 409 => {
-                "; another collector wrote it: only one may run per LogSource"
+                "; another collector wrote it: only one may write a checkpoint"
             }
             _ => "",
         };
@@ -107,15 +131,59 @@ impl ConfigMapStore {
     }
 }
 
+/// Waits until this collector holds the checkpoint's Lease (or `shutdown`), saying so in
+/// `/readyz` meanwhile, then keeps renewing it; when it is lost, `lost` says why.
+async fn hold_lease(
+    client: &kube::Client,
+    config: &KubernetesCheckpointConfig,
+    name: &str,
+    metrics: &Arc<Metrics>,
+    lost: Arc<Mutex<Option<String>>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(crate::lease::LeaseLock, tokio::task::JoinHandle<()>), CheckpointError> {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "azlog-collector".into()),
+            std::process::id()
+        )
+    });
+    let lock = crate::lease::LeaseLock::new(client.clone(), &config.namespace, name, &identity);
+    // /readyz tells a standby collector from a working one until the Lease is ours.
+    metrics.set_checkpoint_error(Some(format!(
+        "standby: waiting for Lease {name}; while another collector holds it, that one writes the checkpoint and this one takes over if it stops"
+    )));
+    tokio::select! {
+        () = lock.acquire() => {}
+        _ = shutdown.wait_for(|stop| *stop) => {
+            return Err(CheckpointError::Kubernetes(format!("stopped while waiting for Lease {name}")));
+        }
+    }
+    metrics.set_checkpoint_error(None);
+    let name = name.to_owned();
+    let renewing = lock.clone();
+    let task = tokio::spawn(async move {
+        renewing.hold().await;
+        if let Ok(mut lost) = lost.lock() {
+            *lost = Some(format!("this collector lost Lease {name} to another"));
+        }
+    });
+    Ok((lock, task))
+}
+
 impl CheckpointStore for ConfigMapStore {
     async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        // `load` takes &self; the object read is kept by the first commit's own read instead.
         let object = self
             .config_maps
             .get(&self.name)
             .await
             .map_err(|e| self.error("read", e))?;
-        decode(&object)
+        let checkpoint = decode(&object)?;
+        // The first update carries this version: a write by anyone else since fails it.
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(object);
+        }
+        Ok(checkpoint)
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
@@ -125,7 +193,11 @@ impl CheckpointStore for ConfigMapStore {
         if idle {
             return Ok(());
         }
-        let mut object = match self.current.take() {
+        if let Some(why) = self.ownership_lost() {
+            return Err(CheckpointError::Lost(why));
+        }
+        let stored = self.current.lock().ok().and_then(|mut c| c.take());
+        let mut object = match stored {
             Some(object) => object,
             None => self
                 .config_maps
@@ -142,12 +214,30 @@ impl CheckpointStore for ConfigMapStore {
             .binary_data
             .get_or_insert_with(BTreeMap::new)
             .insert(IDS_KEY.into(), ByteString(ids));
-        let written = self
+        let written = match self
             .config_maps
             .replace(&self.name, &PostParams::default(), &object)
             .await
-            .map_err(|e| self.error("update", e))?;
-        self.current = Some(written);
+        {
+            Ok(written) => written,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let why = format!(
+                    "another collector wrote ConfigMap {} since this one last read it",
+                    self.name
+                );
+                if let Ok(mut lost) = self.lost.lock() {
+                    *lost = Some(why.clone());
+                }
+                return Err(CheckpointError::Lost(why));
+            }
+            Err(e) => {
+                // Not a conflict: the next commit reads the object again.
+                return Err(self.error("update", e));
+            }
+        };
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(written);
+        }
         self.last_write = Some((checkpoint.events_delivered, Instant::now()));
         if let Some((progress, _)) = &self.reporter {
             progress.send_replace(Some(Progress {
@@ -160,6 +250,13 @@ impl CheckpointStore for ConfigMapStore {
     }
 
     async fn finish(&mut self) {
+        if let Some((lock, renewing)) = self.lease.take() {
+            renewing.abort();
+            // Only a collector that still owns the checkpoint gives it up.
+            if self.ownership_lost().is_none() {
+                lock.release().await;
+            }
+        }
         if let Some((progress, task)) = self.reporter.take() {
             drop(progress);
             // The last report is worth a moment at shutdown, not a hang.
@@ -170,6 +267,10 @@ impl CheckpointStore for ConfigMapStore {
                 tracing::warn!("the last status report did not finish in time");
             }
         }
+    }
+
+    fn ownership_lost(&self) -> Option<String> {
+        ConfigMapStore::ownership_lost(self)
     }
 }
 

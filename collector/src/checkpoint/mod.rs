@@ -95,6 +95,8 @@ pub enum CheckpointError {
     TooNew { found: u32 },
     #[error("{0}")]
     Kubernetes(String),
+    #[error("{0}; this collector stops writing it and exits, and the other goes on")]
+    Lost(String),
 }
 
 impl CheckpointError {
@@ -105,6 +107,7 @@ impl CheckpointError {
             CheckpointError::Corrupt(_) => "corrupt",
             CheckpointError::TooNew { .. } => "too_new",
             CheckpointError::Kubernetes(_) => "kubernetes",
+            CheckpointError::Lost(_) => "ownership_lost",
         }
     }
 }
@@ -118,6 +121,11 @@ pub trait CheckpointStore: Send + 'static {
     /// Called once after the last commit, before the collector exits.
     fn finish(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+    /// Why this process may no longer write the checkpoint (another one owns it now); the
+    /// pipeline then stops instead of delivering what that one delivers.
+    fn ownership_lost(&self) -> Option<String> {
+        None
     }
 }
 
@@ -298,6 +306,13 @@ impl CheckpointStore for Store {
     async fn finish(&mut self) {
         if let Store::ConfigMap(s) = self {
             s.finish().await;
+        }
+    }
+
+    fn ownership_lost(&self) -> Option<String> {
+        match self {
+            Store::File(_) => None,
+            Store::ConfigMap(s) => s.ownership_lost(),
         }
     }
 }

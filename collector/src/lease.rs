@@ -1,6 +1,7 @@
-//! Leader election with a coordination.k8s.io Lease, so that of several operator replicas exactly
-//! one reconciles. The holder renews the Lease every third of its duration; a replica takes it over
-//! only once it has not been renewed for a whole duration. Writes carry the resourceVersion read,
+//! Exclusive ownership with a coordination.k8s.io Lease: of several operator replicas exactly one
+//! reconciles, and of several collectors on one checkpoint exactly one reads and writes it. The
+//! holder renews the Lease every third of its duration; another takes it over only once it has not
+//! been renewed for a whole duration. Writes carry the resourceVersion read,
 //! so two replicas racing for an expired Lease cannot both win.
 //!
 //! "Not renewed for a whole duration" is measured on this replica's own monotonic clock, from when
@@ -63,12 +64,12 @@ impl LeaseLock {
         loop {
             match self.try_acquire().await {
                 Ok(true) => {
-                    tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
+                    tracing::info!(lease = %self.name, identity = %self.identity, "holding the Lease");
                     return;
                 }
                 Ok(false) => {
                     if !waiting_logged {
-                        tracing::info!(lease = %self.name, "another replica leads; waiting to take over");
+                        tracing::info!(lease = %self.name, "another process holds the Lease; waiting to take over");
                         waiting_logged = true;
                     }
                 }
@@ -89,7 +90,7 @@ impl LeaseLock {
             match self.try_acquire().await {
                 Ok(true) => last_renewed = tokio::time::Instant::now(),
                 Ok(false) => {
-                    tracing::error!(lease = %self.name, "another replica took the Lease over");
+                    tracing::error!(lease = %self.name, "another process took the Lease over");
                     return;
                 }
                 Err(e) => {
@@ -99,6 +100,31 @@ impl LeaseLock {
             if last_renewed.elapsed() >= self.duration {
                 tracing::error!(lease = %self.name, "could not renew the Lease in time");
                 return;
+            }
+        }
+    }
+
+    /// Gives the Lease up if this process holds it, so that a waiting one takes over at once
+    /// instead of after a whole duration. Best effort: an error leaves it to expire.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(lease = %self.name, "released the Lease"),
+            Err(e) => {
+                tracing::warn!(lease = %self.name, error = %e, "failed to release the Lease; it expires by itself")
             }
         }
     }
