@@ -17,7 +17,7 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result
     let listener = TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render))
         .with_state(metrics);
@@ -27,6 +27,13 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result
         }
     });
     Ok(bound)
+}
+
+async fn healthz(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
+    match metrics.alive() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stuck: {why}\n")),
+    }
 }
 
 async fn readyz(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {

@@ -45,7 +45,14 @@ struct Health {
     source: Option<Failure>,
     outputs: BTreeMap<String, Option<Failure>>,
     checkpoint: Option<Failure>,
+    /// When the source's fetch now under way began.
+    fetching_since: Option<std::time::Instant>,
 }
+
+/// A fetch that has not returned for this long is stuck (every Azure request times out after two
+/// minutes, so this is a hang, not a slow service): `/healthz` fails and the kubelet restarts the
+/// collector, which resumes from its checkpoint.
+pub const STUCK_FETCH: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 struct Failure {
@@ -330,6 +337,36 @@ impl Metrics {
 
     /// Ready means: the source's last fetch worked, no output is failing and the last checkpoint
     /// commit worked.
+    /// A fetch of the source begins.
+    pub fn fetch_started(&self) {
+        if let Ok(mut health) = self.health.lock() {
+            health.fetching_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The fetch under way returned, with events or an error: the source is not stuck.
+    pub fn fetch_finished(&self) {
+        if let Ok(mut health) = self.health.lock() {
+            health.fetching_since = None;
+        }
+    }
+
+    /// What `/healthz` answers: an error once a fetch has hung for [`STUCK_FETCH`].
+    pub fn alive(&self) -> Result<(), String> {
+        self.alive_at(std::time::Instant::now())
+    }
+
+    fn alive_at(&self, now: std::time::Instant) -> Result<(), String> {
+        let since = self.health.lock().ok().and_then(|h| h.fetching_since);
+        match since.map(|since| now.saturating_duration_since(since)) {
+            Some(waited) if waited >= STUCK_FETCH => Err(format!(
+                "the source has waited {} for one fetch to return; restart the collector (it resumes from its checkpoint)",
+                humantime::format_duration(std::time::Duration::from_secs(waited.as_secs()))
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn ready(&self) -> Result<(), String> {
         match self.problem() {
             None => Ok(()),
@@ -346,5 +383,23 @@ impl Metrics {
             return format!("# failed to encode metrics: {e}\n");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_that_never_returns_fails_healthz_and_one_that_returns_clears_it() {
+        let metrics = Metrics::new();
+        let now = std::time::Instant::now();
+        assert_eq!(metrics.alive_at(now + STUCK_FETCH * 2), Ok(()));
+        metrics.fetch_started();
+        assert_eq!(metrics.alive(), Ok(()));
+        let stuck = metrics.alive_at(now + STUCK_FETCH + std::time::Duration::from_secs(5));
+        assert!(stuck.is_err_and(|why| why.contains("has waited 10m")));
+        metrics.fetch_finished();
+        assert_eq!(metrics.alive_at(now + STUCK_FETCH * 2), Ok(()));
     }
 }

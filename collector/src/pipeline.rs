@@ -519,10 +519,12 @@ async fn run_source<S: Source>(
             return;
         }
         let started = Instant::now();
+        metrics.fetch_started();
         let fetched = tokio::select! {
             fetched = source.fetch() => fetched,
             _ = shutdown.changed() => return,
         };
+        metrics.fetch_finished();
         metrics
             .source_fetch_duration
             .observe(started.elapsed().as_secs_f64());
