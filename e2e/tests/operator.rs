@@ -41,14 +41,20 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
 /// The operator binary, run on the host against the test cluster with the RBAC of
 /// `deploy/operator.yaml`.
 async fn start_operator(cluster: &Cluster, dir: &Path) -> OperatorProcess {
+    start_operator_with(cluster, dir, &[]).await
+}
+
+/// The same, with `policy` flags added: what a cluster admin sets through the chart.
+async fn start_operator_with(cluster: &Cluster, dir: &Path, policy: &[&str]) -> OperatorProcess {
     let binary = process::workspace_binary("azlog-operator");
     let token = cluster.operator_token().await;
-    let args = [
+    let mut args = vec![
         "--collector-image",
         "azlog/collector:test",
         "--log-level",
         "azlog_operator=debug,info",
     ];
+    args.extend_from_slice(policy);
     OperatorProcess::start(cluster, &binary, dir, &token, &args)
 }
 
@@ -388,20 +394,12 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
 async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_does_not_allow() {
     let (dir, cluster) = start_cluster().await;
     let client = cluster.client(ADMIN_TOKEN);
-    let binary = process::workspace_binary("azlog-operator");
-    let token = cluster.operator_token().await;
-    let _operator = OperatorProcess::start(
+    let _operator = start_operator_with(
         &cluster,
-        &binary,
         dir.path(),
-        &token,
-        &[
-            "--collector-image",
-            "azlog/collector:test",
-            "--allow-forwarder-image",
-            "registry.example/fluent-bit:*",
-        ],
-    );
+        &["--allow-forwarder-image", "registry.example/fluent-bit:*"],
+    )
+    .await;
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let refused = [
@@ -653,20 +651,12 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
 async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
     let (dir, cluster) = start_cluster().await;
     let admin = cluster.client(ADMIN_TOKEN);
-    let binary = process::workspace_binary("azlog-operator");
-    let token = cluster.operator_token().await;
-    let _operator = OperatorProcess::start(
+    let _operator = start_operator_with(
         &cluster,
-        &binary,
         dir.path(),
-        &token,
-        &[
-            "--collector-image",
-            "azlog/collector:test",
-            "--allow-endpoint-host",
-            "127.0.0.1",
-        ],
-    );
+        &["--allow-endpoint-host", "127.0.0.1"],
+    )
+    .await;
     const SIG: &str = "Zm9yZ2VkLXNhcy1zaWduYXR1cmU%3D";
     let sas =
         format!("?sv=2022-11-02&ss=t&srt=sco&sp=rl&se=2030-01-01T00:00:00Z&spr=https&sig={SIG}");

@@ -596,6 +596,11 @@ impl Applier<'_> {
             kind: kind.clone(),
             name: name.clone(),
         };
+        let apply_error = |source| Error::Apply {
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        };
         match store.get(&ObjectRef::new(&name).within(namespace)) {
             Some(live) if !owned(live.meta()) => return Err(not_owned()),
             Some(live)
@@ -610,14 +615,7 @@ impl Applier<'_> {
             // The cache holds only objects with the operator's label; one without it may still
             // stand under this name, and server-side apply would silently adopt it.
             None => {
-                let existing =
-                    api.get_metadata_opt(&name)
-                        .await
-                        .map_err(|source| Error::Apply {
-                            kind: kind.clone(),
-                            name: name.clone(),
-                            source,
-                        })?;
+                let existing = api.get_metadata_opt(&name).await.map_err(apply_error)?;
                 if existing.is_some_and(|found| !owned(&found.metadata)) {
                     return Err(not_owned());
                 }
@@ -632,11 +630,7 @@ impl Applier<'_> {
                 &Patch::Apply(object),
             )
             .await
-            .map_err(|source| Error::Apply {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(apply_error)?;
         ctx.metrics.writes.with_label_values(&[&kind]).inc();
         self.applied.push(format!("{kind} {name}"));
         Ok(result)
