@@ -68,6 +68,14 @@ fn ready(source: &LogSource) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Waits for the collector Deployment `name`, saying `why` it should come, and answers it.
+async fn collector_appears(deployments: &Api<Deployment>, name: &str, why: &str) -> Deployment {
+    eventually(why, || async {
+        deployments.get_opt(name).await.ok().flatten()
+    })
+    .await
+}
+
 /// Fails the test when LogSource `name`'s collector Deployment exists.
 async fn assert_no_collector(deployments: &Api<Deployment>, name: &str, why: &str) {
     let found = deployments.get_opt(name).await.expect("get the Deployment");
@@ -178,9 +186,11 @@ async fn a_logsource_gets_its_collector_which_rolls_on_change_heals_drift_and_go
         )
         .await
         .expect("create");
-    let first = eventually("the collector Deployment exists", || async {
-        deployments.get_opt("azlog-audit").await.ok().flatten()
-    })
+    let first = collector_appears(
+        &deployments,
+        "azlog-audit",
+        "the collector Deployment exists",
+    )
     .await;
     let owner = &first.metadata.owner_references.clone().unwrap_or_default()[0];
     assert_eq!(
@@ -364,9 +374,11 @@ async fn invalid_specs_and_missing_secrets_get_a_status_that_says_what_to_fix_an
         )
         .await
         .expect("label the Secret");
-    let deployment = eventually("the collector starts once the Secret opts in", || async {
-        deployments.get_opt("azlog-wad").await.ok().flatten()
-    })
+    let deployment = collector_appears(
+        &deployments,
+        "azlog-wad",
+        "the collector starts once the Secret opts in",
+    )
     .await;
     let volumes = deployment
         .spec
@@ -476,9 +488,11 @@ async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_doe
         )
         .await
         .expect("create");
-    eventually("an allowed forwarder gets its collector", || async {
-        deployments.get_opt("azlog-allowed").await.ok().flatten()
-    })
+    collector_appears(
+        &deployments,
+        "azlog-allowed",
+        "an allowed forwarder gets its collector",
+    )
     .await;
 }
 
@@ -566,9 +580,11 @@ async fn children_never_collide_take_over_an_object_or_fail_without_a_condition(
         .delete("azlog-squatter", &DeleteParams::default())
         .await
         .expect("delete their ConfigMap");
-    eventually("the collector starts once the name is free", || async {
-        deployments.get_opt("azlog-squatter").await.ok().flatten()
-    })
+    collector_appears(
+        &deployments,
+        "azlog-squatter",
+        "the collector starts once the name is free",
+    )
     .await;
 }
 
