@@ -932,8 +932,9 @@ impl PodOnHost {
         }
     }
 
-    fn run(&self) -> std::process::Child {
-        Command::new(process::collector_binary())
+    /// Starts it; it is killed when the answer is dropped, so a failing test leaves none behind.
+    fn run(&self) -> Running {
+        let child = Command::new(process::collector_binary())
             .env("KUBECONFIG", &self.kubeconfig)
             .args(["run", "--config"])
             .arg(&self.config)
@@ -947,7 +948,32 @@ impl PodOnHost {
                     .expect("log"),
             )
             .spawn()
-            .expect("start the collector")
+            .expect("start the collector");
+        Running(child)
+    }
+}
+
+/// A collector process of a test, killed when dropped.
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
