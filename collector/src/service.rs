@@ -75,6 +75,8 @@ pub async fn run(
         )),
     };
     let source_config = config.source.clone();
+    let in_cluster = config.checkpoint.kubernetes.is_some();
+    let mut stop = shutdown.clone();
     let subscriptions = |listed: &[String]| config.subscriptions(listed);
     let summary = match (source_config, client) {
         (SourceConfig::Simulate(sim), _) => {
@@ -120,6 +122,12 @@ pub async fn run(
             )));
         }
     };
+    // In a pod, a collector whose source is done (a simulate count) stays up: exiting would have
+    // the kubelet restart it again and again, with nothing left to read, as a crash loop.
+    if in_cluster && !summary.undelivered && !*stop.borrow() {
+        tracing::info!("the source has no more events; idle until the pod is stopped");
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
     Ok(summary)
 }
 
