@@ -47,6 +47,18 @@ impl Observed {
     }
 }
 
+/// Who this process is to a Lease: its pod's name (`POD_NAME`, from the downward API), else the
+/// host name (or `fallback`) and the process id.
+pub fn identity(fallback: &str) -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| fallback.into()),
+            std::process::id()
+        )
+    })
+}
+
 impl LeaseLock {
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> LeaseLock {
         LeaseLock {

@@ -335,8 +335,6 @@ impl Metrics {
             })
     }
 
-    /// Ready means: the source's last fetch worked, no output is failing and the last checkpoint
-    /// commit worked.
     /// A fetch of the source begins.
     pub fn fetch_started(&self) {
         if let Ok(mut health) = self.health.lock() {
@@ -367,6 +365,8 @@ impl Metrics {
         }
     }
 
+    /// Ready means: the source's last fetch worked, no output is failing and the last checkpoint
+    /// commit worked.
     pub fn ready(&self) -> Result<(), String> {
         match self.problem() {
             None => Ok(()),

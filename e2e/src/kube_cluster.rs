@@ -108,14 +108,9 @@ impl Cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bin = binaries();
         let (etcd_port, peer_port) = (free_port(), free_port());
-        let host = if network.bind == "0.0.0.0" {
-            network.advertise
-        } else {
-            network.bind
-        };
         let mut cluster = Cluster {
             children: Vec::new(),
-            url: format!("https://{host}:{}", network.port),
+            url: format!("https://{}:{}", network.advertise, network.port),
             dir: dir.to_owned(),
         };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -216,11 +211,10 @@ impl Cluster {
 
         let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
         // With a node, its lifecycle controller lifts the not-ready taint the kubelet registers with.
-        let controllers = if network.node {
-            "*,-nodeipam,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route"
-        } else {
-            "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route"
-        };
+        let controllers = format!(
+            "*,-nodeipam,{}-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route",
+            if network.node { "" } else { "-nodelifecycle," }
+        );
         cluster.spawn(
             "kube-controller-manager",
             Command::new(bin.join("kube-controller-manager"))
@@ -229,7 +223,7 @@ impl Cluster {
                     "--kubeconfig",
                     &path(&kubeconfig),
                     "--controllers",
-                    controllers,
+                    &controllers,
                     "--service-account-private-key-file",
                     &path(&sa_key),
                 ])

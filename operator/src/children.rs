@@ -22,7 +22,7 @@ use kube::Resource;
 use crate::crd::LogSource;
 use crate::render::{
     CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, Rendered,
-    SECRETS_DIR, STATE_DIR, checkpoint_config_map, pod_path,
+    SECRETS_DIR, STATE_DIR, checkpoint_config_map, children_name, pod_path,
 };
 
 /// Label every child carries; the operator watches only objects with it.
@@ -39,10 +39,7 @@ const WINDOWS_USER: &str = "NT AUTHORITY\\Local service";
 
 /// The name shared by a LogSource's ConfigMap, ServiceAccount and Deployment.
 pub fn child_name(source: &LogSource) -> String {
-    format!(
-        "azlog-{}",
-        source.metadata.name.as_deref().unwrap_or_default()
-    )
+    children_name(source.metadata.name.as_deref().unwrap_or_default())
 }
 
 /// Everything applied for one LogSource.

@@ -121,13 +121,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     tokio::spawn(serve(listener, metrics.clone()));
 
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "azlog-operator".into()),
-            std::process::id()
-        )
-    });
+    let identity = azlog_collector::lease::identity("azlog-operator");
     let lease = cli.leader_election.then(|| {
         LeaseLock::new(
             client.clone(),

@@ -42,9 +42,15 @@ pub fn pod_path(windows: bool, path: &str) -> String {
     }
 }
 
+/// The name of a LogSource's children (config ConfigMap, ServiceAccount, Role, RoleBinding,
+/// Lease, Deployment); the config names the Lease by it too.
+pub fn children_name(log_source: &str) -> String {
+    format!("azlog-{log_source}")
+}
+
 /// The ConfigMap a LogSource's collector keeps its checkpoint in.
 pub fn checkpoint_config_map(log_source: &str) -> String {
-    format!("azlog-{log_source}{CHECKPOINT_SUFFIX}")
+    format!("{}{CHECKPOINT_SUFFIX}", children_name(log_source))
 }
 
 /// A LogSource's collector, ready to be turned into Kubernetes objects.
@@ -305,7 +311,7 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             "kubernetes": {
                 "namespace": namespace,
                 "configMap": checkpoint_config_map(&name),
-                "lease": format!("azlog-{name}"),
+                "lease": children_name(&name),
                 "logSource": name,
             },
         }),

@@ -484,8 +484,8 @@ fn error_body(body: &[u8]) -> (String, String) {
     }
 }
 
-/// reqwest's error with its causes ("error sending request: … : connection refused").
-/// The error with its cause chain. reqwest quotes the URL, so a SAS in it is redacted.
+/// reqwest's error with its causes ("error sending request: … : connection refused"). reqwest
+/// quotes the URL, so a SAS in it is redacted.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);

@@ -141,13 +141,7 @@ async fn hold_lease(
     lost: Arc<Mutex<Option<String>>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(crate::lease::LeaseLock, tokio::task::JoinHandle<()>), CheckpointError> {
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "azlog-collector".into()),
-            std::process::id()
-        )
-    });
+    let identity = crate::lease::identity("azlog-collector");
     let lock = crate::lease::LeaseLock::new(client.clone(), &config.namespace, name, &identity);
     // /readyz tells a standby collector from a working one until the Lease is ours.
     metrics.set_checkpoint_error(Some(format!(

@@ -214,10 +214,12 @@ impl<L: Listing> Listed<L> {
                             payload: body,
                         });
                     }
-                    Err(ApiError::ForeignLink { api, url, expected }) => {
+                    Err(e @ ApiError::ForeignLink { .. }) => {
                         // Never fetched. Kept once for whoever investigates; the query starts over
                         // (dedup hides what its first pages deliver again), with backoff.
-                        if !run.foreign_reported {
+                        if !run.foreign_reported
+                            && let ApiError::ForeignLink { api, url, expected } = &e
+                        {
                             run.foreign_reported = true;
                             run.malformed.push(Malformed {
                                 origin: url.clone(),
@@ -228,14 +230,11 @@ impl<L: Listing> Listed<L> {
                             });
                         }
                         run.next_url = Some(run.first_url.clone());
-                        return Err(ApiError::ForeignLink { api, url, expected }.into());
+                        return Err(e.into());
                     }
-                    Err(ApiError::Status {
-                        api,
-                        status,
-                        code,
-                        message,
-                    }) if (400..500).contains(&status) && url != run.first_url => {
+                    Err(e @ ApiError::Status { api, status, .. })
+                        if (400..500).contains(&status) && url != run.first_url =>
+                    {
                         run.link_failures += 1;
                         if run.link_failures >= LINK_FAILURES_BEFORE_RESTART {
                             tracing::warn!(
@@ -246,13 +245,7 @@ impl<L: Listing> Listed<L> {
                             run.link_failures = 0;
                             run.next_url = Some(run.first_url.clone());
                         }
-                        return Err(ApiError::Status {
-                            api,
-                            status,
-                            code,
-                            message,
-                        }
-                        .into());
+                        return Err(e.into());
                     }
                     Err(e) => return Err(e.into()),
                 }

@@ -71,11 +71,7 @@ async fn node(cli: &Cli, dir: &std::path::Path) -> std::process::ExitCode {
             .arg(dir)
             .status()
             .expect("start the node sandbox");
-        return if status.success() {
-            std::process::ExitCode::SUCCESS
-        } else {
-            std::process::ExitCode::FAILURE
-        };
+        return exit_code(status);
     }
     eprintln!(
         "starting the control plane, containerd and a kubelet in {}…",
@@ -123,6 +119,11 @@ async fn node(cli: &Cli, dir: &std::path::Path) -> std::process::ExitCode {
         .status()
         .expect("start the command");
     drop(cluster);
+    exit_code(status)
+}
+
+/// This program's exit code for a child's: success or failure.
+fn exit_code(status: std::process::ExitStatus) -> std::process::ExitCode {
     if status.success() {
         std::process::ExitCode::SUCCESS
     } else {
