@@ -5,6 +5,7 @@
 pub mod azurite;
 pub mod fake_azure;
 pub mod fault_proxy;
+pub mod host_collector;
 pub mod kube_cluster;
 pub mod kube_node;
 pub mod wad_rows;
