@@ -70,6 +70,18 @@ impl LeaseLock {
         }
     }
 
+    /// How long the Lease holds without a renewal (15 s unless set); it is renewed every third.
+    pub fn with_duration(mut self, duration: Duration) -> LeaseLock {
+        self.duration = duration;
+        self
+    }
+
+    /// How soon a failed attempt, or a waiting replica's look, is made again: a long Lease must
+    /// not make a retry or a takeover after a release wait for a third of it.
+    fn retry_after(&self) -> Duration {
+        (self.duration / 3).min(Duration::from_secs(5))
+    }
+
     /// Waits until this replica holds the Lease.
     pub async fn acquire(&self) {
         let mut waiting_logged = false;
@@ -89,7 +101,7 @@ impl LeaseLock {
                     tracing::warn!(lease = %self.name, error = %e, "failed to read or write the Lease; retrying")
                 }
             }
-            tokio::time::sleep(self.duration / 3).await;
+            tokio::time::sleep(self.retry_after()).await;
         }
     }
 
@@ -97,16 +109,21 @@ impl LeaseLock {
     /// replica must stop reconciling, because another may have taken over.
     pub async fn hold(&self) {
         let mut last_renewed = tokio::time::Instant::now();
+        let mut wait = self.duration / 3;
         loop {
-            tokio::time::sleep(self.duration / 3).await;
+            tokio::time::sleep(wait).await;
             match self.try_acquire().await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(true) => {
+                    last_renewed = tokio::time::Instant::now();
+                    wait = self.duration / 3;
+                }
                 Ok(false) => {
                     tracing::error!(lease = %self.name, "another process took the Lease over");
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(lease = %self.name, error = %e, "failed to renew the Lease")
+                    tracing::warn!(lease = %self.name, error = %e, "failed to renew the Lease");
+                    wait = self.retry_after();
                 }
             }
             if last_renewed.elapsed() >= self.duration {

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub source_queries_in_flight: IntGauge,
     pub checkpoint_commits: IntCounter,
     pub checkpoint_errors: IntCounter,
+    pub checkpoint_ids_lost: IntCounter,
     pub checkpoint_age: Gauge,
     pub last_event_timestamp: Gauge,
     pub lag_seconds: GaugeVec,
@@ -224,6 +225,13 @@ impl Metrics {
                 "Checkpoint writes that failed (retried at the next commit).",
             ),
         );
+        let checkpoint_ids_lost = register(
+            r,
+            IntCounter::new(
+                "checkpoint_ids_lost_total",
+                "Starts that found the checkpoint but not its recent ids (a new pod on a new volume): what the source reads again may be delivered twice.",
+            ),
+        );
         let checkpoint_age = register(
             r,
             Gauge::new(
@@ -265,6 +273,7 @@ impl Metrics {
             source_queries_in_flight,
             checkpoint_commits,
             checkpoint_errors,
+            checkpoint_ids_lost,
             checkpoint_age,
             last_event_timestamp,
             lag_seconds,

@@ -93,6 +93,8 @@ struct Pending {
     /// Events this batch holds against the in-flight limit.
     weight: usize,
     events: usize,
+    /// Records of this batch written to the dead-letter file instead.
+    dead_lettered: u64,
     newest: Option<DateTime<Utc>>,
 }
 
@@ -103,7 +105,15 @@ struct Acked {
     batches: usize,
     weight: usize,
     events: u64,
+    dead_lettered: u64,
     newest: Option<DateTime<Utc>>,
+}
+
+/// What the checkpoint has recorded over its lifetime.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    events: u64,
+    dead_lettered: u64,
 }
 
 pub struct Pipeline<C: CheckpointStore> {
@@ -148,9 +158,16 @@ impl<C: CheckpointStore> Pipeline<C> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunSummary, PipelineError> {
         let stored = self.store.load().await?;
-        let (seed, ids, mut committed_events) = match &stored {
-            Some(cp) => (cp.id_seed, cp.decode_ids()?, cp.events_delivered),
-            None => (random_seed(), Vec::new(), 0),
+        let (seed, ids, mut committed) = match &stored {
+            Some(cp) => (
+                cp.id_seed,
+                cp.decode_ids()?,
+                Totals {
+                    events: cp.events_delivered,
+                    dead_lettered: cp.dead_lettered,
+                },
+            ),
+            None => (random_seed(), Vec::new(), Totals::default()),
         };
         let source_kind = S::KIND;
         if let Some(cp) = &stored
@@ -232,7 +249,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         let mut last_commit = Instant::now();
         let mut commit_tick = tokio::time::interval(self.config.checkpoint.commit_interval);
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut progress = Progress::new(committed_events);
+        let mut progress = Progress::new(committed.events);
         let mut crashed: Option<PipelineError> = None;
 
         loop {
@@ -262,7 +279,9 @@ impl<C: CheckpointStore> Pipeline<C> {
                         source_done = true;
                         continue;
                     };
+                    let dead_before = summary.dead_lettered;
                     let (dispatch, cursor, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
+                    let dead_lettered = summary.dead_lettered - dead_before;
                     seq += 1;
                     let events = dispatch.events.len();
                     let newest = dispatch.events.iter().map(|e| e.time).max();
@@ -275,7 +294,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                     let weight = events.max(1);
                     in_flight += weight;
                     self.metrics.in_flight_events.set(in_flight as i64);
-                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, new_ids, weight, events, newest });
+                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, new_ids, weight, events, dead_lettered, newest });
                 }
                 ack = ack_rx.recv() => {
                     let seq = match ack {
@@ -298,17 +317,18 @@ impl<C: CheckpointStore> Pipeline<C> {
                         acked.batches += 1;
                         acked.weight += done.weight;
                         acked.events += done.events as u64;
+                        acked.dead_lettered += done.dead_lettered;
                         acked.newest = acked.newest.max(done.newest);
                     }
                     let finishing = pending.is_empty() && (source_done || drain_deadline.is_some());
                     if acked.weight >= max_in_flight / 2 || finishing {
-                        self.commit(&mut acked, &dedup, &pending, &mut committed_events, &mut in_flight, source_kind, seed, &mut last_commit).await;
+                        self.commit(&mut acked, &dedup, &pending, &mut committed, &mut in_flight, source_kind, seed, &mut last_commit).await;
                     }
                 }
                 _ = commit_tick.tick() => {
-                    self.commit(&mut acked, &dedup, &pending, &mut committed_events, &mut in_flight, source_kind, seed, &mut last_commit).await;
+                    self.commit(&mut acked, &dedup, &pending, &mut committed, &mut in_flight, source_kind, seed, &mut last_commit).await;
                     self.metrics.checkpoint_age.set(last_commit.elapsed().as_secs_f64());
-                    progress.report(committed_events, in_flight);
+                    progress.report(committed.events, in_flight);
                 }
                 changed = shutdown.changed(), if drain_deadline.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -326,7 +346,7 @@ impl<C: CheckpointStore> Pipeline<C> {
             &mut acked,
             &dedup,
             &pending,
-            &mut committed_events,
+            &mut committed,
             &mut in_flight,
             source_kind,
             seed,
@@ -334,7 +354,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         )
         .await;
         self.store.finish().await;
-        summary.events_committed = committed_events;
+        summary.events_committed = committed.events;
         summary.undelivered = !pending.is_empty() || acked.batches > 0;
         source_task.abort();
         drop(output_txs);
@@ -450,7 +470,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         acked: &mut Acked,
         dedup: &DedupSet,
         pending: &VecDeque<Pending>,
-        committed_events: &mut u64,
+        committed: &mut Totals,
         in_flight: &mut usize,
         source_kind: &str,
         seed: u64,
@@ -470,13 +490,17 @@ impl<C: CheckpointStore> Pipeline<C> {
             id_seed: seed,
             recent_ids: Checkpoint::encode_ids(dedup.oldest_first(undelivered_ids)),
             committed_at: Utc::now(),
-            events_delivered: *committed_events + acked.events,
+            events_delivered: committed.events + acked.events,
+            dead_lettered: committed.dead_lettered + acked.dead_lettered,
             last_event_time: acked.newest,
         };
         match self.store.commit(&checkpoint).await {
             Ok(()) => {
                 self.metrics.set_checkpoint_error(None);
-                *committed_events = checkpoint.events_delivered;
+                *committed = Totals {
+                    events: checkpoint.events_delivered,
+                    dead_lettered: checkpoint.dead_lettered,
+                };
                 *in_flight -= acked.weight;
                 self.metrics.in_flight_events.set(*in_flight as i64);
                 self.metrics.checkpoint_commits.inc();

@@ -50,9 +50,14 @@ pub async fn run(
     }
     let store = match &config.checkpoint.kubernetes {
         Some(kubernetes) => Store::ConfigMap(Box::new(
-            ConfigMapStore::connect(kubernetes, metrics.clone(), shutdown.clone())
-                .await
-                .map_err(ServiceError::Checkpoint)?,
+            ConfigMapStore::connect(
+                kubernetes,
+                &config.state_dir,
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(ServiceError::Checkpoint)?,
         )),
         None => Store::File(FileStore::new(config.state_dir.join("checkpoint.json"))),
     };

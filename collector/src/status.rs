@@ -29,6 +29,7 @@ pub const ERROR_REPORT_GAP: Duration = Duration::from_secs(5);
 pub struct Progress {
     pub last_event_time: Option<DateTime<Utc>>,
     pub events_delivered: u64,
+    pub dead_lettered: u64,
     pub committed_at: DateTime<Utc>,
 }
 
@@ -126,6 +127,7 @@ fn status(progress: Option<&Progress>, problem: Option<&Problem>) -> Value {
             .map(|t| (Utc::now() - t).num_seconds().max(0))
             .into();
         status["eventsDelivered"] = p.events_delivered.into();
+        status["deadLettered"] = p.dead_lettered.into();
         status["checkpoint"] = time(p.committed_at).into();
     }
     status
@@ -143,11 +145,13 @@ mod tests {
         let progress = Progress {
             last_event_time: Some(at),
             events_delivered: 42,
+            dead_lettered: 2,
             committed_at: at,
         };
         let healthy = status(Some(&progress), None);
         assert_eq!(healthy["lastError"], Value::Null);
         assert_eq!(healthy["eventsDelivered"], 42);
+        assert_eq!(healthy["deadLettered"], 2);
         assert_eq!(healthy["lastEventTime"], "2026-11-22T10:00:00Z");
         let failing = status(
             None,

@@ -5,6 +5,16 @@
 //! The ConfigMap is created by the operator (owned by the LogSource, so it goes with it); the
 //! collector only reads and updates that one object, which is all its Role allows.
 //!
+//! What goes to the API server stays small whatever the event rate: the ConfigMap holds the
+//! cursor and counters (well under a KiB), written at most every `commitInterval` while events
+//! flow and once a minute when idle. The recent ids, which grow with the rate (16 bytes per event
+//! that may be read again), go to an [`IdsLog`] in the state directory: appended to, on the pod's
+//! volume. etcd keeps every revision of an object until compaction, so ids in the ConfigMap would
+//! cost the whole set at every commit (up to 1 MiB every 5 s per LogSource). The price: a pod
+//! replaced with its volume (an emptyDir) forgets the ids, and what the source reads again after
+//! that may be delivered twice; a restart of the collector in the same pod keeps them, and so does
+//! a state volume that outlives the pod (`spec.collector.stateVolume`).
+//!
 //! One writer: the collector first takes the checkpoint's Lease (when the config names one), so a
 //! second collector waits instead of delivering the same events. Every update carries the
 //! resourceVersion this collector last read or wrote; a 409 means someone else wrote it, and the
@@ -15,23 +25,28 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::ApiResource;
 
-use super::{Checkpoint, CheckpointError, CheckpointStore};
+use super::{Checkpoint, CheckpointError, CheckpointStore, IdsLog};
 use crate::config::KubernetesCheckpointConfig;
 use crate::metrics::Metrics;
 use crate::status::{self, Progress};
 
 const CHECKPOINT_KEY: &str = "checkpoint.json";
-/// Recent id hashes, 16 bytes each, oldest first.
-const IDS_KEY: &str = "recent-ids";
-/// A commit that only moves the cursor (polls that found nothing) is written at most this often.
-/// The ConfigMap is rewritten whole, up to 800 KB of ids, and an idle source polls every few
-/// seconds; a restart from the older cursor reads the same empty windows again, which costs nothing.
+/// Where collectors before the ids moved to the state directory kept them: read once, then removed.
+const LEGACY_IDS_KEY: &str = "recent-ids";
+/// A commit that only moves the cursor (polls that found nothing) is written at most this often:
+/// an idle source polls every few seconds, and a restart from the older cursor reads the same
+/// empty windows again, which costs nothing.
 const IDLE_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long the checkpoint's Lease holds without a renewal; renewed every minute, so an idle
+/// collector writes it once a minute. A collector that stops gives it up at once, and one restarted
+/// in the same pod takes its own back at once; only a holder lost with its node makes the next
+/// wait this long, and Kubernetes takes five minutes to replace a pod of a lost node anyway.
+const CHECKPOINT_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// How long a stopping collector waits for its last status report.
 const FINAL_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -53,6 +68,17 @@ pub struct ConfigMapStore {
     )>,
     /// Events delivered as of the last write, and when it was.
     last_write: Option<(u64, Instant)>,
+    /// Where the recent ids are kept: the state directory.
+    state_dir: std::path::PathBuf,
+    /// The ids of the checkpoint with this seed.
+    ids: Option<(u64, IdsLog)>,
+    metrics: Arc<Metrics>,
+}
+
+/// The ids file of the checkpoint whose ids are hashed with `seed`: a checkpoint started over (a
+/// new seed) never reads another's ids.
+fn ids_path(state_dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    state_dir.join(format!("recent-ids-{seed:016x}"))
 }
 
 impl std::fmt::Debug for ConfigMapStore {
@@ -68,6 +94,7 @@ impl ConfigMapStore {
     /// status reporter when the config names a LogSource.
     pub async fn connect(
         config: &KubernetesCheckpointConfig,
+        state_dir: &std::path::Path,
         metrics: Arc<Metrics>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, CheckpointError> {
@@ -91,7 +118,7 @@ impl ConfigMapStore {
             );
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), &config.namespace, &resource);
-            status::spawn(api, name, config.status_interval, metrics)
+            status::spawn(api, name, config.status_interval, metrics.clone())
         });
         Ok(ConfigMapStore {
             config_maps: Api::namespaced(client, &config.namespace),
@@ -101,7 +128,45 @@ impl ConfigMapStore {
             lease,
             reporter,
             last_write: None,
+            state_dir: state_dir.to_owned(),
+            ids: None,
+            metrics,
         })
+    }
+
+    /// The ids file of the checkpoint with `seed`, as this process last wrote it.
+    fn ids_log(&mut self, seed: u64) -> &mut IdsLog {
+        if self.ids.as_ref().is_some_and(|(s, _)| *s != seed) {
+            self.ids = None;
+        }
+        let path = ids_path(&self.state_dir, seed);
+        &mut self.ids.get_or_insert_with(|| (seed, IdsLog::new(path))).1
+    }
+
+    /// Puts the checkpoint's recent ids into it: from the state directory, or from the ConfigMap
+    /// where an older collector kept them. When neither has them (the pod was replaced and its
+    /// volume with it), what the source reads again may be delivered twice: said in the log and
+    /// counted in `azlog_checkpoint_ids_lost_total`.
+    fn restore_ids(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
+        let log = IdsLog::new(ids_path(&self.state_dir, checkpoint.id_seed));
+        match crate::fsutil::blocking(|| log.read())? {
+            Some(ids) => checkpoint.recent_ids = ids,
+            None if !checkpoint.recent_ids.is_empty() => {
+                tracing::info!(
+                    ids = checkpoint.recent_ids.len() / super::ID_BYTES,
+                    "moving the recent ids from the checkpoint ConfigMap to the state directory"
+                );
+            }
+            None if checkpoint.events_delivered > 0 => {
+                self.metrics.checkpoint_ids_lost.inc();
+                tracing::warn!(
+                    state_dir = %self.state_dir.display(),
+                    "the recent ids are not in the state directory (a new pod with a new volume): events the source reads again from the checkpoint may be delivered twice; give the collector a state volume that outlives the pod to keep them"
+                );
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Why this collector may no longer write the checkpoint, if it may not.
@@ -142,7 +207,8 @@ async fn hold_lease(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(crate::lease::LeaseLock, tokio::task::JoinHandle<()>), CheckpointError> {
     let identity = crate::lease::identity("azlog-collector");
-    let lock = crate::lease::LeaseLock::new(client.clone(), &config.namespace, name, &identity);
+    let lock = crate::lease::LeaseLock::new(client.clone(), &config.namespace, name, &identity)
+        .with_duration(CHECKPOINT_LEASE);
     // /readyz tells a standby collector from a working one until the Lease is ours.
     metrics.set_checkpoint_error(Some(format!(
         "standby: waiting for Lease {name}; while another collector holds it, that one writes the checkpoint and this one takes over if it stops"
@@ -172,7 +238,10 @@ impl CheckpointStore for ConfigMapStore {
             .get(&self.name)
             .await
             .map_err(|e| self.error("read", e))?;
-        let checkpoint = decode(&object)?;
+        let mut checkpoint = decode(&object)?;
+        if let Some(checkpoint) = &mut checkpoint {
+            self.restore_ids(checkpoint)?;
+        }
         // The first update carries this version: a write by anyone else since fails it.
         if let Ok(mut current) = self.current.lock() {
             *current = Some(object);
@@ -199,15 +268,18 @@ impl CheckpointStore for ConfigMapStore {
                 .await
                 .map_err(|e| self.error("read", e))?,
         };
-        let (text, ids) = encode(checkpoint)?;
+        // The ids first: a crash before the cursor is written leaves ids of delivered events
+        // beside an older cursor, which only recognises more of what it reads again.
+        let ids = self.ids_log(checkpoint.id_seed);
+        crate::fsutil::blocking(|| ids.write(&checkpoint.recent_ids))?;
+        let text = encode(checkpoint)?;
         object
             .data
             .get_or_insert_with(BTreeMap::new)
             .insert(CHECKPOINT_KEY.into(), text);
-        object
-            .binary_data
-            .get_or_insert_with(BTreeMap::new)
-            .insert(IDS_KEY.into(), ByteString(ids));
+        if let Some(legacy) = &mut object.binary_data {
+            legacy.remove(LEGACY_IDS_KEY);
+        }
         let written = match self
             .config_maps
             .replace(&self.name, &PostParams::default(), &object)
@@ -237,6 +309,7 @@ impl CheckpointStore for ConfigMapStore {
             progress.send_replace(Some(Progress {
                 last_event_time: checkpoint.last_event_time,
                 events_delivered: checkpoint.events_delivered,
+                dead_lettered: checkpoint.dead_lettered,
                 committed_at: checkpoint.committed_at,
             }));
         }
@@ -299,11 +372,9 @@ fn host_process_config(root: &std::path::Path) -> Result<kube::Config, String> {
     Ok(config)
 }
 
-/// The checkpoint as JSON, and its ids as they are (16 bytes each, half the size of hex).
-fn encode(checkpoint: &Checkpoint) -> Result<(String, Vec<u8>), CheckpointError> {
-    let text =
-        serde_json::to_string(checkpoint).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
-    Ok((text, checkpoint.recent_ids.clone()))
+/// The checkpoint as JSON, without its ids.
+fn encode(checkpoint: &Checkpoint) -> Result<String, CheckpointError> {
+    serde_json::to_string(checkpoint).map_err(|e| CheckpointError::Corrupt(e.to_string()))
 }
 
 fn decode(object: &ConfigMap) -> Result<Option<Checkpoint>, CheckpointError> {
@@ -313,7 +384,7 @@ fn decode(object: &ConfigMap) -> Result<Option<Checkpoint>, CheckpointError> {
     let ids = object
         .binary_data
         .as_ref()
-        .and_then(|d| d.get(IDS_KEY))
+        .and_then(|d| d.get(LEGACY_IDS_KEY))
         .map(|b| b.0.as_slice())
         .unwrap_or_default();
     super::parse(text, ids, "the checkpoint ConfigMap").map(Some)
@@ -322,6 +393,7 @@ fn decode(object: &ConfigMap) -> Result<Option<Checkpoint>, CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::ByteString;
 
     #[test]
     fn a_host_process_container_finds_its_token_and_ca_below_the_sandbox() {
@@ -365,13 +437,17 @@ mod tests {
             committed_at: chrono::Utc::now(),
             events_delivered: 3,
             last_event_time: None,
+            dead_lettered: 0,
         };
-        let (text, ids) = encode(&checkpoint).expect("encode");
-        assert_eq!(ids.len(), 48);
+        let text = encode(&checkpoint).expect("encode");
         assert!(!text.contains("recentIds"), "{text}");
+        // As an older collector wrote it, with the ids beside the JSON.
         let object = ConfigMap {
             data: Some(BTreeMap::from([(CHECKPOINT_KEY.to_owned(), text)])),
-            binary_data: Some(BTreeMap::from([(IDS_KEY.to_owned(), ByteString(ids))])),
+            binary_data: Some(BTreeMap::from([(
+                LEGACY_IDS_KEY.to_owned(),
+                ByteString(checkpoint.recent_ids.clone()),
+            )])),
             ..ConfigMap::default()
         };
         assert_eq!(decode(&object).expect("decode"), Some(checkpoint));

@@ -39,6 +39,9 @@ pub struct Checkpoint {
     pub events_delivered: u64,
     #[serde(default)]
     pub last_event_time: Option<DateTime<Utc>>,
+    /// Records written to the dead-letter file instead of delivered, over the checkpoint's life.
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 impl Checkpoint {
@@ -131,12 +134,62 @@ pub trait CheckpointStore: Send + 'static {
 
 /// A JSON file replaced atomically: written to a temporary file, fsynced, renamed over the old one,
 /// and the directory fsynced so the rename itself survives a power cut. The recent ids beside it
-/// are appended to, and rewritten only when they have grown to twice what is remembered.
+/// are an [`IdsLog`].
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
-    /// The ids file as this process last wrote it; until its first commit, unknown.
-    ids: Option<IdsFile>,
+    ids: IdsLog,
+}
+
+impl FileStore {
+    pub fn new(path: PathBuf) -> Self {
+        // `checkpoint.ids` beside `checkpoint.json`.
+        let ids = IdsLog::new(path.with_extension("ids"));
+        FileStore { path, ids }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load_sync(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let path = &self.path;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let ids = self.ids.read()?.unwrap_or_default();
+        parse(&text, &ids, &path.display().to_string()).map(Some)
+    }
+
+    /// Writes the ids, then the checkpoint, atomically replaced. A crash between the two leaves
+    /// newer ids beside the older cursor: the ids are only ever of delivered events, so what that
+    /// cursor reads again is recognised, never lost.
+    fn commit_sync(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        self.ids.write(&checkpoint.recent_ids)?;
+        let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        replace(&self.path, &json)
+    }
+}
+
+/// The recent ids of a checkpoint in a file of their own, 16 bytes each, oldest first. Rewriting
+/// them all at every commit would write them over and over (1.6 MB for 100,000 ids); instead the
+/// ids delivered since the last commit are appended, and the file is rewritten to just the ids
+/// remembered once it has grown to twice that.
+#[derive(Debug)]
+pub struct IdsLog {
+    path: PathBuf,
+    /// The file as this process last wrote it; until its first write, unknown.
+    file: Option<IdsFile>,
 }
 
 /// What the ids file holds, as far as a commit needs to know to append to it.
@@ -148,119 +201,91 @@ struct IdsFile {
     count: usize,
 }
 
-impl FileStore {
+impl IdsLog {
     pub fn new(path: PathBuf) -> Self {
-        FileStore { path, ids: None }
+        IdsLog { path, file: None }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The recent ids' file beside the checkpoint: `checkpoint.ids` for `checkpoint.json`.
-    fn ids_path(path: &Path) -> PathBuf {
-        path.with_extension("ids")
-    }
-
-    fn load_sync(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-        let read_err = |path: &Path, source| CheckpointError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(read_err(path, source)),
-        };
-        let ids_path = Self::ids_path(path);
-        let mut ids = match std::fs::read(&ids_path) {
+    /// The ids, or None when there is no file. Loading keeps the newest ids that fit the dedup
+    /// window.
+    pub fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let mut ids = match std::fs::read(&self.path) {
             Ok(ids) => ids,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => return Err(read_err(&ids_path, source)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         };
         // A crash in the middle of an append leaves part of an id at the end. The cursor beside it
         // was written before that append, so dropping the part loses nothing the cursor passed.
         ids.truncate(ids.len() - ids.len() % ID_BYTES);
-        parse(&text, &ids, &path.display().to_string()).map(Some)
+        Ok(Some(ids))
     }
 
-    /// Writes the ids, then the checkpoint, atomically replaced. A crash between the two leaves
-    /// newer ids beside the older cursor: the ids are only ever of delivered events, so what that
-    /// cursor reads again is recognised, never lost. Answers what the ids file now holds.
-    fn commit_sync(
-        path: &Path,
-        ids: Option<IdsFile>,
-        checkpoint: &Checkpoint,
-    ) -> Result<Option<IdsFile>, CheckpointError> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let ids = write_ids(&Self::ids_path(path), dir, ids, &checkpoint.recent_ids)?;
-        let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
-            path: path.to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        replace(path, dir, &json)?;
-        Ok(ids)
-    }
-}
-
-/// Brings the ids file up to `window`, the ids remembered now, oldest first. Rewriting the whole
-/// window at every commit would write it over and over (1.6 MB for 100,000 ids); instead the ids
-/// delivered since the last commit are appended, and the file is rewritten to just the window once
-/// it has grown to twice its size. Loading keeps the newest ids that fit the dedup window.
-fn write_ids(
-    path: &Path,
-    dir: &Path,
-    file: Option<IdsFile>,
-    window: &[u8],
-) -> Result<Option<IdsFile>, CheckpointError> {
-    let newest = |bytes: &[u8]| bytes.rchunks_exact(ID_BYTES).next()?.try_into().ok();
-    let window_ids = window.len() / ID_BYTES;
-    let appendable = file.and_then(|file| {
-        // The window is the file's ids, minus some of the oldest, plus the new ones after its
-        // newest. Ids in a window are distinct, so its newest is found at most once.
-        let at = window
-            .chunks_exact(ID_BYTES)
-            .rposition(|id| id == file.newest)?;
-        let new = &window[(at + 1) * ID_BYTES..];
-        let count = file.count + new.len() / ID_BYTES;
-        (count <= 2 * window_ids).then_some((new, count))
-    });
-    let Some((new, count)) = appendable else {
-        replace(path, dir, window)?;
-        return Ok(newest(window).map(|newest| IdsFile {
-            newest,
-            count: window_ids,
-        }));
-    };
-    if !new.is_empty() {
+    /// Brings the file up to `window`, the ids remembered now, oldest first.
+    pub fn write(&mut self, window: &[u8]) -> Result<(), CheckpointError> {
+        // After a failed write the file is in doubt: the next one rewrites it.
+        let file = self.file.take();
         let write_err = |source| CheckpointError::Write {
-            path: path.to_owned(),
+            path: self.path.clone(),
             source,
         };
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(write_err)?;
-        std::io::Write::write_all(&mut f, new).map_err(write_err)?;
-        f.sync_data().map_err(write_err)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let newest = |bytes: &[u8]| bytes.rchunks_exact(ID_BYTES).next()?.try_into().ok();
+        let window_ids = window.len() / ID_BYTES;
+        let appendable = file.and_then(|file| {
+            // The window is the file's ids, minus some of the oldest, plus the new ones after its
+            // newest. Ids in a window are distinct, so its newest is found at most once.
+            let at = window
+                .chunks_exact(ID_BYTES)
+                .rposition(|id| id == file.newest)?;
+            let new = &window[(at + 1) * ID_BYTES..];
+            let count = file.count + new.len() / ID_BYTES;
+            (count <= 2 * window_ids).then_some((new, count))
+        });
+        let count = match appendable {
+            None => {
+                replace(&self.path, window)?;
+                window_ids
+            }
+            Some((new, count)) => {
+                if !new.is_empty() {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&self.path)
+                        .map_err(write_err)?;
+                    std::io::Write::write_all(&mut f, new).map_err(write_err)?;
+                    f.sync_data().map_err(write_err)?;
+                }
+                count
+            }
+        };
+        self.file = newest(window).map(|newest| IdsFile { newest, count });
+        Ok(())
     }
-    Ok(newest(window).map(|newest| IdsFile { newest, count }))
 }
 
-/// Replaces `path` (in `dir`) with `bytes`: written to a temporary file, fsynced, renamed over it,
-/// and the directory fsynced so the rename itself survives a power cut.
-fn replace(path: &Path, dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+/// Replaces `path` with `bytes`: written to a temporary file, fsynced, renamed over it, and the
+/// directory fsynced so the rename itself survives a power cut. Creates the directory if needed.
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let write_err = |source| CheckpointError::Write {
         path: path.to_owned(),
         source,
     };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(write_err)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -367,15 +392,11 @@ fn ids_from_hex(hex: &str) -> Result<Vec<u8>, CheckpointError> {
 
 impl CheckpointStore for FileStore {
     async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        let path = self.path.clone();
-        crate::fsutil::blocking(move || FileStore::load_sync(&path))
+        crate::fsutil::blocking(|| self.load_sync())
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        // After a failed commit the file is in doubt: the next one rewrites it.
-        let (path, ids) = (&self.path, self.ids.take());
-        self.ids = crate::fsutil::blocking(|| FileStore::commit_sync(path, ids, checkpoint))?;
-        Ok(())
+        crate::fsutil::blocking(|| self.commit_sync(checkpoint))
     }
 }
 
@@ -393,6 +414,7 @@ mod tests {
             committed_at: Utc::now(),
             events_delivered: 42,
             last_event_time: None,
+            dead_lettered: 0,
         }
     }
 
