@@ -5,9 +5,10 @@
 mod process;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use azlog_e2e::host_collector::{PodOnHost, syslog_counter};
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
 use azlog_e2e::{free_port, log_source};
 use azlog_operator::crd::LogSource;
@@ -709,7 +710,7 @@ async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
         config["source"]["wad"]["sasTokenFile"] = sas_file.display().to_string().into();
     })
     .await;
-    let mut collector = pod.run();
+    let mut collector = pod.run(&process::collector_binary());
     let degraded = eventually(
         "the source's failure reaches the Degraded condition",
         || async {
@@ -830,12 +831,12 @@ async fn two_collectors_on_one_checkpoint_take_turns_without_regressing_or_doubl
         })
     };
 
-    let mut first = pods[0].run();
+    let mut first = pods[0].run(&process::collector_binary());
     eventually("the first collector delivers", || async {
         (delivered().await? >= 100).then_some(())
     })
     .await;
-    let mut second = pods[1].run();
+    let mut second = pods[1].run(&process::collector_binary());
     let standby = eventually("the second one reports that it stands by", || async {
         std::net::TcpStream::connect(("127.0.0.1", pods[1].health)).ok()?;
         let (status, body) = process::http_get(pods[1].health, "/readyz");
@@ -879,131 +880,6 @@ async fn two_collectors_on_one_checkpoint_take_turns_without_regressing_or_doubl
     );
 }
 
-/// A LogSource's collector as its pod would run it, on the host (the test cluster has no node):
-/// the config the operator rendered, with host paths for state and health, and a token of its
-/// ServiceAccount as the kubelet would mount it.
-struct PodOnHost {
-    config: std::path::PathBuf,
-    kubeconfig: std::path::PathBuf,
-    log: std::path::PathBuf,
-    token: String,
-    health: u16,
-}
-
-impl PodOnHost {
-    /// Waits for the operator to render LogSource `name`, then writes its config, changed by
-    /// `adjust` (the pod's paths that differ on the host).
-    async fn prepare(
-        cluster: &Cluster,
-        dir: &Path,
-        name: &str,
-        adjust: impl FnOnce(&mut Value),
-    ) -> PodOnHost {
-        let admin = cluster.client(ADMIN_TOKEN);
-        let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
-        let child = format!("azlog-{name}");
-        let rendered = eventually("the collector config and its RoleBinding exist", || async {
-            let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
-                Api::namespaced(admin.clone(), NS);
-            bindings.get_opt(&child).await.ok()??;
-            config_maps
-                .get_opt(&format!("{child}-checkpoint"))
-                .await
-                .ok()??;
-            config_maps.get_opt(&child).await.ok()?
-        })
-        .await;
-        let token = cluster.service_account_token(NS, &child).await;
-        let mut config: Value =
-            serde_yaml::from_str(&rendered.data.unwrap_or_default()["collector.yaml"])
-                .expect("yaml");
-        let health = free_port();
-        config["health"]["listen"] = format!("127.0.0.1:{health}").into();
-        config["stateDir"] = dir.join("state").display().to_string().into();
-        adjust(&mut config);
-        let path = dir.join(format!("{name}.yaml"));
-        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
-        PodOnHost {
-            config: path,
-            kubeconfig: cluster.kubeconfig(name, &token),
-            log: dir.join(format!("{name}.log")),
-            token,
-            health,
-        }
-    }
-
-    /// Starts it; it is killed when the answer is dropped, so a failing test leaves none behind.
-    fn run(&self) -> Running {
-        let child = Command::new(process::collector_binary())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.log)
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("start the collector");
-        Running(child)
-    }
-}
-
-/// A collector process of a test, killed when dropped.
-struct Running(std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A syslog receiver on `port` that counts newline-framed messages.
-async fn syslog_counter(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("listen");
-    let count = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
-                    counted.fetch_add(lines, Ordering::SeqCst);
-                }
-            });
-        }
-    });
-    count
-}
-
 #[tokio::test]
 async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_its_own_rbac() {
     use std::sync::atomic::Ordering;
@@ -1031,7 +907,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
     let pod = PodOnHost::prepare(&cluster, dir.path(), "rbac", |_| {}).await;
     let token = pod.token.clone();
-    let mut collector = pod.run();
+    let mut collector = pod.run(&process::collector_binary());
     let condition = |type_: &'static str| {
         let sources = sources.clone();
         async move {
@@ -1136,7 +1012,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let _ = collector.kill();
     let _ = collector.wait();
     std::fs::remove_dir_all(dir.path().join("state")).ok();
-    let mut collector = pod.run();
+    let mut collector = pod.run(&process::collector_binary());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(checkpoint_events().await, Some(events));
     assert_eq!(
@@ -1185,4 +1061,150 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
         .await
         .map(drop);
     assert!(forbidden(other_status), "another LogSource's status");
+}
+
+#[tokio::test]
+async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_ids_on_its_volume() {
+    use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
+    use azlog_e2e::wad_rows::{id, row};
+    const TABLE: &str = "WADWindowsEventLogsTable";
+    const ROWS: u64 = 20_000;
+
+    let (dir, cluster) = start_cluster().await;
+    let admin = cluster.client(ADMIN_TOKEN);
+    let _operator = start_operator(&cluster, dir.path()).await;
+    let azurite = Azurite::start(dir.path());
+    azurite.create_table(TABLE);
+    // Stored just now: the first read of the table (startAt: Earliest) delivers them, and once
+    // lateArrival has passed the first time window reads every one of them again, in the last
+    // collector started. Only the remembered ids keep that second read from delivering them twice.
+    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(30);
+    let mut rows: Vec<Value> = (0..ROWS)
+        .map(|n| row(start + chrono::TimeDelta::minutes((n / 1000) as i64), n))
+        .collect();
+    // Three rows the collector cannot read: dead-lettered, counted in the status, told in an Event.
+    const BAD: [usize; 3] = [100, 7_000, 15_000];
+    for n in BAD {
+        rows[n]["EventId"] = json!("four thousand");
+    }
+    let expected: std::collections::HashSet<String> = rows
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| !BAD.contains(n))
+        .map(|(_, r)| id(r))
+        .collect();
+    azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    drop(rows);
+    Api::<LogSource>::namespaced(admin.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &log_source("steady", json!({"simulate": {}, "outputs": [{"file": {}}]})),
+        )
+        .await
+        .expect("create");
+    let key_file = dir.path().join("account-key");
+    std::fs::write(&key_file, KEY).expect("key");
+    let out = dir.path().join("out");
+    let pod = PodOnHost::prepare(&cluster, dir.path(), "steady", |config| {
+        config["source"] = json!({"wad": {
+            "account": ACCOUNT, "table": TABLE, "endpoint": azurite.table_endpoint(),
+            "accountKeyFile": key_file.display().to_string(),
+            "startAt": "Earliest", "lateArrival": "30s",
+        }});
+        config["pipeline"] = json!({"pollInterval": "1s", "batchSize": 500});
+        config["checkpoint"]["commitInterval"] = "200ms".into();
+        config["outputs"][0]["file"]["directory"] = out.display().to_string().into();
+        config["outputs"][0]["file"]["maxFileAge"] = "1s".into();
+    })
+    .await;
+    let delivered = || process::file_output_ids(&out);
+    let mut collector = pod.run(&process::collector_binary());
+    for threshold in [4_000, 12_000] {
+        eventually("part of the table delivered", || async {
+            (delivered().len() >= threshold).then_some(())
+        })
+        .await;
+        let _ = collector.kill();
+        let _ = collector.wait();
+        collector = pod.run(&process::collector_binary());
+    }
+    eventually(
+        "the time window read every row again, and every one was recognised",
+        || async {
+            std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
+            let duplicates = process::metric(pod.health, "azlog_events_duplicate_total", &[]);
+            (duplicates >= expected.len() as f64).then_some(())
+        },
+    )
+    .await;
+    let ids = delivered();
+    let distinct: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(distinct, expected, "every row delivered");
+    assert_eq!(ids.len(), expected.len(), "no row delivered twice");
+
+    let sources = Api::<LogSource>::namespaced(admin.clone(), NS);
+    let told = eventually(
+        "the dead letters are in the status and the DeadLetters condition",
+        || async {
+            let status = sources.get("steady").await.ok()?.status?;
+            let count = status.dead_lettered.filter(|n| *n >= BAD.len() as u64)?;
+            let condition = status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "DeadLetters")?;
+            (condition.status == "True"
+                && condition.message.starts_with(&format!("{count} records")))
+            .then_some(condition.message)
+        },
+    )
+    .await;
+    assert!(told.contains("dead-letter.ndjson"), "{told}");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.name=steady",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("RecordsDeadLettered"),
+        "a Warning Event: {events}"
+    );
+
+    // What the API server keeps: the cursor and counters, not the ids.
+    let checkpoint = Api::<ConfigMap>::namespaced(admin.clone(), NS)
+        .get("azlog-steady-checkpoint")
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpoint.binary_data.unwrap_or_default().len(), 0);
+    let text = checkpoint.data.unwrap_or_default()["checkpoint.json"].clone();
+    assert!(text.len() < 1024, "{} bytes: {text}", text.len());
+    let ids_file = std::fs::read_dir(dir.path().join("state"))
+        .expect("state dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("recent-ids-"))
+        .expect("the recent ids are in the state directory");
+    assert!(ids_file.metadata().expect("stat").len() >= expected.len() as u64 * 16);
+
+    // A new pod on a new volume (an emptyDir): the cursor is in the cluster, the ids are gone,
+    // and the collector says what that means.
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
+    assert!(collector.wait().expect("wait").success());
+    std::fs::remove_dir_all(dir.path().join("state")).expect("rm state");
+    let _collector = pod.run(&process::collector_binary());
+    eventually("the lost ids are counted", || async {
+        std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
+        let lost = process::metric(pod.health, "azlog_checkpoint_ids_lost_total", &[]);
+        (lost == 1.0).then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&pod.log).expect("log");
+    assert!(
+        log.contains("may be delivered twice") && log.contains("state volume"),
+        "{log}"
+    );
 }

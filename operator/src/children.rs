@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
 use crate::crd::LogSource;
+use crate::crd::log_source::FileVolume;
 use crate::render::{
     CONFIG_DIR, CONFIG_FILE, FEDERATED_TOKEN_DIR, FEDERATED_TOKEN_FILE, FILES_DIR, Rendered,
     SECRETS_DIR, STATE_DIR, checkpoint_config_map, children_name, pod_path,
@@ -27,6 +28,10 @@ use crate::render::{
 
 /// Label every child carries; the operator watches only objects with it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "azlog-operator");
+/// On the children the collector writes (its checkpoint ConfigMap and its Lease): the operator
+/// creates them and watches only their metadata, so a commit or a renewal neither fills its memory
+/// nor wakes it.
+pub const COLLECTOR_STATE: (&str, &str) = ("azlog.io/collector-state", "true");
 /// Label naming the LogSource a child belongs to.
 pub const LOG_SOURCE_LABEL: &str = "azlog.io/logsource";
 /// Pod template annotation that changes whenever the collector's config does, rolling the pod.
@@ -117,11 +122,16 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     };
+    let mut state_meta = meta.clone();
+    state_meta
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(COLLECTOR_STATE.0.to_owned(), COLLECTOR_STATE.1.to_owned());
     let checkpoint_name = checkpoint_config_map(&ls_name);
     let checkpoint = ConfigMap {
         metadata: ObjectMeta {
             name: Some(checkpoint_name.clone()),
-            ..meta.clone()
+            ..state_meta.clone()
         },
         ..ConfigMap::default()
     };
@@ -168,7 +178,7 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
 
     // Created empty; the collector fills in its holder and renews it.
     let lease = Lease {
-        metadata: meta.clone(),
+        metadata: state_meta,
         spec: None,
     };
     let deployment = Deployment {
@@ -225,11 +235,7 @@ fn pod_template(
             }),
             ..Volume::default()
         },
-        Volume {
-            name: "state".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
+        volume("state", &collector.state_volume.clone().unwrap_or_default()),
     ];
     let mut mounts = vec![
         mount("config", CONFIG_DIR, true),
@@ -260,21 +266,7 @@ fn pod_template(
         mounts.push(mount(&volume, &format!("{SECRETS_DIR}/{secret}"), true));
     }
     for files in &rendered.file_volumes {
-        let claim = files.volume.persistent_volume_claim.clone();
-        volumes.push(Volume {
-            name: files.volume_name.clone(),
-            persistent_volume_claim: claim.map(|claim_name| PersistentVolumeClaimVolumeSource {
-                claim_name,
-                read_only: Some(false),
-            }),
-            empty_dir: files.volume.persistent_volume_claim.is_none().then(|| {
-                EmptyDirVolumeSource {
-                    size_limit: files.volume.size_limit.clone().map(Quantity),
-                    ..EmptyDirVolumeSource::default()
-                }
-            }),
-            ..Volume::default()
-        });
+        volumes.push(volume(&files.volume_name, &files.volume));
         mounts.push(mount(&files.volume_name, &files.directory, false));
     }
     let mut pod_labels = labels;
@@ -436,6 +428,27 @@ fn pod_template(
             termination_grace_period_seconds: Some(60),
             ..PodSpec::default()
         }),
+    }
+}
+
+/// Volume `name`: the claim `spec` names, else an emptyDir of its size limit.
+fn volume(name: &str, spec: &FileVolume) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        persistent_volume_claim: spec.persistent_volume_claim.clone().map(|claim_name| {
+            PersistentVolumeClaimVolumeSource {
+                claim_name,
+                read_only: Some(false),
+            }
+        }),
+        empty_dir: spec
+            .persistent_volume_claim
+            .is_none()
+            .then(|| EmptyDirVolumeSource {
+                size_limit: spec.size_limit.clone().map(Quantity),
+                ..EmptyDirVolumeSource::default()
+            }),
+        ..Volume::default()
     }
 }
 
@@ -769,5 +782,70 @@ mod tests {
         };
         assert_eq!(hash(&a), hash(&children(spec("siem-a:514"))));
         assert_ne!(hash(&a), hash(&children(spec("siem-b:514"))));
+    }
+
+    #[test]
+    fn the_state_directory_is_an_empty_dir_unless_a_claim_is_named() {
+        let state = |collector: serde_json::Value| {
+            let c = children(serde_json::json!({
+                "simulate": {}, "outputs": [{"syslog": {"address": "s:514"}}],
+                "collector": collector,
+            }));
+            let pod = pod(&c);
+            let mounted = pod.containers[0].volume_mounts.iter().flatten().any(|m| {
+                m.name == "state" && m.mount_path == STATE_DIR && m.read_only != Some(true)
+            });
+            assert!(
+                mounted,
+                "the state volume is mounted writable at {STATE_DIR}"
+            );
+            pod.volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "state")
+                .cloned()
+                .expect("state volume")
+        };
+        let default = state(serde_json::json!({}));
+        assert!(default.empty_dir.is_some() && default.persistent_volume_claim.is_none());
+        let claimed =
+            state(serde_json::json!({"stateVolume": {"persistentVolumeClaim": "azlog-state"}}));
+        assert_eq!(
+            claimed
+                .persistent_volume_claim
+                .map(|c| c.claim_name)
+                .as_deref(),
+            Some("azlog-state")
+        );
+        assert!(claimed.empty_dir.is_none());
+        let sized = state(serde_json::json!({"stateVolume": {"sizeLimit": "256Mi"}}));
+        assert_eq!(
+            sized
+                .empty_dir
+                .and_then(|e| e.size_limit)
+                .map(|q| q.0)
+                .as_deref(),
+            Some("256Mi")
+        );
+    }
+
+    #[test]
+    fn the_children_the_collector_writes_are_labelled_for_a_metadata_only_watch() {
+        let c = children(
+            serde_json::json!({"simulate": {}, "outputs": [{"syslog": {"address": "s:514"}}]}),
+        );
+        let state = |labels: &Option<BTreeMap<String, String>>| {
+            labels
+                .as_ref()
+                .and_then(|l| l.get(COLLECTOR_STATE.0))
+                .cloned()
+        };
+        assert_eq!(
+            state(&c.checkpoint.metadata.labels).as_deref(),
+            Some("true")
+        );
+        assert_eq!(state(&c.lease.metadata.labels).as_deref(), Some("true"));
+        assert_eq!(state(&c.config_map.metadata.labels), None);
+        assert_eq!(state(&c.deployment.metadata.labels), None);
     }
 }

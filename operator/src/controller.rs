@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -20,7 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::children::{self, Children, CollectorDefaults, MANAGED_BY};
+use crate::children::{self, COLLECTOR_STATE, Children, CollectorDefaults, MANAGED_BY};
 use crate::crd::{LogSource, LogSourceStatus};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
@@ -75,13 +75,16 @@ impl Error {
 }
 
 /// Caches of the children, kept by watches, so comparing desired with live state costs no call.
+/// Of the children the collector writes (checkpoint, Lease) only the metadata is kept: the
+/// operator sets nothing else in them.
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub config_maps: Store<ConfigMap>,
+    pub checkpoints: Store<PartialObjectMeta<ConfigMap>>,
     pub service_accounts: Store<ServiceAccount>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
-    pub leases: Store<Lease>,
+    pub leases: Store<PartialObjectMeta<Lease>>,
     pub deployments: Store<Deployment>,
 }
 
@@ -95,6 +98,7 @@ impl Stores {
                 .is_some_and(|r| r.is_ok())
         }
         filled(&self.config_maps)
+            && filled(&self.checkpoints)
             && filled(&self.service_accounts)
             && filled(&self.roles)
             && filled(&self.role_bindings)
@@ -171,13 +175,26 @@ async fn run_in(
         }
     }
     let ns = namespace.as_deref();
-    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={},!{}",
+        MANAGED_BY.0, MANAGED_BY.1, COLLECTOR_STATE.0
+    ));
     let (config_maps, cm_stream) = cached(api::<ConfigMap>(&client, ns), &owned);
     let (service_accounts, sa_stream) = cached(api::<ServiceAccount>(&client, ns), &owned);
     let (roles, role_stream) = cached(api::<Role>(&client, ns), &owned);
     let (role_bindings, binding_stream) = cached(api::<RoleBinding>(&client, ns), &owned);
-    let (leases, lease_stream) = cached(api::<Lease>(&client, ns), &owned);
     let (deployments, deploy_stream) = cached(api::<Deployment>(&client, ns), &owned);
+    let state = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        MANAGED_BY.0, MANAGED_BY.1, COLLECTOR_STATE.0, COLLECTOR_STATE.1
+    ));
+    // Metadata only (an Api of PartialObjectMeta asks for nothing else), kept up to date but
+    // never a reason to reconcile: the collector changes them all the time.
+    let (checkpoints, checkpoint_watch) =
+        cached(api::<PartialObjectMeta<ConfigMap>>(&client, ns), &state);
+    let (leases, lease_watch) = cached(api::<PartialObjectMeta<Lease>>(&client, ns), &state);
+    tokio::spawn(checkpoint_watch.for_each(|_| async {}));
+    tokio::spawn(lease_watch.for_each(|_| async {}));
     let context = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -191,6 +208,7 @@ async fn run_in(
         policy,
         stores: Stores {
             config_maps,
+            checkpoints,
             service_accounts,
             roles,
             role_bindings,
@@ -204,7 +222,6 @@ async fn run_in(
         .owns_stream(sa_stream)
         .owns_stream(role_stream)
         .owns_stream(binding_stream)
-        .owns_stream(lease_stream)
         .owns_stream(deploy_stream)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -236,6 +253,7 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, config.clone())
         .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects();
     (store, stream)
@@ -403,6 +421,31 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             generation,
         ),
     }
+    if let Some(message) = dead_letters(&status) {
+        let told = source
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "DeadLetters"))
+            .is_some_and(|c| c.message == message);
+        set_condition(
+            &mut status,
+            "DeadLetters",
+            true,
+            "RecordsDeadLettered",
+            &message,
+            generation,
+        );
+        if !told {
+            publish(
+                source,
+                ctx,
+                EventType::Warning,
+                "RecordsDeadLettered",
+                &message,
+            )
+            .await;
+        }
+    }
     if let Some((reason, message)) = degraded(&status) {
         set_condition(&mut status, "Degraded", true, reason, &message, generation);
         report(source, ctx, status, EventType::Warning, reason, &message).await?;
@@ -549,14 +592,24 @@ async fn apply_children(
         applied: Vec::new(),
     };
     applier.apply(&stores.config_maps, config_map).await?;
-    applier.apply(&stores.config_maps, checkpoint).await?;
+    applier.apply(&stores.checkpoints, checkpoint).await?;
     applier
         .apply(&stores.service_accounts, service_account)
         .await?;
     applier.apply(&stores.roles, role).await?;
     applier.apply(&stores.role_bindings, role_binding).await?;
     applier.apply(&stores.leases, lease).await?;
-    let deployment = applier.apply(&stores.deployments, deployment).await?;
+    let name = deployment.name_any();
+    let deployment = match applier
+        .apply(&stores.deployments, deployment.clone())
+        .await?
+    {
+        Some(written) => written,
+        None => stores
+            .deployments
+            .get(&ObjectRef::new(&name).within(namespace))
+            .map_or(deployment, |live| live.as_ref().clone()),
+    };
     Ok((deployment, applier.applied))
 }
 
@@ -571,21 +624,28 @@ struct Applier<'a> {
 }
 
 impl Applier<'_> {
-    /// Applies `desired` unless the live object already holds every field of it. Answers the
-    /// object as it now is.
-    async fn apply<K>(&mut self, store: &Store<K>, desired: K) -> Result<K, Error>
+    /// Applies `desired` unless the live object in `store` (the whole object, or its metadata
+    /// where that is all the operator sets) already holds every field of it. Answers the object
+    /// written, or None when nothing had to be.
+    async fn apply<K, L>(&mut self, store: &Store<L>, desired: K) -> Result<Option<K>, Error>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + Serialize
             + DeserializeOwned
             + std::fmt::Debug,
+        L: Resource<DynamicType = ()> + Clone + Serialize,
     {
         let (ctx, namespace) = (self.ctx, self.namespace);
         let name = desired.name_any();
         let kind = K::kind(&()).into_owned();
         let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
         let mut object = serde_json::to_value(&desired).unwrap_or_default();
+        // Compared without its type: a metadata-only cache holds PartialObjectMetadata.
+        if let Some(fields) = object.as_object_mut() {
+            fields.remove("apiVersion");
+            fields.remove("kind");
+        }
         let owned = |meta: &kube::api::ObjectMeta| {
             meta.owner_references
                 .iter()
@@ -609,7 +669,7 @@ impl Applier<'_> {
                     &object,
                 ) =>
             {
-                return Ok(live.as_ref().clone());
+                return Ok(None);
             }
             Some(_) => {}
             // The cache holds only objects with the operator's label; one without it may still
@@ -633,7 +693,7 @@ impl Applier<'_> {
             .map_err(apply_error)?;
         ctx.metrics.writes.with_label_values(&[&kind]).inc();
         self.applied.push(format!("{kind} {name}"));
-        Ok(result)
+        Ok(Some(result))
     }
 }
 
@@ -776,6 +836,13 @@ async fn report(
             .with_label_values(&["LogSourceStatus"])
             .inc();
     }
+    publish(source, ctx, type_, reason, note).await;
+    Ok(())
+}
+
+/// Publishes an Event about `source`. An Event is a courtesy to whoever runs `kubectl describe`;
+/// failing to write one is logged, never a reason to redo the reconcile.
+async fn publish(source: &LogSource, ctx: &Context, type_: EventType, reason: &str, note: &str) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -783,12 +850,18 @@ async fn report(
         action: "Reconcile".into(),
         secondary: None,
     };
-    // An Event is a courtesy to whoever runs `kubectl describe`; failing to write one is logged,
-    // never a reason to redo the reconcile.
     if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
         tracing::warn!(error = %e, "failed to publish an Event");
     }
-    Ok(())
+}
+
+/// The DeadLetters condition's message when the collector reports records it could not read.
+fn dead_letters(status: &LogSourceStatus) -> Option<String> {
+    let count = status.dead_lettered.filter(|n| *n > 0)?;
+    Some(format!(
+        "{count} records could not be read and were kept in the collector's dead-letter file ({}/dead-letter.ndjson) instead of delivered; the collector log says why for each",
+        render::STATE_DIR
+    ))
 }
 
 #[cfg(test)]

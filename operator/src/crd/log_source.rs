@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Last Event","type":"date","jsonPath":".status.lastEventTime"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.lagSeconds","description":"Seconds between now and the newest event delivered"}"#,
     printcolumn = r#"{"name":"Delivered","type":"integer","jsonPath":".status.eventsDelivered","priority":1}"#,
+    printcolumn = r#"{"name":"Dead Letters","type":"integer","jsonPath":".status.deadLettered","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -450,6 +451,14 @@ pub struct CollectorSpec {
     /// Log level of the collector: error, warn, info (default), debug or trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// The volume of the collector's state directory: the ids of recent events, which keep what
+    /// the source reads again from being delivered twice, and the dead-letter file. The default
+    /// emptyDir survives a restart of the collector but not a replaced pod (a spec change, a
+    /// drain, an eviction): the next pod may then deliver twice what its source reads again, and
+    /// the dead letters are gone. Name a PersistentVolumeClaim (ReadWriteOnce is enough: one
+    /// collector runs at a time) to keep both. The cursor itself is always kept in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_volume: Option<FileVolume>,
 }
 
 /// What the operator and the collector last saw of this source.
@@ -478,6 +487,11 @@ pub struct LogSourceStatus {
     /// Events delivered to every output since the source was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events_delivered: Option<u64>,
+    /// Records the collector could not read (malformed or unexpected Azure payloads), kept in its
+    /// dead-letter file instead of delivered, since the source was created. The DeadLetters
+    /// condition and a Warning Event tell when it grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_lettered: Option<u64>,
     /// When the collector last committed its checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
