@@ -536,6 +536,26 @@ pub struct FileOutputConfig {
     /// Batches that arrive together share one fsync.
     #[serde(default = "yes")]
     pub fsync: bool,
+    /// Deletes finished files, oldest first, so the volume never fills; absent keeps every file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// How long finished files are kept. The newest finished file of each folder is always kept: the
+/// output reads its last lines back after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retention {
+    /// Delete the oldest finished files while all of them together hold more bytes than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Delete finished files older than this.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub max_age: Option<Duration>,
 }
 
 fn default_json_format() -> JsonFormat {
@@ -1116,6 +1136,24 @@ impl Config {
                     }
                     if file.max_file_age < Duration::from_secs(1) {
                         err(format!("{base}.maxFileAge"), "must be at least 1s".into());
+                    }
+                    let retention = file.retention.clone().unwrap_or_default();
+                    if let Some(max) = retention.max_bytes
+                        && max < 2 * file.max_file_bytes
+                    {
+                        err(
+                            format!("{base}.retention.maxBytes"),
+                            format!(
+                                "must be at least twice maxFileBytes ({}), got {max}: the files being written and the newest finished ones must fit",
+                                2 * file.max_file_bytes
+                            ),
+                        );
+                    }
+                    if retention.max_age.is_some_and(|age| age < file.max_file_age) {
+                        err(
+                            format!("{base}.retention.maxAge"),
+                            "must be at least maxFileAge: a file would be deleted as soon as it is finished".into(),
+                        );
                     }
                 }
                 OutputConfig::Syslog(syslog) => validate_syslog(syslog, &base, files, &mut err),

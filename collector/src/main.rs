@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use azlog_collector::bench::{self, Scenario};
 use azlog_collector::config::{
-    Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, SimulateConfig, SimulateMix,
-    SourceConfig, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
+    Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, Retention, SimulateConfig,
+    SimulateMix, SourceConfig, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
 };
 use azlog_collector::service;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -123,6 +123,11 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
         max_file_bytes: 1024 * 1024,
         max_file_age: Duration::from_secs(10),
         fsync: true,
+        // A demo left running must not fill the disk.
+        retention: Some(Retention {
+            max_bytes: Some(100 * 1024 * 1024),
+            max_age: None,
+        }),
     })];
     if !args.quiet {
         outputs.push(OutputConfig::Stdout(StdoutOutputConfig {

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub last_event_timestamp: Gauge,
     pub lag_seconds: GaugeVec,
     pub files_finished: IntCounterVec,
+    pub files_deleted: IntCounterVec,
     pub azure_requests: IntCounterVec,
     pub azure_throttled: IntCounterVec,
     pub azure_remaining_reads: IntGaugeVec,
@@ -144,6 +145,11 @@ impl Metrics {
             "files_finished_total",
             "Files the file output finished (renamed to their final name).",
             &["output"],
+        );
+        let files_deleted = counters(
+            "files_deleted_total",
+            "Finished files the retention policy deleted, by output and reason (size, age).",
+            &["output", "reason"],
         );
         let azure_requests = counters(
             "azure_requests_total",
@@ -278,6 +284,7 @@ impl Metrics {
             last_event_timestamp,
             lag_seconds,
             files_finished,
+            files_deleted,
             azure_requests,
             azure_throttled,
             azure_remaining_reads,

@@ -356,8 +356,26 @@ fn pod_template(
         volume_mounts: Some(mounts),
         ..Container::default()
     }];
-    for forwarder in &rendered.forwarders {
+    for (index, forwarder) in rendered.forwarders.iter().enumerate() {
         let f = &forwarder.spec;
+        let mut mounts = vec![mount(
+            &forwarder.volume_name,
+            f.mount_path.as_deref().unwrap_or(FILES_DIR),
+            false,
+        )];
+        if let Some(config) = &f.config {
+            let volume = format!("forwarder-config-{index}");
+            volumes.push(Volume {
+                name: volume.clone(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config.config_map.clone(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            let path = config.mount_path.as_deref().unwrap_or(FORWARDER_CONFIG_DIR);
+            mounts.push(mount(&volume, path, true));
+        }
         containers.push(Container {
             name: forwarder.name.clone(),
             image: Some(f.image.clone()),
@@ -367,11 +385,7 @@ fn pod_template(
             // The same bounds as the collector's: the Pod Security "restricted" profile and a
             // read-only root; it writes only to the shared volume.
             security_context: Some(restricted()),
-            volume_mounts: Some(vec![mount(
-                &forwarder.volume_name,
-                f.mount_path.as_deref().unwrap_or(FILES_DIR),
-                false,
-            )]),
+            volume_mounts: Some(mounts),
             ..Container::default()
         });
     }
@@ -430,6 +444,9 @@ fn pod_template(
         }),
     }
 }
+
+/// Where a forwarder sees its configuration ConfigMap unless told otherwise.
+const FORWARDER_CONFIG_DIR: &str = "/etc/azlog-forwarder";
 
 /// Volume `name`: the claim `spec` names, else an emptyDir of its size limit.
 fn volume(name: &str, spec: &FileVolume) -> Volume {
@@ -847,5 +864,56 @@ mod tests {
         assert_eq!(state(&c.lease.metadata.labels).as_deref(), Some("true"));
         assert_eq!(state(&c.config_map.metadata.labels), None);
         assert_eq!(state(&c.deployment.metadata.labels), None);
+    }
+
+    #[test]
+    fn a_forwarder_mounts_its_config_map_and_keeps_its_files_on_a_claim() {
+        let c = children(serde_json::json!({
+            "simulate": {},
+            "outputs": [{"forwarder": {
+                "image": "fluent/fluent-bit:3.1",
+                "args": ["-c", "/etc/azlog-forwarder/azlog.conf"],
+                "config": {"configMap": "fluent-bit-azlog"},
+                "volume": {"persistentVolumeClaim": "forwarded"},
+                "retention": {"maxAge": "7d"},
+            }}]
+        }));
+        let pod = pod(&c);
+        let sidecar = &pod.containers[1];
+        let mounts = sidecar.volume_mounts.clone().unwrap_or_default();
+        let config = mounts
+            .iter()
+            .find(|m| m.mount_path == FORWARDER_CONFIG_DIR)
+            .expect("the config is mounted");
+        assert_eq!(config.read_only, Some(true));
+        let volume = |name: &str| {
+            pod.volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == name)
+                .cloned()
+                .expect("volume")
+        };
+        assert_eq!(
+            volume(&config.name).config_map.map(|c| c.name).as_deref(),
+            Some("fluent-bit-azlog")
+        );
+        let files = mounts
+            .iter()
+            .find(|m| m.mount_path == FILES_DIR)
+            .expect("files");
+        assert_eq!(
+            volume(&files.name)
+                .persistent_volume_claim
+                .map(|c| c.claim_name)
+                .as_deref(),
+            Some("forwarded")
+        );
+        let collector_config = &c.config_map.data.as_ref().expect("data")[CONFIG_FILE];
+        let parsed: serde_json::Value = serde_yaml::from_str(collector_config).expect("yaml");
+        assert_eq!(
+            parsed["outputs"][0]["file"]["retention"],
+            serde_json::json!({"maxBytes": 1u64 << 30, "maxAge": "7days"})
+        );
     }
 }

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 
 use crate::crd::LogSource;
 use crate::crd::log_source::{
-    Credential, FileVolume, ForwarderOutput, LogSourceSpec, Output, SecretKeyRef, WorkloadIdentity,
+    Credential, FileRetention, FileVolume, ForwarderOutput, LogSourceSpec, Output, SecretKeyRef,
+    WorkloadIdentity,
 };
 
 /// Where the collector container finds its config file.
@@ -230,7 +231,10 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             let out_name = file.name.clone().unwrap_or_else(|| format!("file-{i}"));
             let volume = file.volume.clone().unwrap_or_default();
             let mount = file_volume(i, &out_name, volume);
-            let mut value = json!({ "directory": pod_path(windows, &mount.directory) });
+            let mut value = json!({
+                "directory": pod_path(windows, &mount.directory),
+                "retention": retention(file.retention.as_ref()),
+            });
             copy_set(
                 &mut value,
                 &serde_json::to_value(file).unwrap_or_default(),
@@ -283,8 +287,23 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
                     ),
                 );
             }
-            let mount = file_volume(i, &out_name, FileVolume::default());
-            let mut value = json!({ "name": out_name, "directory": mount.directory });
+            if let Some(config) = &forwarder.config {
+                let at = config.mount_path.as_deref().unwrap_or("/");
+                if config.config_map.is_empty() || !at.starts_with('/') {
+                    err(
+                        &format!("{path}.forwarder.config"),
+                        "name the ConfigMap in configMap, and give mountPath as an absolute path"
+                            .into(),
+                    );
+                }
+            }
+            let volume = forwarder.volume.clone().unwrap_or_default();
+            let mount = file_volume(i, &out_name, volume);
+            let mut value = json!({
+                "name": out_name,
+                "directory": mount.directory,
+                "retention": retention(forwarder.retention.as_ref()),
+            });
             if let Some(format) = forwarder.format {
                 value["format"] = serde_json::to_value(format).unwrap_or_default();
             }
@@ -479,6 +498,20 @@ fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Finished files kept when a LogSource does not say: 1 GiB, so a forwarder that falls behind
+/// or a file output nobody collects never fills the volume and gets the pod evicted.
+const DEFAULT_RETAINED_BYTES: u64 = 1 << 30;
+
+/// The collector's retention settings for a file output.
+fn retention(spec: Option<&FileRetention>) -> Value {
+    let spec = spec.cloned().unwrap_or_default();
+    let mut value = json!({ "maxBytes": spec.max_bytes.unwrap_or(DEFAULT_RETAINED_BYTES) });
+    if let Some(age) = spec.max_age {
+        value["maxAge"] = age.into();
+    }
+    value
 }
 
 /// The volume and directory the `index`th output writes its files to.

@@ -43,7 +43,12 @@ pub struct FileOutput {
     /// Per-kind encode buffers, reused across batches.
     buffers: Vec<Vec<u8>>,
     sequence: u64,
+    /// When the retention limits were last applied.
+    retention_checked: Option<Instant>,
 }
+
+/// How often finished files are checked against a retention age when none finishes.
+const RETENTION_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Folder {
@@ -110,6 +115,7 @@ impl FileOutput {
             metrics: ctx.metrics.clone(),
             buffers: vec![Vec::new(); EventKind::ALL.len()],
             sequence: 0,
+            retention_checked: None,
         })
     }
 
@@ -171,6 +177,7 @@ impl FileOutput {
     /// Finishes files that reached their size or age limit.
     fn rotate_due(&mut self, force: bool) -> std::io::Result<()> {
         let (max_bytes, max_age) = (self.config.max_file_bytes, self.config.max_file_age);
+        let mut finished = false;
         for folder in &mut self.folders {
             let due = folder.current.as_ref().is_some_and(|f| {
                 force || f.bytes >= max_bytes || (f.bytes > 0 && f.opened.elapsed() >= max_age)
@@ -186,7 +193,71 @@ impl FileOutput {
                     .with_label_values(&[&self.name])
                     .inc();
                 tracing::debug!(output = %self.name, kind = folder.kind.as_str(), "finished a file");
+                finished = true;
             }
+        }
+        // Age limits are looked at once a minute even when no file finishes.
+        let age_due = self
+            .retention_checked
+            .is_none_or(|at| at.elapsed() >= RETENTION_CHECK);
+        if finished || age_due {
+            self.retention_checked = Some(Instant::now());
+            self.apply_retention()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes finished files, oldest first, beyond the retention limits; the newest finished
+    /// file of each folder stays, because the output reads its last lines back after a crash.
+    fn apply_retention(&self) -> std::io::Result<()> {
+        let Some(retention) = &self.config.retention else {
+            return Ok(());
+        };
+        let ext = extension(self.config.format);
+        let mut total = 0u64;
+        let mut deletable = Vec::new();
+        for folder in &self.folders {
+            let mut finished = list(&folder.dir, |name| {
+                name.starts_with(PREFIX) && name.ends_with(&format!(".{ext}"))
+            })?;
+            let newest = finished.pop();
+            for path in finished.into_iter().chain(newest.clone()) {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue; // deleted by someone else meanwhile
+                };
+                total += meta.len();
+                if Some(&path) != newest.as_ref() {
+                    let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                    deletable.push((name, path, meta));
+                }
+            }
+        }
+        // Names start with the time a file was begun: oldest first across folders.
+        deletable.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, path, meta) in deletable {
+            let too_old = retention.max_age.is_some_and(|max| {
+                meta.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > max)
+            });
+            let too_big = retention.max_bytes.is_some_and(|max| total > max);
+            let reason = match (too_old, too_big) {
+                (true, _) => "age",
+                (false, true) => "size",
+                (false, false) => continue,
+            };
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            total = total.saturating_sub(meta.len());
+            self.metrics
+                .files_deleted
+                .with_label_values(&[&self.name, reason])
+                .inc();
+            tracing::debug!(output = %self.name, file = %path.display(), reason, "deleted a finished file");
         }
         Ok(())
     }
@@ -400,6 +471,7 @@ fn recent_ids(dir: &Path, ext: &str, window: usize) -> std::io::Result<Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Retention;
     use crate::output::line::tests::event;
     use std::time::Duration;
 
@@ -410,6 +482,7 @@ mod tests {
             format: JsonFormat::Ndjson,
             max_file_bytes: 4096,
             max_file_age: Duration::from_secs(3600),
+            retention: None,
             fsync: false,
         }
     }
@@ -475,6 +548,93 @@ mod tests {
                 .starts_with('.'))
             .expect("list")
             .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_the_oldest_finished_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let context = ctx();
+        let mut out = FileOutput::open(
+            "f".into(),
+            FileOutputConfig {
+                retention: Some(Retention {
+                    max_bytes: Some(20_000),
+                    max_age: None,
+                }),
+                ..config(dir.path())
+            },
+            &context,
+        )
+        .expect("open");
+        // Each batch is written at once; the file it lands in finishes past 4 KiB.
+        let mut written = Vec::new();
+        for i in 0..12u32 {
+            out.deliver(&batch(i * 20..(i + 1) * 20))
+                .await
+                .expect("deliver");
+            written.extend(finished(dir.path()));
+        }
+        written.sort();
+        written.dedup();
+        let kept = finished(dir.path());
+        let bytes: u64 = kept
+            .iter()
+            .map(|p| std::fs::metadata(p).expect("stat").len())
+            .sum();
+        assert!(bytes <= 20_000, "{bytes} bytes kept");
+        assert!(kept.len() >= 2, "{kept:?}");
+        assert!(written.len() > kept.len() + 2, "{written:?}");
+        // What is kept is the newest: the tail of everything finished, in order.
+        assert_eq!(kept, written[written.len() - kept.len()..]);
+        let deleted = context
+            .metrics
+            .files_deleted
+            .with_label_values(&["f", "size"])
+            .get();
+        assert_eq!(deleted as usize, written.len() - kept.len());
+        // The file in progress is never touched.
+        out.deliver(&batch(1000..1001)).await.expect("deliver");
+        let in_progress = || {
+            list(&dir.path().join("AzureResourceManagerJson"), |n| {
+                n.starts_with('.')
+            })
+            .expect("list")
+        };
+        assert_eq!(in_progress().len(), 1);
+        out.apply_retention().expect("retention");
+        assert_eq!(in_progress().len(), 1);
+
+        // An age limit deletes old files, but never the newest finished one.
+        let mut aged = FileOutput::open(
+            "f".into(),
+            FileOutputConfig {
+                retention: Some(Retention {
+                    max_bytes: None,
+                    max_age: Some(Duration::from_secs(3600)),
+                }),
+                ..config(dir.path())
+            },
+            &context,
+        )
+        .expect("open");
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        for path in finished(dir.path()) {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(old).expect("set mtime");
+        }
+        aged.tick().await.expect("tick");
+        assert_eq!(finished(dir.path()), kept[kept.len() - 1..]);
+        assert!(
+            context
+                .metrics
+                .files_deleted
+                .with_label_values(&["f", "age"])
+                .get()
+                >= 1
         );
     }
 

@@ -337,6 +337,36 @@ pub struct FileOutput {
     /// The volume the files are written to: an emptyDir (default) or a PersistentVolumeClaim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<FileVolume>,
+    /// Which finished files are deleted, oldest first, so the volume never fills. Default: keep at
+    /// most 1 GiB of finished files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<FileRetention>,
+}
+
+/// How many finished files are kept. The newest finished file of each folder is always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRetention {
+    /// Delete the oldest finished files while all of them together hold more bytes than this
+    /// (default 1073741824, 1 GiB; at least twice maxFileBytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Delete finished files older than this, as a duration such as 7d; default no age limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+}
+
+/// A ConfigMap of the LogSource's namespace mounted read-only into a forwarder sidecar, for its
+/// own configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwarderConfig {
+    /// Name of the ConfigMap.
+    pub config_map: String,
+    /// Where the forwarder sees its keys, one file each (default /etc/azlog-forwarder). Mounting
+    /// over the image's own configuration directory hides the files the image ships there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
 }
 
 /// Where files are kept.
@@ -422,6 +452,20 @@ pub struct ForwarderOutput {
     /// Resources of the forwarder's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// The forwarder's own configuration, from a ConfigMap (a Fluent Bit `azlog.conf`, a
+    /// Universal Forwarder `inputs.conf`, …); refer to it in `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ForwarderConfig>,
+    /// The volume the files are written to: an emptyDir (default), which a replaced pod loses
+    /// with the files the forwarder has not shipped yet, or a PersistentVolumeClaim, which keeps
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<FileVolume>,
+    /// Which finished files are deleted, oldest first, so the volume never fills; the collector
+    /// cannot know what the forwarder has shipped, so leave it time. Default: keep at most 1 GiB
+    /// of finished files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<FileRetention>,
 }
 
 /// The collector pod.
