@@ -96,8 +96,9 @@ pub struct OutputContext {
 /// The configured outputs, dispatched statically.
 #[derive(Debug)]
 pub enum AnyOutput {
-    File(file::FileOutput),
-    // Boxed: it holds the encode buffers and TLS state, several times the size of the others.
+    // Boxed, as the syslog output: they hold their folders, buffers and settings (the syslog
+    // output its TLS state too), several times the size of the others.
+    File(Box<file::FileOutput>),
     Syslog(Box<syslog::SyslogOutput>),
     Stdout(stdout::StdoutOutput),
     WindowsEventLog(windows_event_log::WindowsEventLogOutput),
@@ -111,7 +112,9 @@ impl AnyOutput {
     ) -> Result<AnyOutput, SetupError> {
         let name = config.name(index);
         Ok(match config {
-            OutputConfig::File(c) => AnyOutput::File(file::FileOutput::open(name, c.clone(), ctx)?),
+            OutputConfig::File(c) => {
+                AnyOutput::File(Box::new(file::FileOutput::open(name, c.clone(), ctx)?))
+            }
             OutputConfig::Syslog(c) => {
                 AnyOutput::Syslog(Box::new(syslog::SyslogOutput::new(name, c.clone(), ctx)?))
             }
