@@ -816,7 +816,10 @@ pub struct CheckpointConfig {
     /// `pipeline.maxInFlightEvents` is waiting for one.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// How many recent event ids are remembered to hide re-reads.
+    /// The most event ids remembered to hide re-reads (about 50 bytes of memory each, 16 on disk
+    /// in `stateDir`). An id is remembered for as long as the source may read its event again
+    /// (its re-read span, e.g. `lateArrival` and a poll); should that hold more ids than this, the
+    /// oldest are forgotten early and counted in `azlog_dedup_forgotten_early_total`.
     #[serde(default = "default_dedup_capacity")]
     pub dedup_capacity: usize,
     /// Keep the checkpoint in a Kubernetes ConfigMap instead of `stateDir`, so the collector pod
@@ -849,9 +852,6 @@ fn default_status_interval() -> Duration {
     Duration::from_secs(30)
 }
 
-/// A ConfigMap holds at most 1 MiB; each remembered id takes 16 bytes in it.
-pub const MAX_KUBERNETES_DEDUP_CAPACITY: usize = 50_000;
-
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
@@ -866,7 +866,7 @@ fn default_commit_interval() -> Duration {
     Duration::from_secs(5)
 }
 fn default_dedup_capacity() -> usize {
-    100_000
+    500_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1205,16 +1205,6 @@ impl Config {
                 format!(
                     "must be at least pipeline.maxInFlightEvents ({}) so a restart recognises everything it re-reads, got {}",
                     p.max_in_flight_events, self.checkpoint.dedup_capacity
-                ),
-            );
-        }
-        if self.checkpoint.kubernetes.is_some()
-            && self.checkpoint.dedup_capacity > MAX_KUBERNETES_DEDUP_CAPACITY
-        {
-            err(
-                "checkpoint.dedupCapacity".into(),
-                format!(
-                    "at most {MAX_KUBERNETES_DEDUP_CAPACITY} with a Kubernetes checkpoint: a ConfigMap holds 1 MiB"
                 ),
             );
         }

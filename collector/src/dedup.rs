@@ -6,6 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -51,29 +52,47 @@ impl Hasher for Prehashed {
     }
 }
 
-/// A bounded first-in-first-out set of id hashes: the newest `capacity` ids are remembered.
+/// A bounded first-in-first-out set of id hashes. An id is remembered for the source's re-read
+/// span (the time within which the source may read its event again), and among the newest
+/// `floor` ids; never more than `capacity` ids. An id forgotten before its span ended because of
+/// the capacity is counted: its event, read again, would be delivered twice.
 #[derive(Debug)]
 pub struct DedupSet {
     capacity: usize,
-    order: VecDeque<u128>,
+    floor: usize,
+    /// None: the source may read an event again for as long as it runs.
+    span: Option<Duration>,
+    order: VecDeque<(u128, Instant)>,
     members: HashSet<u128, BuildHasherDefault<Prehashed>>,
+    forgotten_early: u64,
+}
+
+/// How long an id is needed, and how many are kept whatever their age.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub capacity: usize,
+    /// Kept whatever their age: the ids a crash can make the source read again.
+    pub floor: usize,
+    pub span: Option<Duration>,
 }
 
 impl DedupSet {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(window: Window) -> Self {
+        let initial = window.capacity.min(1 << 16);
         DedupSet {
-            capacity,
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            members: HashSet::with_capacity_and_hasher(
-                capacity.min(1 << 16),
-                BuildHasherDefault::default(),
-            ),
+            capacity: window.capacity,
+            floor: window.floor.min(window.capacity),
+            span: window.span,
+            order: VecDeque::with_capacity(initial),
+            members: HashSet::with_capacity_and_hasher(initial, BuildHasherDefault::default()),
+            forgotten_early: 0,
         }
     }
 
-    /// Restores a set from hashes listed oldest first.
-    pub fn from_hashes(capacity: usize, hashes: impl IntoIterator<Item = u128>) -> Self {
-        let mut set = DedupSet::new(capacity);
+    /// Restores a set from hashes listed oldest first; their span starts now, since the source
+    /// may read their events again from its restored cursor.
+    pub fn from_hashes(window: Window, hashes: impl IntoIterator<Item = u128>) -> Self {
+        let mut set = DedupSet::new(window);
         for hash in hashes {
             set.insert(hash);
         }
@@ -85,11 +104,19 @@ impl DedupSet {
         if !self.members.insert(hash) {
             return false;
         }
-        self.order.push_back(hash);
-        if self.order.len() > self.capacity
-            && let Some(evicted) = self.order.pop_front()
-        {
-            self.members.remove(&evicted);
+        let now = Instant::now();
+        self.order.push_back((hash, now));
+        while let Some(&(oldest, at)) = self.order.front() {
+            let expired = self.span.is_some_and(|span| now.duration_since(at) >= span);
+            if self.order.len() > self.capacity {
+                if !expired {
+                    self.forgotten_early += 1;
+                }
+            } else if !(expired && self.order.len() > self.floor) {
+                break;
+            }
+            self.order.pop_front();
+            self.members.remove(&oldest);
         }
         true
     }
@@ -106,11 +133,16 @@ impl DedupSet {
         self.order.is_empty()
     }
 
+    /// Ids forgotten because of the capacity while their source could still read them again.
+    pub fn forgotten_early(&self) -> u64 {
+        self.forgotten_early
+    }
+
     /// The remembered hashes, oldest first, leaving out the newest `skip_newest` (ids of batches that
     /// are dispatched but not yet committed must not be persisted).
     pub fn oldest_first(&self, skip_newest: usize) -> impl Iterator<Item = u128> + '_ {
         let keep = self.order.len().saturating_sub(skip_newest);
-        self.order.iter().take(keep).copied()
+        self.order.iter().take(keep).map(|&(hash, _)| hash)
     }
 }
 
@@ -121,7 +153,11 @@ mod tests {
     #[test]
     fn a_repeated_id_is_recognised() {
         let hasher = IdHasher::new(7);
-        let mut set = DedupSet::new(10);
+        let mut set = DedupSet::new(Window {
+            capacity: 10,
+            floor: 0,
+            span: None,
+        });
         assert!(set.insert(hasher.hash("a")));
         assert!(!set.insert(hasher.hash("a")));
         assert!(set.insert(hasher.hash("b")));
@@ -129,7 +165,11 @@ mod tests {
 
     #[test]
     fn the_oldest_ids_are_forgotten_beyond_capacity() {
-        let mut set = DedupSet::new(3);
+        let mut set = DedupSet::new(Window {
+            capacity: 3,
+            floor: 0,
+            span: None,
+        });
         for h in 0..5u128 {
             set.insert(h);
         }
@@ -138,6 +178,39 @@ mod tests {
         assert!(set.contains(4));
         assert_eq!(set.oldest_first(0).collect::<Vec<_>>(), vec![2, 3, 4]);
         assert_eq!(set.oldest_first(1).collect::<Vec<_>>(), vec![2, 3]);
+        // Needed for as long as the source runs: both were forgotten too early.
+        assert_eq!(set.forgotten_early(), 2);
+    }
+
+    #[test]
+    fn ids_are_kept_for_the_span_and_forgotten_after_it_beyond_the_floor() {
+        let window = Window {
+            capacity: 100,
+            floor: 2,
+            span: Some(Duration::from_millis(50)),
+        };
+        let mut set = DedupSet::new(window);
+        for h in 0..10u128 {
+            set.insert(h);
+        }
+        assert_eq!(set.len(), 10, "within the span every id is kept");
+        std::thread::sleep(Duration::from_millis(60));
+        set.insert(10);
+        // Past the span only the floor of newest ids stays, besides the new one.
+        assert_eq!(set.oldest_first(0).collect::<Vec<_>>(), vec![9, 10]);
+        assert_eq!(set.forgotten_early(), 0, "nothing was needed any more");
+
+        // A span longer than the capacity holds: reported, never over the capacity.
+        let mut small = DedupSet::new(Window {
+            capacity: 4,
+            floor: 2,
+            span: Some(Duration::from_secs(3600)),
+        });
+        for h in 0..10u128 {
+            small.insert(h);
+        }
+        assert_eq!(small.len(), 4);
+        assert_eq!(small.forgotten_early(), 6);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub struct Metrics {
     registry: Registry,
     pub events_received: IntCounterVec,
     pub events_duplicate: IntCounter,
+    pub dedup_forgotten_early: IntCounter,
     pub events_dead_lettered: IntCounterVec,
     pub events_delivered: IntCounterVec,
     pub events_skipped_recovered: IntCounterVec,
@@ -231,6 +232,13 @@ impl Metrics {
                 "Checkpoint writes that failed (retried at the next commit).",
             ),
         );
+        let dedup_forgotten_early = register(
+            r,
+            IntCounter::new(
+                "dedup_forgotten_early_total",
+                "Event ids forgotten because checkpoint.dedupCapacity was reached while the source could still read their events again; such a re-read is delivered twice.",
+            ),
+        );
         let checkpoint_ids_lost = register(
             r,
             IntCounter::new(
@@ -280,6 +288,7 @@ impl Metrics {
             checkpoint_commits,
             checkpoint_errors,
             checkpoint_ids_lost,
+            dedup_forgotten_early,
             checkpoint_age,
             last_event_timestamp,
             lag_seconds,

@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::dedup::{DedupSet, IdHasher};
+use crate::dedup::{self, DedupSet, IdHasher};
 use crate::event::EventKind;
 use crate::metrics::Metrics;
 use crate::normalise::{NormaliseContext, Rejected, normalise};
@@ -189,7 +189,13 @@ impl<C: CheckpointStore> Pipeline<C> {
         }
         let pipeline_cfg = self.config.pipeline.clone();
         let hasher = IdHasher::new(seed);
-        let mut dedup = DedupSet::from_hashes(self.config.checkpoint.dedup_capacity, ids);
+        let window = dedup::Window {
+            capacity: self.config.checkpoint.dedup_capacity,
+            // What a crash can make the source read again: everything not yet committed.
+            floor: pipeline_cfg.max_in_flight_events + pipeline_cfg.batch_size,
+            span: source.reread_span(),
+        };
+        let mut dedup = DedupSet::from_hashes(window, ids);
         let output_ctx = OutputContext {
             hasher,
             recovery_window: pipeline_cfg.max_in_flight_events + pipeline_cfg.batch_size,
@@ -446,7 +452,18 @@ impl<C: CheckpointStore> Pipeline<C> {
             summary.dead_lettered += rejected.len() as u64;
         }
         let before = events.len();
+        let forgotten = dedup.forgotten_early();
         events.retain(|event| dedup.insert(hasher.hash(&event.id)));
+        let newly_forgotten = dedup.forgotten_early() - forgotten;
+        if newly_forgotten > 0 {
+            if forgotten == 0 {
+                tracing::warn!(
+                    capacity = self.config.checkpoint.dedup_capacity,
+                    "the source may read events again for longer than checkpoint.dedupCapacity ids last: some re-read events will be delivered twice; raise dedupCapacity (about 50 bytes of memory each)"
+                );
+            }
+            self.metrics.dedup_forgotten_early.inc_by(newly_forgotten);
+        }
         let duplicates = before - events.len();
         if duplicates > 0 {
             self.metrics.events_duplicate.inc_by(duplicates as u64);

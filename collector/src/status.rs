@@ -30,6 +30,8 @@ pub struct Progress {
     pub last_event_time: Option<DateTime<Utc>>,
     pub events_delivered: u64,
     pub dead_lettered: u64,
+    /// Ids dedup forgot before their span ended, since the collector started.
+    pub dedup_forgotten_early: u64,
     pub committed_at: DateTime<Utc>,
 }
 
@@ -128,6 +130,7 @@ fn status(progress: Option<&Progress>, problem: Option<&Problem>) -> Value {
             .into();
         status["eventsDelivered"] = p.events_delivered.into();
         status["deadLettered"] = p.dead_lettered.into();
+        status["dedupForgottenEarly"] = p.dedup_forgotten_early.into();
         status["checkpoint"] = time(p.committed_at).into();
     }
     status
@@ -146,6 +149,7 @@ mod tests {
             last_event_time: Some(at),
             events_delivered: 42,
             dead_lettered: 2,
+            dedup_forgotten_early: 0,
             committed_at: at,
         };
         let healthy = status(Some(&progress), None);

@@ -1063,25 +1063,84 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     assert!(forbidden(other_status), "another LogSource's status");
 }
 
+/// A table in Azurite and a LogSource whose collector, run on the host, reads it with startAt:
+/// Earliest and lateArrival 30s into files below `<dir>/out`: the rows stored just before it
+/// starts are delivered by its first read of the whole table, and once lateArrival has passed,
+/// the first time window reads every one of them again.
+struct WadOnHost {
+    dir: tempfile::TempDir,
+    cluster: Cluster,
+    _operator: OperatorProcess,
+    azurite: azlog_e2e::azurite::Azurite,
+}
+
+const WAD_TABLE: &str = "WADWindowsEventLogsTable";
+
+impl WadOnHost {
+    async fn start() -> WadOnHost {
+        let (dir, cluster) = start_cluster().await;
+        let operator = start_operator(&cluster, dir.path()).await;
+        let azurite = azlog_e2e::azurite::Azurite::start(dir.path());
+        azurite.create_table(WAD_TABLE);
+        WadOnHost {
+            dir,
+            cluster,
+            _operator: operator,
+            azurite,
+        }
+    }
+
+    fn out(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Creates LogSource `name` and its collector's config, changed by `adjust`.
+    async fn log_source(&self, name: &str, adjust: impl FnOnce(&mut Value)) -> PodOnHost {
+        use azlog_e2e::azurite::{ACCOUNT, KEY};
+        Api::<LogSource>::namespaced(self.cluster.client(ADMIN_TOKEN), NS)
+            .create(
+                &PostParams::default(),
+                &log_source(name, json!({"simulate": {}, "outputs": [{"file": {}}]})),
+            )
+            .await
+            .expect("create");
+        let key_file = self.dir.path().join("account-key");
+        std::fs::write(&key_file, KEY).expect("key");
+        PodOnHost::prepare(&self.cluster, self.dir.path(), name, |config| {
+            config["source"] = json!({"wad": {
+                "account": ACCOUNT, "table": WAD_TABLE, "endpoint": self.azurite.table_endpoint(),
+                "accountKeyFile": key_file.display().to_string(),
+                "startAt": "Earliest", "lateArrival": "30s",
+            }});
+            config["pipeline"] = json!({"pollInterval": "1s", "batchSize": 500});
+            config["checkpoint"]["commitInterval"] = "200ms".into();
+            config["outputs"][0]["file"]["directory"] = self.out().display().to_string().into();
+            config["outputs"][0]["file"]["maxFileAge"] = "1s".into();
+            adjust(config);
+        })
+        .await
+    }
+}
+
+/// `count` WAD rows of the last half hour.
+fn wad_rows(count: u64) -> Vec<Value> {
+    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(30);
+    (0..count)
+        .map(|n| azlog_e2e::wad_rows::row(start + chrono::TimeDelta::minutes((n / 1000) as i64), n))
+        .collect()
+}
+
 #[tokio::test]
 async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_ids_on_its_volume() {
-    use azlog_e2e::azurite::{ACCOUNT, Azurite, KEY};
-    use azlog_e2e::wad_rows::{id, row};
-    const TABLE: &str = "WADWindowsEventLogsTable";
+    use azlog_e2e::wad_rows::id;
     const ROWS: u64 = 20_000;
 
-    let (dir, cluster) = start_cluster().await;
+    let wad = WadOnHost::start().await;
+    let (dir, cluster, azurite) = (&wad.dir, &wad.cluster, &wad.azurite);
     let admin = cluster.client(ADMIN_TOKEN);
-    let _operator = start_operator(&cluster, dir.path()).await;
-    let azurite = Azurite::start(dir.path());
-    azurite.create_table(TABLE);
-    // Stored just now: the first read of the table (startAt: Earliest) delivers them, and once
-    // lateArrival has passed the first time window reads every one of them again, in the last
-    // collector started. Only the remembered ids keep that second read from delivering them twice.
-    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(30);
-    let mut rows: Vec<Value> = (0..ROWS)
-        .map(|n| row(start + chrono::TimeDelta::minutes((n / 1000) as i64), n))
-        .collect();
+    // Only the remembered ids keep the second read (in the last collector started) from
+    // delivering the rows twice.
+    let mut rows = wad_rows(ROWS);
     // Three rows the collector cannot read: dead-lettered, counted in the status, told in an Event.
     const BAD: [usize; 3] = [100, 7_000, 15_000];
     for n in BAD {
@@ -1093,30 +1152,10 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
         .filter(|(n, _)| !BAD.contains(n))
         .map(|(_, r)| id(r))
         .collect();
-    azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
+    azurite.put_rows(WAD_TABLE, &rows, &["EventTickCount"]);
     drop(rows);
-    Api::<LogSource>::namespaced(admin.clone(), NS)
-        .create(
-            &PostParams::default(),
-            &log_source("steady", json!({"simulate": {}, "outputs": [{"file": {}}]})),
-        )
-        .await
-        .expect("create");
-    let key_file = dir.path().join("account-key");
-    std::fs::write(&key_file, KEY).expect("key");
-    let out = dir.path().join("out");
-    let pod = PodOnHost::prepare(&cluster, dir.path(), "steady", |config| {
-        config["source"] = json!({"wad": {
-            "account": ACCOUNT, "table": TABLE, "endpoint": azurite.table_endpoint(),
-            "accountKeyFile": key_file.display().to_string(),
-            "startAt": "Earliest", "lateArrival": "30s",
-        }});
-        config["pipeline"] = json!({"pollInterval": "1s", "batchSize": 500});
-        config["checkpoint"]["commitInterval"] = "200ms".into();
-        config["outputs"][0]["file"]["directory"] = out.display().to_string().into();
-        config["outputs"][0]["file"]["maxFileAge"] = "1s".into();
-    })
-    .await;
+    let pod = wad.log_source("steady", |_| {}).await;
+    let out = wad.out();
     let delivered = || process::file_output_ids(&out);
     let mut collector = pod.run(&process::collector_binary());
     for threshold in [4_000, 12_000] {
@@ -1207,4 +1246,61 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
         log.contains("may be delivered twice") && log.contains("state volume"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_source_that_rereads_more_ids_than_dedup_remembers_says_so_in_its_status() {
+    let wad = WadOnHost::start().await;
+    wad.azurite
+        .put_rows(WAD_TABLE, &wad_rows(2_000), &["EventTickCount"]);
+    // The first read of the table is re-read within 31 s; 600 ids cannot hold its 2,000.
+    let pod = wad
+        .log_source("forgetful", |config| {
+            config["pipeline"] =
+                json!({"pollInterval": "1s", "batchSize": 100, "maxInFlightEvents": 500});
+            config["checkpoint"]["dedupCapacity"] = 600.into();
+            config["checkpoint"]["kubernetes"]["statusInterval"] = "1s".into();
+        })
+        .await;
+    let _collector = pod.run(&process::collector_binary());
+    eventually("the collector counts the ids it forgot early", || async {
+        std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
+        let forgotten = process::metric(pod.health, "azlog_dedup_forgotten_early_total", &[]);
+        (forgotten >= 1_000.0).then_some(())
+    })
+    .await;
+    let sources = Api::<LogSource>::namespaced(wad.cluster.client(ADMIN_TOKEN), NS);
+    let condition = eventually(
+        "the status and the DedupWindowExceeded condition say so",
+        || async {
+            let status = sources.get("forgetful").await.ok()?.status?;
+            status.dedup_forgotten_early.filter(|n| *n > 0)?;
+            status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "DedupWindowExceeded" && c.status == "True")
+        },
+    )
+    .await;
+    assert!(
+        condition.message.contains("spec.collector.dedupCapacity"),
+        "says what to do: {}",
+        condition.message
+    );
+    let events = wad.cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.name=forgetful",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("IdsForgottenEarly"),
+        "a Warning Event: {events}"
+    );
+    let log = std::fs::read_to_string(&pod.log).expect("log");
+    assert!(log.contains("raise dedupCapacity"), "{log}");
 }

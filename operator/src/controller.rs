@@ -422,29 +422,26 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         ),
     }
     if let Some(message) = dead_letters(&status) {
-        let told = source
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "DeadLetters"))
-            .is_some_and(|c| c.message == message);
-        set_condition(
+        warn(
+            source,
+            ctx,
             &mut status,
             "DeadLetters",
-            true,
             "RecordsDeadLettered",
             &message,
-            generation,
-        );
-        if !told {
-            publish(
-                source,
-                ctx,
-                EventType::Warning,
-                "RecordsDeadLettered",
-                &message,
-            )
-            .await;
-        }
+        )
+        .await;
+    }
+    if let Some(message) = dedup_window(&status) {
+        warn(
+            source,
+            ctx,
+            &mut status,
+            "DedupWindowExceeded",
+            "IdsForgottenEarly",
+            &message,
+        )
+        .await;
     }
     if let Some((reason, message)) = degraded(&status) {
         set_condition(&mut status, "Degraded", true, reason, &message, generation);
@@ -853,6 +850,44 @@ async fn publish(source: &LogSource, ctx: &Context, type_: EventType, reason: &s
     if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
         tracing::warn!(error = %e, "failed to publish an Event");
     }
+}
+
+/// Sets condition `type_` to True, with a Warning Event when its message is new: something the
+/// collector reported that needs a look but does not stop it.
+async fn warn(
+    source: &LogSource,
+    ctx: &Context,
+    status: &mut LogSourceStatus,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) {
+    let told = source
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .is_some_and(|c| c.message == message);
+    set_condition(
+        status,
+        type_,
+        true,
+        reason,
+        message,
+        source.metadata.generation,
+    );
+    if !told {
+        publish(source, ctx, EventType::Warning, reason, message).await;
+    }
+}
+
+/// The DedupWindowExceeded condition's message when the collector forgot ids its source could
+/// still read again. The count stays out of it, so the Event is told once, not at every report.
+fn dedup_window(status: &LogSourceStatus) -> Option<String> {
+    status.dedup_forgotten_early.filter(|n| *n > 0)?;
+    Some(
+        "the source may read events again for longer than the collector remembers their ids, so such events can be delivered twice (status.dedupForgottenEarly counts the ids forgotten early): raise spec.collector.dedupCapacity, about 50 bytes of memory each, with the memory limit"
+            .to_owned(),
+    )
 }
 
 /// The DeadLetters condition's message when the collector reports records it could not read.

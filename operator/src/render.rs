@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use azlog_collector::config::{Config, FieldError, MAX_KUBERNETES_DEDUP_CAPACITY};
+use azlog_collector::config::{Config, FieldError};
 use serde_json::{Map, Value, json};
 
 use crate::crd::LogSource;
@@ -322,19 +322,20 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     }
     config.insert("outputs".into(), Value::Array(outputs));
     config.insert("stateDir".into(), pod_path(windows, STATE_DIR).into());
-    // The checkpoint lives in the cluster, so the pod is stateless and can be rescheduled.
-    config.insert(
-        "checkpoint".into(),
-        json!({
-            "dedupCapacity": MAX_KUBERNETES_DEDUP_CAPACITY,
-            "kubernetes": {
-                "namespace": namespace,
-                "configMap": checkpoint_config_map(&name),
-                "lease": children_name(&name),
-                "logSource": name,
-            },
-        }),
-    );
+    // The cursor lives in the cluster, so a pod rescheduled anywhere resumes; the recent ids stay
+    // in the state directory (see the collector's checkpoint::configmap).
+    let mut checkpoint = json!({
+        "kubernetes": {
+            "namespace": namespace,
+            "configMap": checkpoint_config_map(&name),
+            "lease": children_name(&name),
+            "logSource": name,
+        },
+    });
+    if let Some(capacity) = spec.collector.as_ref().and_then(|c| c.dedup_capacity) {
+        checkpoint["dedupCapacity"] = capacity.into();
+    }
+    config.insert("checkpoint".into(), checkpoint);
     let health_port = spec
         .collector
         .as_ref()

@@ -310,6 +310,7 @@ impl CheckpointStore for ConfigMapStore {
                 last_event_time: checkpoint.last_event_time,
                 events_delivered: checkpoint.events_delivered,
                 dead_lettered: checkpoint.dead_lettered,
+                dedup_forgotten_early: self.metrics.dedup_forgotten_early.get(),
                 committed_at: checkpoint.committed_at,
             }));
         }

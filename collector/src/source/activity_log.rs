@@ -84,6 +84,10 @@ impl Listing for ActivityLog {
     const KIND: &'static str = "activityLog";
     type Position = Position;
 
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        Some(self.windows.reread_span())
+    }
+
     fn api(&self, _stream: &str) -> Api {
         API
     }

@@ -59,6 +59,10 @@ impl Listing for EntraAudit {
     const KIND: &'static str = "entraAudit";
     type Position = Position;
 
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        Some(self.windows.reread_span())
+    }
+
     fn api(&self, stream: &str) -> Api {
         Api {
             name: log_of(stream).as_str(),

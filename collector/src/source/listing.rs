@@ -37,6 +37,8 @@ pub trait Listing: Send + Sync + 'static {
     ) -> Option<(String, Self::Position)>;
     /// Turns a listed record into a record for the pipeline; None drops it (client-side filters).
     fn record(&self, stream: &str, position: &Self::Position, raw: RawJson) -> Option<RawRecord>;
+    /// As [`Source::reread_span`].
+    fn reread_span(&self) -> Option<std::time::Duration>;
 }
 
 /// A query whose `nextLink` keeps failing with a 4xx this many times in a row is started over
@@ -270,6 +272,10 @@ impl<L: Listing> Listed<L> {
 
 impl<L: Listing> Source for Listed<L> {
     const KIND: &'static str = L::KIND;
+
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        self.listing.reread_span()
+    }
 
     fn fetch(&mut self) -> impl std::future::Future<Output = Result<Fetch, SourceError>> + Send {
         self.next()

@@ -85,4 +85,11 @@ pub trait Source: Send + 'static {
     const KIND: &'static str;
 
     fn fetch(&mut self) -> impl Future<Output = Result<Fetch, SourceError>> + Send;
+
+    /// How long after delivering an event this source may read it again on purpose (a window read
+    /// once more for late records, a listing repeated whole): the ids dedup must remember at least
+    /// that long. None: for as long as the source runs.
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::ZERO)
+    }
 }

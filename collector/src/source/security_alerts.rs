@@ -84,6 +84,12 @@ impl Listing for SecurityAlerts {
     const KIND: &'static str = "securityAlerts";
     type Position = AlertsPosition;
 
+    /// Every poll lists every alert Azure keeps: their ids are needed for as long as they are
+    /// listed.
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     fn api(&self, _stream: &str) -> Api {
         API
     }

@@ -364,6 +364,12 @@ async fn read_slice(
 impl Source for Wad {
     const KIND: &'static str = "wad";
 
+    /// The windows of server time never overlap; only the first read of a whole table (startAt:
+    /// Earliest) is followed by windows that begin `lateArrival` before it.
+    fn reread_span(&self) -> Option<std::time::Duration> {
+        (self.late_arrival + self.poll_interval).to_std().ok()
+    }
+
     fn fetch(&mut self) -> impl std::future::Future<Output = Result<Fetch, SourceError>> + Send {
         self.next()
     }

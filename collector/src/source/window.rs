@@ -56,6 +56,20 @@ impl Windows {
         }
     }
 
+    /// How long after an event is first read its window may be read again: once it has settled
+    /// (`lateArrival`), at the next settle step, at the next poll.
+    pub fn reread_span(&self) -> std::time::Duration {
+        (self.late_arrival + self.settle_step() + self.poll_interval)
+            .to_std()
+            .unwrap_or(std::time::Duration::MAX)
+    }
+
+    /// Settled windows are read in steps of a quarter of the late-arrival time: late events wait
+    /// at most 25% longer, and a quiet subscription costs one extra query per step, not per poll.
+    fn settle_step(&self) -> TimeDelta {
+        self.poll_interval.max(self.late_arrival / 4)
+    }
+
     /// Where a stream with no checkpoint begins.
     pub fn start(&self, start_at: StartAt, now: DateTime<Utc>) -> Position {
         let oldest = now - self.retention;
@@ -79,10 +93,7 @@ impl Windows {
         let settled = position.settled.max(oldest);
         let fresh = position.fresh.max(settled);
         let settle_limit = now - self.late_arrival;
-        // Settle in steps of a quarter of the late-arrival time: late events wait at most 25% longer,
-        // and a quiet subscription costs one extra query per step, not per poll.
-        let settle_step = self.poll_interval.max(self.late_arrival / 4);
-        if settle_limit - settled >= settle_step {
+        if settle_limit - settled >= self.settle_step() {
             let end = (settled + MAX_WINDOW).min(settle_limit);
             return Some(Window {
                 start: settled,

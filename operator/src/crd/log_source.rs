@@ -503,6 +503,12 @@ pub struct CollectorSpec {
     /// collector runs at a time) to keep both. The cursor itself is always kept in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_volume: Option<FileVolume>,
+    /// The most event ids the collector remembers to keep what its source reads again from being
+    /// delivered twice (default 500000; about 50 bytes of memory each). Ids are kept for as long
+    /// as the source may read their events again; when that holds more ids than this, the
+    /// DedupWindowExceeded condition says so: raise it, with the memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_capacity: Option<u64>,
 }
 
 /// What the operator and the collector last saw of this source.
@@ -536,6 +542,11 @@ pub struct LogSourceStatus {
     /// condition and a Warning Event tell when it grows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_lettered: Option<u64>,
+    /// Event ids the collector forgot, since it started, before its source could read their events
+    /// again (its dedup capacity is smaller than the source's re-read span needs): such a re-read
+    /// is delivered twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_forgotten_early: Option<u64>,
     /// When the collector last committed its checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
