@@ -88,6 +88,8 @@ struct Pending {
     seq: u64,
     remaining: usize,
     cursor: serde_json::Value,
+    /// The per-key positions the batch moves (see [`Batch::offsets`]).
+    offsets: Vec<(String, Option<u64>)>,
     /// Ids this batch added to the dedup set (they must not be persisted before it is delivered).
     new_ids: usize,
     /// Events this batch holds against the in-flight limit.
@@ -102,6 +104,8 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Acked {
     cursor: Option<serde_json::Value>,
+    /// Per-key positions of the acknowledged batches, the newest for each key.
+    offsets: std::collections::BTreeMap<String, Option<u64>>,
     batches: usize,
     weight: usize,
     events: u64,
@@ -129,6 +133,28 @@ impl<C: CheckpointStore> std::fmt::Debug for Pipeline<C> {
             .field("name", &self.config.name)
             .finish_non_exhaustive()
     }
+}
+
+/// The cursor a source resumes from: the stored one, with the offsets kept beside it put back in
+/// its `offsets` (see [`Batch::offsets`]); those stored beside it win over any an older
+/// collector left in the cursor itself.
+fn resume_cursor(checkpoint: &Checkpoint) -> serde_json::Value {
+    let mut cursor = checkpoint.cursor.clone();
+    if let Some(fields) = cursor.as_object_mut()
+        && !checkpoint.offsets.is_empty()
+    {
+        let offsets = fields
+            .entry("offsets")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(offsets) = offsets.as_object_mut() {
+            for (key, offset) in &checkpoint.offsets {
+                if let Some(offset) = offset {
+                    offsets.insert(key.clone(), (*offset).into());
+                }
+            }
+        }
+    }
+    cursor
 }
 
 fn random_seed() -> u64 {
@@ -178,7 +204,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                 expected: source_kind.to_owned(),
             });
         }
-        let source = make_source(stored.as_ref().map(|cp| cp.cursor.clone()))?;
+        let source = make_source(stored.as_ref().map(resume_cursor))?;
         match &stored {
             Some(cp) => {
                 tracing::info!(committed_at = %cp.committed_at, events_delivered = cp.events_delivered, "resuming from checkpoint")
@@ -286,7 +312,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                         continue;
                     };
                     let dead_before = summary.dead_lettered;
-                    let (dispatch, cursor, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
+                    let (dispatch, cursor, offsets, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
                     let dead_lettered = summary.dead_lettered - dead_before;
                     seq += 1;
                     let events = dispatch.events.len();
@@ -300,7 +326,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                     let weight = events.max(1);
                     in_flight += weight;
                     self.metrics.in_flight_events.set(in_flight as i64);
-                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, new_ids, weight, events, dead_lettered, newest });
+                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, offsets, new_ids, weight, events, dead_lettered, newest });
                 }
                 ack = ack_rx.recv() => {
                     let seq = match ack {
@@ -320,6 +346,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                     while pending.front().is_some_and(|p| p.remaining == 0) {
                         let Some(done) = pending.pop_front() else { break };
                         acked.cursor = Some(done.cursor);
+                        acked.offsets.extend(done.offsets);
                         acked.batches += 1;
                         acked.weight += done.weight;
                         acked.events += done.events as u64;
@@ -387,7 +414,12 @@ impl<C: CheckpointStore> Pipeline<C> {
         dedup: &mut DedupSet,
         summary: &mut RunSummary,
         source_kind: &str,
-    ) -> (Dispatch, serde_json::Value, usize) {
+    ) -> (
+        Dispatch,
+        serde_json::Value,
+        Vec<(String, Option<u64>)>,
+        usize,
+    ) {
         let mut events = Vec::with_capacity(batch.records.len());
         let mut rejected: Vec<(String, &'static str, String, String)> = Vec::new();
         // Counted per kind locally and added once per batch: a labelled counter lookup per event
@@ -477,6 +509,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                 dispatched_at: Instant::now(),
             },
             batch.cursor,
+            batch.offsets,
             new_ids,
         )
     }
@@ -509,6 +542,7 @@ impl<C: CheckpointStore> Pipeline<C> {
             committed_at: Utc::now(),
             events_delivered: committed.events + acked.events,
             dead_lettered: committed.dead_lettered + acked.dead_lettered,
+            offsets: acked.offsets.clone(),
             last_event_time: acked.newest,
         };
         match self.store.commit(&checkpoint).await {
@@ -822,6 +856,7 @@ mod tests {
             records,
             malformed,
             cursor: serde_json::json!({ "n": n }),
+            offsets: Vec::new(),
         }
     }
 

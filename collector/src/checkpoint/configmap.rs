@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::ApiResource;
 
-use super::{Checkpoint, CheckpointError, CheckpointStore, IdsLog};
+use super::{Checkpoint, CheckpointError, CheckpointStore, IdsLog, OffsetsLog};
 use crate::config::KubernetesCheckpointConfig;
 use crate::metrics::Metrics;
 use crate::status::{self, Progress};
@@ -68,17 +68,30 @@ pub struct ConfigMapStore {
     )>,
     /// Events delivered as of the last write, and when it was.
     last_write: Option<(u64, Instant)>,
-    /// Where the recent ids are kept: the state directory.
+    /// Where the recent ids and offsets are kept: the state directory.
     state_dir: std::path::PathBuf,
-    /// The ids of the checkpoint with this seed.
-    ids: Option<(u64, IdsLog)>,
+    /// The files of the checkpoint with the seed they are named by.
+    local: Mutex<Option<LocalState>>,
     metrics: Arc<Metrics>,
 }
 
-/// The ids file of the checkpoint whose ids are hashed with `seed`: a checkpoint started over (a
-/// new seed) never reads another's ids.
-fn ids_path(state_dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
-    state_dir.join(format!("recent-ids-{seed:016x}"))
+/// What a checkpoint keeps in the state directory, in files named by its seed: a checkpoint
+/// started over (a new seed) never reads another's.
+#[derive(Debug)]
+struct LocalState {
+    seed: u64,
+    ids: IdsLog,
+    offsets: OffsetsLog,
+}
+
+impl LocalState {
+    fn new(state_dir: &std::path::Path, seed: u64) -> LocalState {
+        LocalState {
+            seed,
+            ids: IdsLog::new(state_dir.join(format!("recent-ids-{seed:016x}"))),
+            offsets: OffsetsLog::new(state_dir.join(format!("offsets-{seed:016x}"))),
+        }
+    }
 }
 
 impl std::fmt::Debug for ConfigMapStore {
@@ -129,27 +142,38 @@ impl ConfigMapStore {
             reporter,
             last_write: None,
             state_dir: state_dir.to_owned(),
-            ids: None,
+            local: Mutex::new(None),
             metrics,
         })
     }
 
-    /// The ids file of the checkpoint with `seed`, as this process last wrote it.
-    fn ids_log(&mut self, seed: u64) -> &mut IdsLog {
-        if self.ids.as_ref().is_some_and(|(s, _)| *s != seed) {
-            self.ids = None;
+    /// Writes what the checkpoint keeps in the state directory.
+    fn write_local(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let mut local = super::lock(&self.local);
+        if local.as_ref().is_none_or(|l| l.seed != checkpoint.id_seed) {
+            *local = Some(LocalState::new(&self.state_dir, checkpoint.id_seed));
         }
-        let path = ids_path(&self.state_dir, seed);
-        &mut self.ids.get_or_insert_with(|| (seed, IdsLog::new(path))).1
+        let Some(local) = local.as_mut() else {
+            return Ok(());
+        };
+        crate::fsutil::blocking(|| {
+            local.ids.write(&checkpoint.recent_ids)?;
+            local.offsets.write(&checkpoint.offsets)
+        })
     }
 
-    /// Puts the checkpoint's recent ids into it: from the state directory, or from the ConfigMap
-    /// where an older collector kept them. When neither has them (the pod was replaced and its
-    /// volume with it), what the source reads again may be delivered twice: said in the log and
-    /// counted in `azlog_checkpoint_ids_lost_total`.
-    fn restore_ids(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
-        let log = IdsLog::new(ids_path(&self.state_dir, checkpoint.id_seed));
-        match crate::fsutil::blocking(|| log.read())? {
+    /// Puts what the checkpoint keeps in the state directory into it: the offsets, and the recent
+    /// ids, or those the ConfigMap kept where an older collector put them. When neither has the
+    /// ids (the pod was replaced and its volume with it), what the source reads again may be
+    /// delivered twice: said in the log and counted in `azlog_checkpoint_ids_lost_total`.
+    fn restore_local(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
+        let mut local = LocalState::new(&self.state_dir, checkpoint.id_seed);
+        let (ids, offsets) = crate::fsutil::blocking(|| {
+            Ok::<_, CheckpointError>((local.ids.read()?, local.offsets.read()?))
+        })?;
+        checkpoint.offsets = offsets;
+        *super::lock(&self.local) = Some(local);
+        match ids {
             Some(ids) => checkpoint.recent_ids = ids,
             None if !checkpoint.recent_ids.is_empty() => {
                 tracing::info!(
@@ -240,7 +264,7 @@ impl CheckpointStore for ConfigMapStore {
             .map_err(|e| self.error("read", e))?;
         let mut checkpoint = decode(&object)?;
         if let Some(checkpoint) = &mut checkpoint {
-            self.restore_ids(checkpoint)?;
+            self.restore_local(checkpoint)?;
         }
         // The first update carries this version: a write by anyone else since fails it.
         if let Ok(mut current) = self.current.lock() {
@@ -268,10 +292,10 @@ impl CheckpointStore for ConfigMapStore {
                 .await
                 .map_err(|e| self.error("read", e))?,
         };
-        // The ids first: a crash before the cursor is written leaves ids of delivered events
-        // beside an older cursor, which only recognises more of what it reads again.
-        let ids = self.ids_log(checkpoint.id_seed);
-        crate::fsutil::blocking(|| ids.write(&checkpoint.recent_ids))?;
+        // The ids and offsets first: a crash before the cursor is written leaves ids and offsets
+        // of delivered events beside an older cursor, which then recognises or skips more of what
+        // it reads again.
+        self.write_local(checkpoint)?;
         let text = encode(checkpoint)?;
         object
             .data
@@ -439,6 +463,7 @@ mod tests {
             events_delivered: 3,
             last_event_time: None,
             dead_lettered: 0,
+            offsets: BTreeMap::new(),
         };
         let text = encode(&checkpoint).expect("encode");
         assert!(!text.contains("recentIds"), "{text}");

@@ -4,6 +4,7 @@
 //! recent event ids that let a restart hide what it re-reads. It is only ever written after delivery,
 //! so it can lag behind what outputs have seen but never run ahead of it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,11 @@ pub struct Checkpoint {
     /// Records written to the dead-letter file instead of delivered, over the checkpoint's life.
     #[serde(default)]
     pub dead_lettered: u64,
+    /// Per-key positions kept beside the cursor (a blob's byte offset), so the cursor stays small
+    /// however many keys there are. Loaded: every key. Committed: the keys that changed since the
+    /// last commit, None forgetting one. Stored beside the JSON, not in it.
+    #[serde(skip)]
+    pub offsets: BTreeMap<String, Option<u64>>,
 }
 
 impl Checkpoint {
@@ -139,13 +145,15 @@ pub trait CheckpointStore: Send + 'static {
 pub struct FileStore {
     path: PathBuf,
     ids: IdsLog,
+    offsets: std::sync::Mutex<OffsetsLog>,
 }
 
 impl FileStore {
     pub fn new(path: PathBuf) -> Self {
-        // `checkpoint.ids` beside `checkpoint.json`.
+        // `checkpoint.ids` and `checkpoint.offsets` beside `checkpoint.json`.
         let ids = IdsLog::new(path.with_extension("ids"));
-        FileStore { path, ids }
+        let offsets = std::sync::Mutex::new(OffsetsLog::new(path.with_extension("offsets")));
+        FileStore { path, ids, offsets }
     }
 
     pub fn path(&self) -> &Path {
@@ -165,7 +173,9 @@ impl FileStore {
             }
         };
         let ids = self.ids.read()?.unwrap_or_default();
-        parse(&text, &ids, &path.display().to_string()).map(Some)
+        let mut checkpoint = parse(&text, &ids, &path.display().to_string())?;
+        checkpoint.offsets = lock(&self.offsets).read()?;
+        Ok(Some(checkpoint))
     }
 
     /// Writes the ids, then the checkpoint, atomically replaced. A crash between the two leaves
@@ -173,6 +183,7 @@ impl FileStore {
     /// cursor reads again is recognised, never lost.
     fn commit_sync(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         self.ids.write(&checkpoint.recent_ids)?;
+        lock(&self.offsets).write(&checkpoint.offsets)?;
         let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),
@@ -270,6 +281,155 @@ impl IdsLog {
             }
         };
         self.file = newest(window).map(|newest| IdsFile { newest, count });
+        Ok(())
+    }
+}
+
+/// A lock that a panic elsewhere does not make unusable: the data it guards is rewritten whole
+/// when in doubt.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A checkpoint's per-key offsets in a file of their own: one JSON line per change
+/// (`["key",offset]`, or `["key",null]` to forget a key), appended at each commit, the last line
+/// for a key winning; rewritten to just the live keys once it has grown to twice their size.
+///
+/// A forgotten key is written one commit late. Offsets are written before the cursor, and a key is
+/// forgotten when the cursor moves past it (a blob's hour settled): were the forgetting written
+/// with that move and the cursor write lost to a crash, the older cursor would read the blob
+/// again from its start.
+#[derive(Debug)]
+pub struct OffsetsLog {
+    path: PathBuf,
+    live: BTreeMap<String, u64>,
+    /// Bytes in the file, and in its lines for the live keys.
+    file_bytes: u64,
+    live_bytes: u64,
+    /// Keys to forget at the next write.
+    forget: Vec<String>,
+}
+
+impl OffsetsLog {
+    pub fn new(path: PathBuf) -> Self {
+        OffsetsLog {
+            path,
+            live: BTreeMap::new(),
+            file_bytes: 0,
+            live_bytes: 0,
+            forget: Vec::new(),
+        }
+    }
+
+    fn line(key: &str, offset: Option<u64>) -> String {
+        let mut line = serde_json::json!([key, offset]).to_string();
+        line.push('\n');
+        line
+    }
+
+    fn line_len(key: &str, offset: u64) -> u64 {
+        Self::line(key, Some(offset)).len() as u64
+    }
+
+    fn set(&mut self, key: &str, offset: Option<u64>) {
+        let old = match offset {
+            Some(offset) => {
+                self.live_bytes += Self::line_len(key, offset);
+                self.live.insert(key.to_owned(), offset)
+            }
+            None => self.live.remove(key),
+        };
+        if let Some(old) = old {
+            self.live_bytes -= Self::line_len(key, old);
+        }
+    }
+
+    /// Every key and its offset; none when there is no file. A line cut by a crash is left out:
+    /// its offset was never committed.
+    pub fn read(&mut self) -> Result<BTreeMap<String, Option<u64>>, CheckpointError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        self.live.clear();
+        self.live_bytes = 0;
+        let whole = text.len() - text.iter().rev().take_while(|b| **b != b'\n').count();
+        for line in text[..whole]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let (key, offset): (String, Option<u64>) = serde_json::from_slice(line)
+                .map_err(|e| CheckpointError::Corrupt(format!("{}: {e}", self.path.display())))?;
+            self.set(&key, offset);
+        }
+        // After a torn line the next write rewrites the file instead of appending to the tear.
+        self.file_bytes = if whole == text.len() { whole as u64 } else { 0 };
+        Ok(self
+            .live
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(*v)))
+            .collect())
+    }
+
+    /// Records `changes` (and the keys the previous write was told to forget).
+    pub fn write(
+        &mut self,
+        changes: &BTreeMap<String, Option<u64>>,
+    ) -> Result<(), CheckpointError> {
+        let forget = std::mem::take(&mut self.forget);
+        if changes.is_empty() && forget.is_empty() {
+            return Ok(());
+        }
+        let mut appended = String::new();
+        for key in forget {
+            // Set again since it was forgotten: keep it.
+            if changes.contains_key(&key) || !self.live.contains_key(&key) {
+                continue;
+            }
+            self.set(&key, None);
+            appended.push_str(&Self::line(&key, None));
+        }
+        for (key, offset) in changes {
+            match offset {
+                Some(offset) => {
+                    self.set(key, Some(*offset));
+                    appended.push_str(&Self::line(key, Some(*offset)));
+                }
+                None => self.forget.push(key.clone()),
+            }
+        }
+        // A new file is written whole, so its directory entry is made durable too.
+        if self.file_bytes == 0
+            || self.file_bytes + appended.len() as u64 > 2 * self.live_bytes + 65536
+        {
+            let whole: String = self
+                .live
+                .iter()
+                .map(|(k, v)| Self::line(k, Some(*v)))
+                .collect();
+            replace(&self.path, whole.as_bytes())?;
+            self.file_bytes = whole.len() as u64;
+        } else if !appended.is_empty() {
+            let write_err = |source| CheckpointError::Write {
+                path: self.path.clone(),
+                source,
+            };
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(write_err)?;
+            std::io::Write::write_all(&mut f, appended.as_bytes()).map_err(write_err)?;
+            f.sync_data().map_err(write_err)?;
+            self.file_bytes += appended.len() as u64;
+        }
         Ok(())
     }
 }
@@ -415,6 +575,7 @@ mod tests {
             events_delivered: 42,
             last_event_time: None,
             dead_lettered: 0,
+            offsets: BTreeMap::new(),
         }
     }
 
@@ -523,6 +684,85 @@ mod tests {
         std::fs::write(&ids, bytes).expect("write");
         let loaded = store.load().await.expect("load").expect("present");
         assert_eq!(loaded.decode_ids().expect("ids"), vec![1, u128::MAX]);
+    }
+
+    fn changes(entries: &[(&str, Option<u64>)]) -> BTreeMap<String, Option<u64>> {
+        entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn offsets_are_appended_and_a_forgotten_key_is_written_one_commit_late() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("offsets");
+        let mut log = OffsetsLog::new(path.clone());
+        log.write(&changes(&[("a/1", Some(10)), ("a/2", Some(20))]))
+            .expect("write");
+        log.write(&changes(&[("a/1", Some(15)), ("a/2", None)]))
+            .expect("write");
+        let reread = |path: &Path| OffsetsLog::new(path.to_owned()).read().expect("read");
+        // a/2's forgetting is not written yet: the cursor that settled it may not be either.
+        assert_eq!(
+            reread(&path),
+            changes(&[("a/1", Some(15)), ("a/2", Some(20))])
+        );
+        log.write(&changes(&[("a/3", Some(1))])).expect("write");
+        assert_eq!(
+            reread(&path),
+            changes(&[("a/1", Some(15)), ("a/3", Some(1))])
+        );
+        // A line cut by a crash is left out, and a restarted writer goes on from what is there.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(br#"["a/4",9"#);
+        std::fs::write(&path, bytes).expect("write");
+        let mut restarted = OffsetsLog::new(path.clone());
+        assert_eq!(restarted.read().expect("read").len(), 2);
+        restarted
+            .write(&changes(&[("a/1", Some(16))]))
+            .expect("write");
+        assert_eq!(
+            reread(&path),
+            changes(&[("a/1", Some(16)), ("a/3", Some(1))])
+        );
+    }
+
+    #[test]
+    fn the_offsets_file_is_rewritten_once_it_holds_far_more_than_the_live_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("offsets");
+        let mut log = OffsetsLog::new(path.clone());
+        let key = "insights-logs-auditevent/resourceId=/SUBSCRIPTIONS/X/y=2026/m=12/d=01/h=10/m=00/PT1H.json";
+        for offset in 0..5_000u64 {
+            log.write(&changes(&[(key, Some(offset))])).expect("write");
+        }
+        // One live key: the file never grows past twice its line and the slack.
+        let size = std::fs::metadata(&path).expect("stat").len();
+        assert!(size < 2 * 120 + 65_536 + 200, "{size} bytes");
+        assert_eq!(
+            OffsetsLog::new(path).read().expect("read"),
+            changes(&[(key, Some(4_999))])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_store_keeps_the_offsets_beside_the_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.json");
+        let mut store = FileStore::new(path.clone());
+        store
+            .commit(&Checkpoint {
+                offsets: changes(&[("c/b", Some(42))]),
+                ..sample()
+            })
+            .await
+            .expect("commit");
+        let json = std::fs::read_to_string(&path).expect("json");
+        assert!(!json.contains("c/b"), "not in the JSON: {json}");
+        let loaded = FileStore::new(path)
+            .load()
+            .await
+            .expect("load")
+            .expect("present");
+        assert_eq!(loaded.offsets, changes(&[("c/b", Some(42))]));
     }
 
     #[tokio::test]

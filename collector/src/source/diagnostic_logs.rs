@@ -37,7 +37,10 @@ struct DiagCursor {
     settled_before: Option<DateTime<Utc>>,
     /// In the scan in progress, every blob up to this (container, name) was handled.
     done_through: Option<(String, String)>,
-    /// Bytes delivered from each blob that may still grow: "container/name" → offset.
+    /// Bytes delivered from each blob that may still grow: "container/name" → offset. Kept beside
+    /// the checkpoint (see [`Batch::offsets`]), never in the cursor written: thousands of open
+    /// blobs would make it hundreds of KiB, rewritten at every commit. Read back at a start.
+    #[serde(default, skip_serializing)]
     offsets: BTreeMap<String, u64>,
     /// The first scan after `startAt: Now` skips what the blobs already hold.
     skip_existing: bool,
@@ -75,6 +78,8 @@ pub struct DiagnosticLogs {
     cursor: DiagCursor,
     scan: Option<Scan>,
     reading: Option<Reading>,
+    /// Offsets changed since the last batch, handed over with the next one.
+    unsaved: BTreeMap<String, Option<u64>>,
 }
 
 impl DiagnosticLogs {
@@ -124,6 +129,13 @@ impl DiagnosticLogs {
                 })
                 .collect(),
         };
+        // Offsets read back at a start are handed over again with the first batch: a checkpoint
+        // written before they moved beside it still has them in its cursor only.
+        let unsaved = cursor
+            .offsets
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(*v)))
+            .collect();
         Ok(DiagnosticLogs {
             client: BlobClient::new(client, &endpoint, &config.account, auth),
             config: config.clone(),
@@ -132,6 +144,7 @@ impl DiagnosticLogs {
             cursor,
             scan: None,
             reading: None,
+            unsaved,
         })
     }
 
@@ -152,9 +165,29 @@ impl DiagnosticLogs {
         Ok(containers)
     }
 
-    fn cursor_value(&self) -> Result<serde_json::Value, SourceError> {
-        serde_json::to_value(&self.cursor)
-            .map_err(|e| SourceError::Cursor(format!("diagnosticLogs cursor: {e}")))
+    /// A batch of `records`, with the cursor and the offsets changed since the last one.
+    fn batch(
+        &mut self,
+        records: Vec<RawRecord>,
+        malformed: Vec<Malformed>,
+    ) -> Result<Fetch, SourceError> {
+        let cursor = serde_json::to_value(&self.cursor)
+            .map_err(|e| SourceError::Cursor(format!("diagnosticLogs cursor: {e}")))?;
+        Ok(Fetch::Batch(Batch {
+            records,
+            malformed,
+            cursor,
+            offsets: std::mem::take(&mut self.unsaved).into_iter().collect(),
+        }))
+    }
+
+    /// Sets (or with None forgets) a blob's offset.
+    fn set_offset(&mut self, key: String, offset: Option<u64>) {
+        match offset {
+            Some(offset) => self.cursor.offsets.insert(key.clone(), offset),
+            None => self.cursor.offsets.remove(&key),
+        };
+        self.unsaved.insert(key, offset);
     }
 
     async fn next(&mut self) -> Result<Fetch, SourceError> {
@@ -230,7 +263,7 @@ impl DiagnosticLogs {
         }
         let key = format!("{container}/{}", blob.name);
         if self.cursor.skip_existing {
-            self.cursor.offsets.insert(key, blob.length);
+            self.set_offset(key, Some(blob.length));
             self.cursor.done_through = Some(position);
             return;
         }
@@ -295,11 +328,7 @@ impl DiagnosticLogs {
             } else {
                 // Not final yet: left for a later scan, which will find it whole.
                 self.reading = None;
-                return Ok(Fetch::Batch(Batch {
-                    records,
-                    malformed,
-                    cursor: self.cursor_value()?,
-                }));
+                return self.batch(records, malformed);
             }
         } else {
             lines(
@@ -312,21 +341,14 @@ impl DiagnosticLogs {
             reading.next += consumed as u64;
         }
         let finished = reading.next >= reading.length || consumed == 0;
-        // A final blob read to its end needs no offset: its hour will be settled.
-        if finished && !open {
-            self.cursor.offsets.remove(&origin);
-        } else {
-            self.cursor.offsets.insert(origin, reading.next);
-        }
+        let next = reading.next;
         if finished {
             self.cursor.done_through = Some((reading.container.clone(), reading.blob.clone()));
             self.reading = None;
         }
-        Ok(Fetch::Batch(Batch {
-            records,
-            malformed,
-            cursor: self.cursor_value()?,
-        }))
+        // A final blob read to its end needs no offset: its hour will be settled.
+        self.set_offset(origin, (!finished || open).then_some(next));
+        self.batch(records, malformed)
     }
 
     /// A scan is complete: hours whose blobs were final when it began are done.
@@ -339,11 +361,16 @@ impl DiagnosticLogs {
                 .map_or(settled, |s| s.max(settled)),
         );
         // Blobs of settled hours are final and were read to their end.
-        let keep: BTreeMap<String, u64> = std::mem::take(&mut self.cursor.offsets)
-            .into_iter()
-            .filter(|(key, _)| hour_in_name(key).is_none_or(|h| h >= settled))
+        let done: Vec<String> = self
+            .cursor
+            .offsets
+            .keys()
+            .filter(|key| hour_in_name(key).is_some_and(|h| h < settled))
+            .cloned()
             .collect();
-        self.cursor.offsets = keep;
+        for key in done {
+            self.set_offset(key, None);
+        }
         self.cursor.done_through = None;
         self.cursor.skip_existing = false;
         self.scan = None;

@@ -265,6 +265,7 @@ impl<L: Listing> Listed<L> {
                 records,
                 malformed,
                 cursor: self.cursor()?,
+                offsets: Vec::new(),
             }));
         }
     }

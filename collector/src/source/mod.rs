@@ -29,6 +29,10 @@ pub struct Batch {
     pub malformed: Vec<Malformed>,
     /// Where to resume after this batch; opaque to everything but the source.
     pub cursor: serde_json::Value,
+    /// Per-key positions this batch moves (a blob's byte offset; None forgets a key). They are
+    /// kept beside the checkpoint, not in its cursor, so neither the cursor nor a batch grows with
+    /// the number of keys; the source gets them back in its cursor's `offsets` at the next start.
+    pub offsets: Vec<(String, Option<u64>)>,
 }
 
 /// A payload Azure sent that could not be parsed at all.

@@ -161,6 +161,7 @@ impl Source for Simulate {
             records,
             malformed: Vec::new(),
             cursor,
+            offsets: Vec::new(),
         }))
     }
 }

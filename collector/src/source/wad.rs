@@ -288,6 +288,7 @@ impl Wad {
             records,
             malformed,
             cursor,
+            offsets: Vec::new(),
         }))
     }
 }
