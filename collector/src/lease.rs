@@ -1,8 +1,8 @@
 //! Exclusive ownership with a coordination.k8s.io Lease: of several operator replicas exactly one
 //! reconciles, and of several collectors on one checkpoint exactly one reads and writes it. The
-//! holder renews the Lease every third of its duration; another takes it over only once it has not
-//! been renewed for a whole duration. Writes carry the resourceVersion read,
-//! so two replicas racing for an expired Lease cannot both win.
+//! holder renews the Lease every third of its duration (or as set); another takes it over only
+//! once it has not been renewed for a whole duration. Writes carry the resourceVersion read, so
+//! two replicas racing for an expired Lease cannot both win.
 //!
 //! "Not renewed for a whole duration" is measured on this replica's own monotonic clock, from when
 //! it last saw the Lease change, as client-go does: comparing the holder's renewTime with the local
@@ -23,6 +23,8 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    /// How often the holder renews it; a third of `duration` unless set.
+    renew_every: Duration,
     observed: Arc<Mutex<Observed>>,
 }
 
@@ -66,20 +68,23 @@ impl LeaseLock {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
             observed: Arc::default(),
         }
     }
 
-    /// How long the Lease holds without a renewal (15 s unless set); it is renewed every third.
-    pub fn with_duration(mut self, duration: Duration) -> LeaseLock {
+    /// How long the Lease holds without a renewal (15 s unless set), and how often the holder
+    /// renews it; the difference is the time a renewal has to get through.
+    pub fn with_timing(mut self, duration: Duration, renew_every: Duration) -> LeaseLock {
         self.duration = duration;
+        self.renew_every = renew_every.min(duration);
         self
     }
 
     /// How soon a failed attempt, or a waiting replica's look, is made again: a long Lease must
-    /// not make a retry or a takeover after a release wait for a third of it.
+    /// not make a retry or a takeover after a release wait for a renewal period.
     fn retry_after(&self) -> Duration {
-        (self.duration / 3).min(Duration::from_secs(5))
+        self.renew_every.min(Duration::from_secs(5))
     }
 
     /// Waits until this replica holds the Lease.
@@ -109,13 +114,13 @@ impl LeaseLock {
     /// replica must stop reconciling, because another may have taken over.
     pub async fn hold(&self) {
         let mut last_renewed = tokio::time::Instant::now();
-        let mut wait = self.duration / 3;
+        let mut wait = self.renew_every;
         loop {
             tokio::time::sleep(wait).await;
             match self.try_acquire().await {
                 Ok(true) => {
                     last_renewed = tokio::time::Instant::now();
-                    wait = self.duration / 3;
+                    wait = self.renew_every;
                 }
                 Ok(false) => {
                     tracing::error!(lease = %self.name, "another process took the Lease over");

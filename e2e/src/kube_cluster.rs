@@ -210,10 +210,15 @@ impl Cluster {
         }
 
         let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
-        // With a node, its lifecycle controller lifts the not-ready taint the kubelet registers with.
+        // With a node, its lifecycle controller lifts the not-ready taint the kubelet registers with,
+        // and the volume binder binds the claims of its pods.
         let controllers = format!(
-            "*,-nodeipam,{}-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-service,-route",
-            if network.node { "" } else { "-nodelifecycle," }
+            "*,-nodeipam,{}-cloud-node-lifecycle,-attachdetach,-service,-route",
+            if network.node {
+                ""
+            } else {
+                "-nodelifecycle,-persistentvolume-binder,"
+            }
         );
         cluster.spawn(
             "kube-controller-manager",

@@ -1,6 +1,7 @@
 //! azlog as a user installs it: the images of `images/build` loaded into a real node (kubelet,
 //! containerd, runc), the Helm chart from `charts/azlog`, and a LogSource whose collector pod runs
-//! there and delivers to a real rsyslog and, through a forwarder sidecar, to a file shipper — through
+//! there and delivers to a real rsyslog and, through a forwarder sidecar whose files and collector
+//! state are on PersistentVolumeClaims, to a file shipper — through
 //! a spec change, a collector killed and a pod deleted mid-stream, a `helm upgrade` and a `helm
 //! uninstall` — and a WAD LogSource reading Azurite with its key from a Secret.
 //!
@@ -94,14 +95,22 @@ async fn chart_on_a_node() {
     let holder = leader(&client, &operators).await;
     println!("operator pods {operators:?}, leader {holder}");
 
-    // A LogSource: syslog to rsyslog on the node, and a forwarder sidecar that ships finished files.
+    // A LogSource: syslog to rsyslog on the node, and a forwarder sidecar that ships finished files,
+    // its files and the collector's state on claims, so no pod change loses a file.
+    let files = persistent_volume(&client, &dir, "demo-files").await;
+    persistent_volume(&client, &dir, "demo-state").await;
     let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
     let spec = json!({
         "simulate": {"rate": RATE, "count": EVENTS, "seed": 7},
         "outputs": [
             {"syslog": {"address": format!("{NODE_IP}:{}", rsyslog.ports.tcp), "transport": "tcp"}},
-            {"forwarder": {"image": TEST_FORWARDER_IMAGE, "args": ["-c", &forwarder_script(shipped.port)]}},
+            {"forwarder": {
+                "image": TEST_FORWARDER_IMAGE,
+                "args": ["-c", &forwarder_script(shipped.port)],
+                "volume": {"persistentVolumeClaim": "demo-files"},
+            }},
         ],
+        "collector": {"stateVolume": {"persistentVolumeClaim": "demo-state"}},
     });
     sources
         .create(&PostParams::default(), &log_source("demo", spec))
@@ -241,13 +250,25 @@ async fn chart_on_a_node() {
         "{doubled} doubled, more than the in-flight window"
     );
 
-    // The file volume of the running pod and what the forwarder shipped of finished files.
-    let in_volume = volume_ids(&cluster, &client, &third).await;
-    assert!(
-        !in_volume.is_empty(),
-        "the file output of {third} holds events"
-    );
+    // The claim holds the files of all three pods: a roll, a kill and a forced delete lost none
+    // and doubled none.
+    let in_volume = eventually("the claim holds every event", POD_WAIT, || async {
+        // The folders of the file output; the forwarder keeps what it shipped beside them.
+        let ids: Vec<String> = std::fs::read_dir(&files)
+            .ok()?
+            .flatten()
+            .filter(|entry| entry.path().is_dir())
+            .flat_map(|folder| support::file_output_ids(&folder.path()))
+            .collect();
+        (ids.len() >= EVENTS).then_some(ids)
+    })
+    .await;
     assert_unique_and_delivered(&in_volume, &delivered.distinct, "the file volume");
+    assert_eq!(
+        in_volume.len(),
+        EVENTS,
+        "every event in the files of {third} and its predecessors"
+    );
     let forwarded = shipped.ids();
     assert!(
         !forwarded.is_empty(),
@@ -430,18 +451,20 @@ async fn ready(sources: &Api<LogSource>, name: &str) {
     );
 }
 
-/// The test forwarder (busybox `sh`): ships every finished file once over TCP; on SIGTERM it goes on
-/// until the collector has finished its open files, then ships those and exits.
+/// The test forwarder (busybox `sh`): ships every finished file once over TCP, remembering what it
+/// shipped on the volume, as a real forwarder keeps its position; on SIGTERM it goes on until the
+/// collector has finished its open files, then ships those and exits.
 fn forwarder_script(port: u16) -> String {
     format!(
-        r#"shipped=""
+        r#"shipped=/var/log/azlog/.shipped
+touch "$shipped"
 stopping=0
 trap 'stopping=1' TERM
 ship() {{
   for f in /var/log/azlog/*/*.json; do
     [ -f "$f" ] || continue
-    case " $shipped " in *" $f "*) continue ;; esac
-    nc {NODE_IP} {port} < "$f" && shipped="$shipped $f"
+    grep -qxF "$f" "$shipped" && continue
+    nc {NODE_IP} {port} < "$f" && echo "$f" >> "$shipped"
   done
 }}
 while :; do
@@ -658,32 +681,42 @@ fn assert_unique_and_delivered(ids: &[String], delivered: &HashSet<String>, what
     }
 }
 
-/// The event ids in the file volume of `pod`, read from the node's side of its emptyDir.
-async fn volume_ids(cluster: &Cluster, client: &kube::Client, pod: &str) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let pod = pods.get(pod).await.expect("the collector pod");
-    let uid = pod.metadata.uid.clone().expect("a uid");
-    let volume = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .and_then(|v| {
-            v.iter()
-                .find(|v| v.empty_dir.is_some() && v.name != "state")
-        })
-        .map(|v| v.name.clone())
-        .expect("a file volume");
-    let path = cluster
-        .dir()
-        .join("kubelet/pods")
-        .join(uid)
-        .join("volumes/kubernetes.io~empty-dir")
-        .join(volume);
-    eventually("the file volume holds events", POD_WAIT, || async {
-        let ids = support::file_output_ids(&path);
-        (!ids.is_empty()).then_some(ids)
-    })
-    .await
+/// A PersistentVolume on a directory of the node, and claim `name` bound to it, as a storage
+/// class would provision them; answers the directory.
+async fn persistent_volume(client: &kube::Client, dir: &std::path::Path, name: &str) -> PathBuf {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("volumes").join(name);
+    std::fs::create_dir_all(&path).expect("the volume's directory");
+    // The pod runs as uid 65532; a hostPath volume is not given to its fsGroup.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+            "hostPath": {"path": path.display().to_string(), "type": "Directory"},
+            "claimRef": {"namespace": NS, "name": name},
+        },
+    }))
+    .expect("PersistentVolume");
+    Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &volume)
+        .await
+        .expect("create the PersistentVolume");
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": name,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .expect("PersistentVolumeClaim");
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create the PersistentVolumeClaim");
+    path
 }
 
 /// What the forwarder ships: a TCP server on the node that keeps every connection's bytes.

@@ -42,11 +42,14 @@ const LEGACY_IDS_KEY: &str = "recent-ids";
 /// empty windows again, which costs nothing.
 const IDLE_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// How long the checkpoint's Lease holds without a renewal; renewed every minute, so an idle
-/// collector writes it once a minute. A collector that stops gives it up at once, and one restarted
-/// in the same pod takes its own back at once; only a holder lost with its node makes the next
-/// wait this long, and Kubernetes takes five minutes to replace a pod of a lost node anyway.
-const CHECKPOINT_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
+/// How long the checkpoint's Lease holds without a renewal, and how often it is renewed: an idle
+/// collector writes it once a minute, and a renewal has 30 s to get through. A collector that stops
+/// gives it up at once, and one restarted in the same pod takes its own back at once; only a holder
+/// that vanished (its node lost, its pod deleted with `--force`) makes the next wait this long.
+const CHECKPOINT_LEASE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(90),
+    std::time::Duration::from_secs(60),
+);
 
 /// How long a stopping collector waits for its last status report.
 const FINAL_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -232,7 +235,7 @@ async fn hold_lease(
 ) -> Result<(crate::lease::LeaseLock, tokio::task::JoinHandle<()>), CheckpointError> {
     let identity = crate::lease::identity("azlog-collector");
     let lock = crate::lease::LeaseLock::new(client.clone(), &config.namespace, name, &identity)
-        .with_duration(CHECKPOINT_LEASE);
+        .with_timing(CHECKPOINT_LEASE.0, CHECKPOINT_LEASE.1);
     // /readyz tells a standby collector from a working one until the Lease is ours.
     metrics.set_checkpoint_error(Some(format!(
         "standby: waiting for Lease {name}; while another collector holds it, that one writes the checkpoint and this one takes over if it stops"
