@@ -59,6 +59,20 @@ async fn start_operator_with(cluster: &Cluster, dir: &Path, policy: &[&str]) -> 
     OperatorProcess::start(cluster, &binary, dir, &token, &args)
 }
 
+/// The reasons of the Events about LogSource `name`.
+fn event_reasons(cluster: &Cluster, name: &str) -> String {
+    cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+}
+
 fn ready(source: &LogSource) -> Option<(String, String, String)> {
     source
         .status
@@ -463,16 +477,7 @@ async fn the_operators_policy_refuses_images_host_processes_and_endpoints_it_doe
             "no collector runs what the policy refuses",
         )
         .await;
-        let events = cluster.kubectl(&[
-            "get",
-            "events",
-            "-n",
-            NS,
-            "--field-selector",
-            &format!("involvedObject.name={name}"),
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
+        let events = event_reasons(&cluster, name);
         assert!(
             events.contains("PolicyRefused"),
             "{name}: a Warning Event: {events}"
@@ -1198,16 +1203,7 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
     )
     .await;
     assert!(told.contains("dead-letter.ndjson"), "{told}");
-    let events = cluster.kubectl(&[
-        "get",
-        "events",
-        "-n",
-        NS,
-        "--field-selector",
-        "involvedObject.name=steady",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let events = event_reasons(cluster, "steady");
     assert!(
         events.contains("RecordsDeadLettered"),
         "a Warning Event: {events}"
@@ -1287,16 +1283,7 @@ async fn a_source_that_rereads_more_ids_than_dedup_remembers_says_so_in_its_stat
         "says what to do: {}",
         condition.message
     );
-    let events = wad.cluster.kubectl(&[
-        "get",
-        "events",
-        "-n",
-        NS,
-        "--field-selector",
-        "involvedObject.name=forgetful",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let events = event_reasons(&wad.cluster, "forgetful");
     assert!(
         events.contains("IdsForgottenEarly"),
         "a Warning Event: {events}"
