@@ -9,12 +9,11 @@
 //! - Nothing is dropped silently: a record that cannot be normalised goes to the dead-letter file
 //!   (fsynced) before the checkpoint can pass it.
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -29,6 +28,10 @@ use crate::metrics::Metrics;
 use crate::normalise::{NormaliseContext, Rejected, normalise};
 use crate::output::{AnyOutput, Dispatch, Output, OutputContext, SetupError};
 use crate::source::{Batch, Fetch, Source, SourceError};
+
+mod ledger;
+
+use ledger::{Dispatched, Ledger, Totals};
 
 /// How many fetched batches may wait between the source and the dispatcher.
 const SOURCE_QUEUE: usize = 2;
@@ -80,44 +83,6 @@ pub struct RunSummary {
 enum Ack {
     Delivered { seq: u64 },
     Crashed { output: String, message: String },
-}
-
-/// A dispatched batch waiting for its outputs.
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    remaining: usize,
-    cursor: serde_json::Value,
-    /// The per-key positions the batch moves (see [`Batch::offsets`]).
-    offsets: Vec<(String, Option<u64>)>,
-    /// Ids this batch added to the dedup set (they must not be persisted before it is delivered).
-    new_ids: usize,
-    /// Events this batch holds against the in-flight limit.
-    weight: usize,
-    events: usize,
-    /// Records of this batch written to the dead-letter file instead.
-    dead_lettered: u64,
-    newest: Option<DateTime<Utc>>,
-}
-
-/// Progress delivered by every output but not yet written to the checkpoint.
-#[derive(Debug, Default)]
-struct Acked {
-    cursor: Option<serde_json::Value>,
-    /// Per-key positions of the acknowledged batches, the newest for each key.
-    offsets: std::collections::BTreeMap<String, Option<u64>>,
-    batches: usize,
-    weight: usize,
-    events: u64,
-    dead_lettered: u64,
-    newest: Option<DateTime<Utc>>,
-}
-
-/// What the checkpoint has recorded over its lifetime.
-#[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    events: u64,
-    dead_lettered: u64,
 }
 
 pub struct Pipeline<C: CheckpointStore> {
@@ -184,7 +149,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunSummary, PipelineError> {
         let stored = self.store.load().await?;
-        let (seed, ids, mut committed) = match &stored {
+        let (seed, ids, committed) = match &stored {
             Some(cp) => (
                 cp.id_seed,
                 cp.decode_ids()?,
@@ -270,22 +235,18 @@ impl<C: CheckpointStore> Pipeline<C> {
             subscription_id: self.config.subscription_id.clone(),
         };
         let max_in_flight = pipeline_cfg.max_in_flight_events;
-        let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut acked = Acked::default();
-        let mut in_flight = 0usize;
-        let mut seq = 0u64;
+        let mut ledger = Ledger::new(output_txs.len(), committed);
         let mut source_done = false;
         let mut shutdown = shutdown;
         let mut drain_deadline: Option<Instant> = None;
         let mut summary = RunSummary::default();
-        let mut last_commit = Instant::now();
         let mut commit_tick = tokio::time::interval(self.config.checkpoint.commit_interval);
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut progress = Progress::new(committed.events);
+        let mut progress = Progress::new(ledger.committed().events);
         let mut crashed: Option<PipelineError> = None;
 
         loop {
-            if pending.is_empty() && (source_done || drain_deadline.is_some()) {
+            if ledger.awaiting_delivery() == 0 && (source_done || drain_deadline.is_some()) {
                 break;
             }
             // Another collector owns the checkpoint now: it delivers from there, so this one
@@ -298,7 +259,7 @@ impl<C: CheckpointStore> Pipeline<C> {
             let deadline =
                 drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
-                batch = source_rx.recv(), if !source_done && drain_deadline.is_none() && in_flight < max_in_flight => {
+                batch = source_rx.recv(), if !source_done && drain_deadline.is_none() && ledger.in_flight() < max_in_flight => {
                     let Some(batch) = batch else {
                         // The source ends by dropping its sender: exhausted, or crashed.
                         if let Err(e) = (&mut source_task).await
@@ -313,20 +274,20 @@ impl<C: CheckpointStore> Pipeline<C> {
                     };
                     let dead_before = summary.dead_lettered;
                     let (dispatch, cursor, offsets, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
-                    let dead_lettered = summary.dead_lettered - dead_before;
-                    seq += 1;
-                    let events = dispatch.events.len();
-                    let newest = dispatch.events.iter().map(|e| e.time).max();
+                    let seq = ledger.dispatch(Dispatched {
+                        cursor,
+                        offsets,
+                        new_ids,
+                        events: dispatch.events.len(),
+                        dead_lettered: summary.dead_lettered - dead_before,
+                        newest: dispatch.events.iter().map(|e| e.time).max(),
+                    });
                     let dispatch = Arc::new(Dispatch { seq, ..dispatch });
                     for tx in &output_txs {
                         // A closed channel means the output task ended, which happens only on abort.
                         let _ = tx.send(dispatch.clone());
                     }
-                    // Even an all-duplicate batch carries a cursor and must pass through in order.
-                    let weight = events.max(1);
-                    in_flight += weight;
-                    self.metrics.in_flight_events.set(in_flight as i64);
-                    pending.push_back(Pending { seq, remaining: output_txs.len(), cursor, offsets, new_ids, weight, events, dead_lettered, newest });
+                    self.metrics.in_flight_events.set(ledger.in_flight() as i64);
                 }
                 ack = ack_rx.recv() => {
                     let seq = match ack {
@@ -340,55 +301,33 @@ impl<C: CheckpointStore> Pipeline<C> {
                         // Every output task ended: only after an abort.
                         None => break,
                     };
-                    if let Some(p) = pending.iter_mut().find(|p| p.seq == seq) {
-                        p.remaining = p.remaining.saturating_sub(1);
-                    }
-                    while pending.front().is_some_and(|p| p.remaining == 0) {
-                        let Some(done) = pending.pop_front() else { break };
-                        acked.cursor = Some(done.cursor);
-                        acked.offsets.extend(done.offsets);
-                        acked.batches += 1;
-                        acked.weight += done.weight;
-                        acked.events += done.events as u64;
-                        acked.dead_lettered += done.dead_lettered;
-                        acked.newest = acked.newest.max(done.newest);
-                    }
-                    let finishing = pending.is_empty() && (source_done || drain_deadline.is_some());
-                    if acked.weight >= max_in_flight / 2 || finishing {
-                        self.commit(&mut acked, &dedup, &pending, &mut committed, &mut in_flight, source_kind, seed, &mut last_commit).await;
+                    ledger.delivered(seq);
+                    let finishing = ledger.awaiting_delivery() == 0 && (source_done || drain_deadline.is_some());
+                    if ledger.acked_weight() >= max_in_flight / 2 || finishing {
+                        self.commit(&mut ledger, &dedup, source_kind, seed).await;
                     }
                 }
                 _ = commit_tick.tick() => {
-                    self.commit(&mut acked, &dedup, &pending, &mut committed, &mut in_flight, source_kind, seed, &mut last_commit).await;
-                    self.metrics.checkpoint_age.set(last_commit.elapsed().as_secs_f64());
-                    progress.report(committed.events, in_flight);
+                    self.commit(&mut ledger, &dedup, source_kind, seed).await;
+                    self.metrics.checkpoint_age.set(ledger.since_commit().as_secs_f64());
+                    progress.report(ledger.committed().events, ledger.in_flight());
                 }
                 changed = shutdown.changed(), if drain_deadline.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
-                        tracing::info!(in_flight, timeout = ?pipeline_cfg.shutdown_timeout, "shutting down: delivering what is in flight");
+                        tracing::info!(in_flight = ledger.in_flight(), timeout = ?pipeline_cfg.shutdown_timeout, "shutting down: delivering what is in flight");
                         drain_deadline = Some(Instant::now() + pipeline_cfg.shutdown_timeout);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
-                    tracing::warn!(undelivered_batches = pending.len(), "shutdown timeout reached with events undelivered; they will be read again at the next start");
+                    tracing::warn!(undelivered_batches = ledger.awaiting_delivery(), "shutdown timeout reached with events undelivered; they will be read again at the next start");
                     break;
                 }
             }
         }
-        self.commit(
-            &mut acked,
-            &dedup,
-            &pending,
-            &mut committed,
-            &mut in_flight,
-            source_kind,
-            seed,
-            &mut last_commit,
-        )
-        .await;
+        self.commit(&mut ledger, &dedup, source_kind, seed).await;
         self.store.finish().await;
-        summary.events_committed = committed.events;
-        summary.undelivered = !pending.is_empty() || acked.batches > 0;
+        summary.events_committed = ledger.committed().events;
+        summary.undelivered = ledger.uncommitted();
         source_task.abort();
         drop(output_txs);
         if summary.undelivered {
@@ -514,48 +453,37 @@ impl<C: CheckpointStore> Pipeline<C> {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes what every output delivered and no checkpoint recorded yet, if anything; a failed
+    /// write is reported and left for the next commit.
     async fn commit(
         &mut self,
-        acked: &mut Acked,
+        ledger: &mut Ledger,
         dedup: &DedupSet,
-        pending: &VecDeque<Pending>,
-        committed: &mut Totals,
-        in_flight: &mut usize,
         source_kind: &str,
         seed: u64,
-        last_commit: &mut Instant,
     ) {
-        let Some(cursor) = acked.cursor.clone() else {
+        let Some(due) = ledger.due() else {
             return;
         };
-        if acked.batches == 0 {
-            return;
-        }
-        let undelivered_ids: usize = pending.iter().map(|p| p.new_ids).sum();
         let checkpoint = Checkpoint {
             version: CHECKPOINT_VERSION,
             source: source_kind.to_owned(),
-            cursor,
+            cursor: due.cursor.clone(),
             id_seed: seed,
-            recent_ids: Checkpoint::encode_ids(dedup.oldest_first(undelivered_ids)),
+            recent_ids: Checkpoint::encode_ids(dedup.oldest_first(due.undelivered_ids)),
             committed_at: Utc::now(),
-            events_delivered: committed.events + acked.events,
-            dead_lettered: committed.dead_lettered + acked.dead_lettered,
-            offsets: acked.offsets.clone(),
-            last_event_time: acked.newest,
+            events_delivered: due.totals.events,
+            dead_lettered: due.totals.dead_lettered,
+            offsets: due.offsets.clone(),
+            last_event_time: due.newest,
         };
         match self.store.commit(&checkpoint).await {
             Ok(()) => {
+                ledger.commit_written();
                 self.metrics.set_checkpoint_error(None);
-                *committed = Totals {
-                    events: checkpoint.events_delivered,
-                    dead_lettered: checkpoint.dead_lettered,
-                };
-                *in_flight -= acked.weight;
-                self.metrics.in_flight_events.set(*in_flight as i64);
+                self.metrics.in_flight_events.set(ledger.in_flight() as i64);
                 self.metrics.checkpoint_commits.inc();
-                if let Some(newest) = acked.newest {
+                if let Some(newest) = checkpoint.last_event_time {
                     self.metrics
                         .last_event_timestamp
                         .set(newest.timestamp_millis() as f64 / 1000.0);
@@ -565,12 +493,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                         .with_label_values(&[source_kind])
                         .set(lag.max(0.0));
                 }
-                *last_commit = Instant::now();
                 self.metrics.checkpoint_age.set(0.0);
-                *acked = Acked {
-                    newest: acked.newest,
-                    ..Acked::default()
-                };
             }
             Err(e) => {
                 self.metrics.set_checkpoint_error(Some(e.to_string()));
@@ -826,6 +749,7 @@ mod tests {
     use crate::normalise::RawRecord;
     use crate::raw_json::RawJson;
     use crate::source::Malformed;
+    use std::collections::VecDeque;
     use std::path::Path;
 
     /// A source that hands out prepared batches, then ends.
