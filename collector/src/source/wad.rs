@@ -366,8 +366,12 @@ impl Source for Wad {
     const KIND: &'static str = "wad";
 
     /// The windows of server time never overlap; only the first read of a whole table (startAt:
-    /// Earliest) is followed by windows that begin `lateArrival` before it.
+    /// Earliest) is followed by windows that begin `lateArrival` before it. Asked once, at the
+    /// start: a collector that starts with that read keeps the span for its life.
     fn reread_span(&self) -> Option<std::time::Duration> {
+        if !self.cursor.scanning {
+            return Some(std::time::Duration::ZERO);
+        }
         (self.late_arrival + self.poll_interval).to_std().ok()
     }
 
