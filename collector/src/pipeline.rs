@@ -272,16 +272,8 @@ impl<C: CheckpointStore> Pipeline<C> {
                         source_done = true;
                         continue;
                     };
-                    let dead_before = summary.dead_lettered;
-                    let (dispatch, cursor, offsets, new_ids) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
-                    let seq = ledger.dispatch(Dispatched {
-                        cursor,
-                        offsets,
-                        new_ids,
-                        events: dispatch.events.len(),
-                        dead_lettered: summary.dead_lettered - dead_before,
-                        newest: dispatch.events.iter().map(|e| e.time).max(),
-                    });
+                    let (dispatch, dispatched) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
+                    let seq = ledger.dispatch(dispatched);
                     let dispatch = Arc::new(Dispatch { seq, ..dispatch });
                     for tx in &output_txs {
                         // A closed channel means the output task ended, which happens only on abort.
@@ -344,7 +336,7 @@ impl<C: CheckpointStore> Pipeline<C> {
     }
 
     /// Normalises, dead-letters and deduplicates one fetched batch. Answers the batch for the outputs,
-    /// its cursor, and how many ids it added to the dedup set.
+    /// and what the ledger keeps of it until it is committed.
     async fn dispatch(
         &mut self,
         batch: Batch,
@@ -353,12 +345,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         dedup: &mut DedupSet,
         summary: &mut RunSummary,
         source_kind: &str,
-    ) -> (
-        Dispatch,
-        serde_json::Value,
-        Vec<(String, Option<u64>)>,
-        usize,
-    ) {
+    ) -> (Dispatch, Dispatched) {
         let mut events = Vec::with_capacity(batch.records.len());
         let mut rejected: Vec<(String, &'static str, String, String)> = Vec::new();
         // Counted per kind locally and added once per batch: a labelled counter lookup per event
@@ -440,17 +427,19 @@ impl<C: CheckpointStore> Pipeline<C> {
             self.metrics.events_duplicate.inc_by(duplicates as u64);
             summary.duplicates += duplicates as u64;
         }
-        let new_ids = events.len();
-        (
-            Dispatch {
-                seq: 0,
-                events,
-                dispatched_at: Instant::now(),
-            },
-            batch.cursor,
-            batch.offsets,
-            new_ids,
-        )
+        let dispatched = Dispatched {
+            cursor: batch.cursor,
+            offsets: batch.offsets,
+            events: events.len(),
+            dead_lettered: rejected.len() as u64,
+            newest: events.iter().map(|e| e.time).max(),
+        };
+        let dispatch = Dispatch {
+            seq: 0,
+            events,
+            dispatched_at: Instant::now(),
+        };
+        (dispatch, dispatched)
     }
 
     /// Writes what every output delivered and no checkpoint recorded yet, if anything; a failed

@@ -20,9 +20,8 @@ pub struct Dispatched {
     pub cursor: serde_json::Value,
     /// The per-key positions it moves (see [`crate::source::Batch::offsets`]).
     pub offsets: Vec<(String, Option<u64>)>,
-    /// Ids it added to the dedup set: they must not be persisted before it is delivered.
-    pub new_ids: usize,
-    /// Events sent to the outputs (duplicates left out).
+    /// Events sent to the outputs (duplicates left out): each added its id to the dedup set, which
+    /// must not be persisted before the batch is delivered.
     pub events: usize,
     pub dead_lettered: u64,
     pub newest: Option<DateTime<Utc>>,
@@ -168,7 +167,7 @@ impl Ledger {
                 dead_lettered: self.committed.dead_lettered + self.acked.dead_lettered,
             },
             newest: self.newest,
-            undelivered_ids: self.pending.iter().map(|p| p.batch.new_ids).sum(),
+            undelivered_ids: self.pending.iter().map(|p| p.batch.events).sum(),
         })
     }
 
@@ -191,7 +190,6 @@ mod tests {
         Dispatched {
             cursor: serde_json::json!({ "n": n }),
             offsets: vec![(format!("blob-{n}"), Some(n * 10))],
-            new_ids: events,
             events,
             dead_lettered: n % 2,
             newest: None,
