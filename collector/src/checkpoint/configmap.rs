@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::ApiResource;
 
-use super::{Checkpoint, CheckpointError, CheckpointStore, IdsLog, OffsetsLog};
+use super::{Beside, Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::KubernetesCheckpointConfig;
 use crate::metrics::Metrics;
 use crate::status::{self, Progress};
@@ -83,16 +83,17 @@ pub struct ConfigMapStore {
 #[derive(Debug)]
 struct LocalState {
     seed: u64,
-    ids: IdsLog,
-    offsets: OffsetsLog,
+    beside: Beside,
 }
 
 impl LocalState {
     fn new(state_dir: &std::path::Path, seed: u64) -> LocalState {
         LocalState {
             seed,
-            ids: IdsLog::new(state_dir.join(format!("recent-ids-{seed:016x}"))),
-            offsets: OffsetsLog::new(state_dir.join(format!("offsets-{seed:016x}"))),
+            beside: Beside::new(
+                state_dir.join(format!("recent-ids-{seed:016x}")),
+                state_dir.join(format!("offsets-{seed:016x}")),
+            ),
         }
     }
 }
@@ -159,10 +160,7 @@ impl ConfigMapStore {
         let Some(local) = local.as_mut() else {
             return Ok(());
         };
-        crate::fsutil::blocking(|| {
-            local.ids.write(&checkpoint.recent_ids)?;
-            local.offsets.write(&checkpoint.offsets)
-        })
+        crate::fsutil::blocking(|| local.beside.write(checkpoint))
     }
 
     /// Puts what the checkpoint keeps in the state directory into it: the offsets, and the recent
@@ -171,9 +169,7 @@ impl ConfigMapStore {
     /// delivered twice: said in the log and counted in `azlog_checkpoint_ids_lost_total`.
     fn restore_local(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
         let mut local = LocalState::new(&self.state_dir, checkpoint.id_seed);
-        let (ids, offsets) = crate::fsutil::blocking(|| {
-            Ok::<_, CheckpointError>((local.ids.read()?, local.offsets.read()?))
-        })?;
+        let (ids, offsets) = crate::fsutil::blocking(|| local.beside.read())?;
         checkpoint.offsets = offsets;
         *super::lock(&self.local) = Some(local);
         match ids {

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 /// or escape at every commit.
 pub const CHECKPOINT_VERSION: u32 = 2;
 
+/// Per-key positions kept beside a checkpoint (see [`Checkpoint::offsets`]); None forgets a key.
+pub type Offsets = BTreeMap<String, Option<u64>>;
+
 /// Bytes per remembered id: a 128-bit hash, big-endian.
 pub const ID_BYTES: usize = 16;
 
@@ -47,7 +50,7 @@ pub struct Checkpoint {
     /// however many keys there are. Loaded: every key. Committed: the keys that changed since the
     /// last commit, None forgetting one. Stored beside the JSON, not in it.
     #[serde(skip)]
-    pub offsets: BTreeMap<String, Option<u64>>,
+    pub offsets: Offsets,
 }
 
 impl Checkpoint {
@@ -138,22 +141,52 @@ pub trait CheckpointStore: Send + 'static {
     }
 }
 
+/// What a checkpoint keeps beside its JSON, in files of their own because they grow with the
+/// traffic: the recent ids and the per-key offsets. Both stores write them before the JSON, so a
+/// crash between leaves ids and offsets of delivered events beside an older cursor, which then
+/// recognises or skips more of what it reads again, never less.
+#[derive(Debug)]
+pub struct Beside {
+    ids: IdsLog,
+    offsets: OffsetsLog,
+}
+
+impl Beside {
+    pub fn new(ids: PathBuf, offsets: PathBuf) -> Self {
+        Beside {
+            ids: IdsLog::new(ids),
+            offsets: OffsetsLog::new(offsets),
+        }
+    }
+
+    /// The ids (None when there is no file) and the offsets, which the next write appends to.
+    pub fn read(&mut self) -> Result<(Option<Vec<u8>>, Offsets), CheckpointError> {
+        Ok((self.ids.read()?, self.offsets.read()?))
+    }
+
+    pub fn write(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        self.ids.write(&checkpoint.recent_ids)?;
+        self.offsets.write(&checkpoint.offsets)
+    }
+}
+
 /// A JSON file replaced atomically: written to a temporary file, fsynced, renamed over the old one,
-/// and the directory fsynced so the rename itself survives a power cut. The recent ids beside it
-/// are an [`IdsLog`].
+/// and the directory fsynced so the rename itself survives a power cut. The ids and offsets are
+/// [`Beside`] it.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
-    ids: IdsLog,
-    offsets: std::sync::Mutex<OffsetsLog>,
+    beside: std::sync::Mutex<Beside>,
 }
 
 impl FileStore {
     pub fn new(path: PathBuf) -> Self {
         // `checkpoint.ids` and `checkpoint.offsets` beside `checkpoint.json`.
-        let ids = IdsLog::new(path.with_extension("ids"));
-        let offsets = std::sync::Mutex::new(OffsetsLog::new(path.with_extension("offsets")));
-        FileStore { path, ids, offsets }
+        let beside = Beside::new(path.with_extension("ids"), path.with_extension("offsets"));
+        FileStore {
+            path,
+            beside: std::sync::Mutex::new(beside),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -172,18 +205,15 @@ impl FileStore {
                 });
             }
         };
-        let ids = self.ids.read()?.unwrap_or_default();
-        let mut checkpoint = parse(&text, &ids, &path.display().to_string())?;
-        checkpoint.offsets = lock(&self.offsets).read()?;
+        let (ids, offsets) = lock(&self.beside).read()?;
+        let mut checkpoint = parse(&text, &ids.unwrap_or_default(), &path.display().to_string())?;
+        checkpoint.offsets = offsets;
         Ok(Some(checkpoint))
     }
 
-    /// Writes the ids, then the checkpoint, atomically replaced. A crash between the two leaves
-    /// newer ids beside the older cursor: the ids are only ever of delivered events, so what that
-    /// cursor reads again is recognised, never lost.
+    /// Writes the ids and offsets, then the checkpoint, atomically replaced.
     fn commit_sync(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        self.ids.write(&checkpoint.recent_ids)?;
-        lock(&self.offsets).write(&checkpoint.offsets)?;
+        lock(&self.beside).write(checkpoint)?;
         let json = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),
@@ -348,7 +378,7 @@ impl OffsetsLog {
 
     /// Every key and its offset; none when there is no file. A line cut by a crash is left out:
     /// its offset was never committed.
-    pub fn read(&mut self) -> Result<BTreeMap<String, Option<u64>>, CheckpointError> {
+    pub fn read(&mut self) -> Result<Offsets, CheckpointError> {
         let text = match std::fs::read(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -380,10 +410,7 @@ impl OffsetsLog {
     }
 
     /// Records `changes` (and the keys the previous write was told to forget).
-    pub fn write(
-        &mut self,
-        changes: &BTreeMap<String, Option<u64>>,
-    ) -> Result<(), CheckpointError> {
+    pub fn write(&mut self, changes: &Offsets) -> Result<(), CheckpointError> {
         let forget = std::mem::take(&mut self.forget);
         if changes.is_empty() && forget.is_empty() {
             return Ok(());
@@ -686,7 +713,7 @@ mod tests {
         assert_eq!(loaded.decode_ids().expect("ids"), vec![1, u128::MAX]);
     }
 
-    fn changes(entries: &[(&str, Option<u64>)]) -> BTreeMap<String, Option<u64>> {
+    fn changes(entries: &[(&str, Option<u64>)]) -> Offsets {
         entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     }
 

@@ -3,9 +3,11 @@
 //! batch's cursor may be committed only once it and every batch before it were delivered by
 //! every output, and its events count against the in-flight bound until then.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
+
+use crate::checkpoint::Offsets;
 
 /// What the checkpoint has recorded over its lifetime.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,7 @@ struct Pending {
 struct Acked {
     cursor: Option<serde_json::Value>,
     /// The newest position for each key of the acknowledged batches.
-    offsets: BTreeMap<String, Option<u64>>,
+    offsets: Offsets,
     batches: usize,
     weight: usize,
     events: u64,
@@ -54,7 +56,7 @@ struct Acked {
 #[derive(Debug, PartialEq)]
 pub struct Due<'a> {
     pub cursor: &'a serde_json::Value,
-    pub offsets: &'a BTreeMap<String, Option<u64>>,
+    pub offsets: &'a Offsets,
     /// Totals including what this commit records.
     pub totals: Totals,
     /// Time of the newest event delivered.
