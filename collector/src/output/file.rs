@@ -217,19 +217,18 @@ impl FileOutput {
         let mut total = 0u64;
         let mut deletable = Vec::new();
         for folder in &self.folders {
-            let mut finished = list(&folder.dir, |name| {
-                name.starts_with(PREFIX) && name.ends_with(&format!(".{ext}"))
-            })?;
-            let newest = finished.pop();
-            for path in finished.into_iter().chain(newest.clone()) {
+            let mut finished = list(&folder.dir, |name| is_finished(name, ext))?;
+            // The newest counts towards the size but stays.
+            if let Some(newest) = finished.pop() {
+                total += std::fs::metadata(&newest).map_or(0, |meta| meta.len());
+            }
+            for path in finished {
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue; // deleted by someone else meanwhile
                 };
                 total += meta.len();
-                if Some(&path) != newest.as_ref() {
-                    let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-                    deletable.push((name, path, meta));
-                }
+                let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                deletable.push((name, path, meta));
             }
         }
         // Names start with the time a file was begun: oldest first across folders.
@@ -362,6 +361,18 @@ fn finish(dir: &Path, file: OpenFile) -> std::io::Result<()> {
     crate::fsutil::sync_dir(dir)
 }
 
+/// A finished file's name: `azlog-….<ext>`.
+fn is_finished(name: &str, ext: &str) -> bool {
+    name.starts_with(PREFIX) && name.ends_with(&format!(".{ext}"))
+}
+
+/// An in-progress file's name: `.azlog-….<ext>.partial`.
+fn is_in_progress(name: &str, ext: &str) -> bool {
+    name.strip_prefix('.')
+        .is_some_and(|name| name.starts_with(PREFIX))
+        && name.ends_with(&format!(".{ext}{PARTIAL_SUFFIX}"))
+}
+
 fn final_name(partial: &Path) -> Option<PathBuf> {
     let name = partial.file_name()?.to_str()?;
     let inner = name.strip_prefix('.')?.strip_suffix(PARTIAL_SUFFIX)?;
@@ -370,10 +381,7 @@ fn final_name(partial: &Path) -> Option<PathBuf> {
 
 /// After a crash: cuts a torn last line off in-progress files and reopens the newest to continue it.
 fn recover_folder(dir: &Path, ext: &str) -> std::io::Result<Option<OpenFile>> {
-    let mut partials = list(dir, |name| {
-        name.starts_with(&format!(".{PREFIX}"))
-            && name.ends_with(&format!(".{ext}{PARTIAL_SUFFIX}"))
-    })?;
+    let mut partials = list(dir, |name| is_in_progress(name, ext))?;
     let Some(newest) = partials.pop() else {
         return Ok(None);
     };
@@ -444,10 +452,7 @@ fn list(dir: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<Vec<PathBuf>
 /// Ids of the newest `window` lines in the folder, finished and in-progress files alike.
 fn recent_ids(dir: &Path, ext: &str, window: usize) -> std::io::Result<Vec<String>> {
     let files = list(dir, |name| {
-        let name = name.trim_start_matches('.');
-        name.starts_with(PREFIX)
-            && (name.ends_with(&format!(".{ext}"))
-                || name.ends_with(&format!(".{ext}{PARTIAL_SUFFIX}")))
+        is_finished(name, ext) || is_in_progress(name, ext)
     })?;
     let mut ids = Vec::new();
     for path in files.iter().rev() {
