@@ -769,7 +769,7 @@ mod tests {
             records,
             malformed,
             cursor: serde_json::json!({ "n": n }),
-            offsets: Vec::new(),
+            offsets: crate::checkpoint::Offsets::new(),
         }
     }
 

@@ -21,7 +21,7 @@ pub struct Totals {
 pub struct Dispatched {
     pub cursor: serde_json::Value,
     /// The per-key positions it moves (see [`crate::source::Batch::offsets`]).
-    pub offsets: Vec<(String, Option<u64>)>,
+    pub offsets: Offsets,
     /// Events sent to the outputs (duplicates left out): each added its id to the dedup set, which
     /// must not be persisted before the batch is delivered.
     pub events: usize,
@@ -191,7 +191,7 @@ mod tests {
     fn batch(n: u64, events: usize) -> Dispatched {
         Dispatched {
             cursor: serde_json::json!({ "n": n }),
-            offsets: vec![(format!("blob-{n}"), Some(n * 10))],
+            offsets: Offsets::from([(format!("blob-{n}"), Some(n * 10))]),
             events,
             dead_lettered: n % 2,
             newest: None,

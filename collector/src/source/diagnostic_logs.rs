@@ -15,6 +15,7 @@ use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::checkpoint::Offsets;
 use crate::raw_json::RawJson;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
@@ -79,7 +80,7 @@ pub struct DiagnosticLogs {
     scan: Option<Scan>,
     reading: Option<Reading>,
     /// Offsets changed since the last batch, handed over with the next one.
-    unsaved: BTreeMap<String, Option<u64>>,
+    unsaved: Offsets,
 }
 
 impl DiagnosticLogs {
@@ -177,7 +178,7 @@ impl DiagnosticLogs {
             records,
             malformed,
             cursor,
-            offsets: std::mem::take(&mut self.unsaved).into_iter().collect(),
+            offsets: std::mem::take(&mut self.unsaved),
         }))
     }
 

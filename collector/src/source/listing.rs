@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use crate::checkpoint::Offsets;
 use crate::raw_json::RawJson;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -265,7 +266,7 @@ impl<L: Listing> Listed<L> {
                 records,
                 malformed,
                 cursor: self.cursor()?,
-                offsets: Vec::new(),
+                offsets: Offsets::new(),
             }));
         }
     }

@@ -32,7 +32,7 @@ pub struct Batch {
     /// Per-key positions this batch moves (a blob's byte offset; None forgets a key). They are
     /// kept beside the checkpoint, not in its cursor, so neither the cursor nor a batch grows with
     /// the number of keys; the source gets them back in its cursor's `offsets` at the next start.
-    pub offsets: Vec<(String, Option<u64>)>,
+    pub offsets: crate::checkpoint::Offsets,
 }
 
 /// A payload Azure sent that could not be parsed at all.

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::checkpoint::Offsets;
 use crate::raw_json::RawJson;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,7 @@ impl Source for Simulate {
             records,
             malformed: Vec::new(),
             cursor,
-            offsets: Vec::new(),
+            offsets: Offsets::new(),
         }))
     }
 }

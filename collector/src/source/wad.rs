@@ -19,6 +19,7 @@ use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
 use crate::azure::storage;
 use crate::azure::table::{Continuation, TableClient};
+use crate::checkpoint::Offsets;
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
 use crate::metrics::Metrics;
@@ -288,7 +289,7 @@ impl Wad {
             records,
             malformed,
             cursor,
-            offsets: Vec::new(),
+            offsets: Offsets::new(),
         }))
     }
 }
