@@ -73,6 +73,7 @@ pub struct Window {
     pub capacity: usize,
     /// Kept whatever their age: the ids a crash can make the source read again.
     pub floor: usize,
+    /// How long an id is needed after it was remembered; None: every id, for now.
     pub span: Option<Duration>,
 }
 
@@ -131,6 +132,11 @@ impl DedupSet {
 
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// How long ids are needed from now on (see [`Window::span`]).
+    pub fn set_span(&mut self, span: Option<Duration>) {
+        self.span = span;
     }
 
     /// Ids forgotten because of the capacity while their source could still read them again.

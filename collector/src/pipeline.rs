@@ -197,7 +197,8 @@ impl<C: CheckpointStore> Pipeline<C> {
             outputs.push(AnyOutput::build(output_config, i, &output_ctx)?);
         }
 
-        let (source_tx, mut source_rx) = mpsc::channel::<Batch>(SOURCE_QUEUE);
+        // Each batch with the source's re-read span as it stands after fetching it.
+        let (source_tx, mut source_rx) = mpsc::channel::<(Batch, Option<Duration>)>(SOURCE_QUEUE);
         let (abort_tx, abort_rx) = watch::channel(false);
         let mut source_task = tokio::spawn(run_source(
             source,
@@ -260,7 +261,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                 drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 batch = source_rx.recv(), if !source_done && drain_deadline.is_none() && ledger.in_flight() < max_in_flight => {
-                    let Some(batch) = batch else {
+                    let Some((batch, reread_span)) = batch else {
                         // The source ends by dropping its sender: exhausted, or crashed.
                         if let Err(e) = (&mut source_task).await
                             && e.is_panic()
@@ -272,6 +273,7 @@ impl<C: CheckpointStore> Pipeline<C> {
                         source_done = true;
                         continue;
                     };
+                    dedup.set_span(reread_span);
                     let (dispatch, dispatched) = self.dispatch(batch, &ctx, &hasher, &mut dedup, &mut summary, source_kind).await;
                     let seq = ledger.dispatch(dispatched);
                     let dispatch = Arc::new(Dispatch { seq, ..dispatch });
@@ -495,7 +497,7 @@ impl<C: CheckpointStore> Pipeline<C> {
 
 async fn run_source<S: Source>(
     mut source: S,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<(Batch, Option<Duration>)>,
     poll_interval: Duration,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -520,7 +522,7 @@ async fn run_source<S: Source>(
                 backoff.reset();
                 metrics.set_source_error(None);
                 tokio::select! {
-                    sent = tx.send(batch) => if sent.is_err() { return },
+                    sent = tx.send((batch, source.reread_span())) => if sent.is_err() { return },
                     _ = shutdown.changed() => return,
                 }
             }

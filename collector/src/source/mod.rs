@@ -92,7 +92,7 @@ pub trait Source: Send + 'static {
 
     /// How long after delivering an event this source may read it again on purpose (a window read
     /// once more for late records, a listing repeated whole): the ids dedup must remember at least
-    /// that long. None: for as long as the source runs.
+    /// that long. None: all of them, for now. Asked again with every batch, since it can change.
     fn reread_span(&self) -> Option<std::time::Duration> {
         Some(std::time::Duration::ZERO)
     }

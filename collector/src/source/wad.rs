@@ -43,6 +43,10 @@ struct WadCursor {
     /// start `lateArrival` before the scan began, and dedup hides the rows read by both.
     #[serde(default)]
     scanning: bool,
+    /// When that first read began: until the windows reach it, they read again rows it delivered,
+    /// and dedup must remember them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rereads_until: Option<DateTime<Utc>>,
 }
 
 /// A query in progress: its filter must stay the same while its continuation is followed.
@@ -118,6 +122,7 @@ impl Wad {
                     window_end: None,
                     after: None,
                     scanning,
+                    rereads_until: scanning.then_some(now),
                 }
             }
         };
@@ -281,6 +286,7 @@ impl Wad {
                 window_end: None,
                 after: None,
                 scanning: false,
+                rereads_until: self.cursor.rereads_until.filter(|until| end < *until),
             };
         }
         let cursor = serde_json::to_value(&self.cursor)
@@ -367,13 +373,13 @@ impl Source for Wad {
     const KIND: &'static str = "wad";
 
     /// The windows of server time never overlap; only the first read of a whole table (startAt:
-    /// Earliest) is followed by windows that begin `lateArrival` before it. Asked once, at the
-    /// start: a collector that starts with that read keeps the span for its life.
+    /// Earliest) is followed by windows that begin `lateArrival` before it, and read again what it
+    /// delivered until they reach the time it began. Until then every id is needed (the table
+    /// answers in key order, not time order, and a filtered read is slower than the first); after,
+    /// none.
     fn reread_span(&self) -> Option<std::time::Duration> {
-        if !self.cursor.scanning {
-            return Some(std::time::Duration::ZERO);
-        }
-        (self.late_arrival + self.poll_interval).to_std().ok()
+        let rereading = self.cursor.scanning || self.cursor.rereads_until.is_some();
+        (!rereading).then_some(std::time::Duration::ZERO)
     }
 
     fn fetch(&mut self) -> impl std::future::Future<Output = Result<Fetch, SourceError>> + Send {
