@@ -8,14 +8,15 @@ pub mod azure;
 pub mod backoff;
 pub mod bench;
 pub mod checkpoint;
-pub mod config;
+/// The collector's configuration lives in its own crate, which the operator links too.
+pub use azlog_config as config;
 pub mod dead_letter;
 pub mod dedup;
 pub mod event;
 pub mod fsutil;
 pub mod health;
 pub mod json;
-pub mod lease;
+pub use azlog_lease as lease;
 pub mod metrics;
 pub mod normalise;
 pub mod output;

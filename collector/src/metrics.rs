@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use azlog_config::report::Component;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -77,8 +78,7 @@ fn update(slot: &mut Option<Failure>, error: Option<String>) {
 /// LogSource status shows as `lastError`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// `source`, `output` or `checkpoint`.
-    pub component: &'static str,
+    pub component: Component,
     /// The failing output's name, for `output`.
     pub output: Option<String>,
     pub message: String,
@@ -330,7 +330,7 @@ impl Metrics {
     pub fn problem(&self) -> Option<Problem> {
         let Ok(health) = self.health.lock() else {
             return Some(Problem {
-                component: "collector",
+                component: Component::Collector,
                 output: None,
                 message: "the health state is unavailable".into(),
                 since: chrono::Utc::now(),
@@ -345,18 +345,18 @@ impl Metrics {
         health
             .source
             .as_ref()
-            .map(|f| problem("source", None, f))
+            .map(|f| problem(Component::Source, None, f))
             .or_else(|| {
-                health
-                    .outputs
-                    .iter()
-                    .find_map(|(name, f)| f.as_ref().map(|f| problem("output", Some(name), f)))
+                health.outputs.iter().find_map(|(name, f)| {
+                    f.as_ref()
+                        .map(|f| problem(Component::Output, Some(name), f))
+                })
             })
             .or_else(|| {
                 health
                     .checkpoint
                     .as_ref()
-                    .map(|f| problem("checkpoint", None, f))
+                    .map(|f| problem(Component::Checkpoint, None, f))
             })
     }
 
@@ -397,7 +397,7 @@ impl Metrics {
             None => Ok(()),
             Some(p) => Err(match p.output {
                 Some(output) => format!("output {output} is failing: {}", p.message),
-                None => format!("the {} is failing: {}", p.component, p.message),
+                None => format!("the {} is failing: {}", p.component.as_str(), p.message),
             }),
         }
     }

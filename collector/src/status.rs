@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use azlog_config::report::{self, CollectorError, CollectorReport};
 use chrono::{DateTime, SecondsFormat, Utc};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,22 +36,28 @@ pub struct Progress {
     pub committed_at: DateTime<Utc>,
 }
 
-/// Starts the reporter for LogSource `name`. Progress is handed to it through the answered
-/// sender; dropping the sender makes it write what it has not yet written and end, which the
-/// answered handle waits for.
+/// Starts the reporter for LogSource `name` of `namespace`. Progress is handed to it through the
+/// answered sender; dropping the sender makes it write what it has not yet written and end, which
+/// the answered handle waits for.
 pub fn spawn(
-    api: Api<DynamicObject>,
+    client: &kube::Client,
+    namespace: &str,
     name: String,
     interval: Duration,
     metrics: Arc<Metrics>,
 ) -> (watch::Sender<Option<Progress>>, JoinHandle<()>) {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(report::GROUP, report::VERSION, report::KIND),
+        report::PLURAL,
+    );
+    let api = Api::namespaced_with(client.clone(), namespace, &resource);
     let (tx, rx) = watch::channel(None);
     let task = tokio::spawn(report_loop(api, name, interval, metrics, rx));
     (tx, task)
 }
 
 /// The parts of a problem that, when they change, are worth a write.
-type ProblemKey = Option<(&'static str, Option<String>, String)>;
+type ProblemKey = Option<(report::Component, Option<String>, String)>;
 
 fn key(problem: &Option<Problem>) -> ProblemKey {
     problem
@@ -110,28 +117,32 @@ async fn report_loop(
     }
 }
 
-/// The status fields the collector owns. `lastError` is written as null when nothing fails, which
-/// a merge patch takes as "remove".
+/// The status fields the collector owns, as a merge patch. `lastError` is written as null when
+/// nothing fails, which a merge patch takes as "remove".
 fn status(progress: Option<&Progress>, problem: Option<&Problem>) -> Value {
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut status = json!({
-        "lastError": problem.map(|p| json!({
-            "component": p.component,
-            "output": p.output,
-            "message": p.message,
-            "since": time(p.since),
-        })),
-    });
+    let mut report = CollectorReport {
+        last_error: problem.map(|p| CollectorError {
+            component: p.component,
+            output: p.output.clone(),
+            message: p.message.clone(),
+            since: time(p.since),
+        }),
+        ..CollectorReport::default()
+    };
     if let Some(p) = progress {
-        status["lastEventTime"] = p.last_event_time.map(time).into();
-        status["lagSeconds"] = p
+        report.last_event_time = p.last_event_time.map(time);
+        report.lag_seconds = p
             .last_event_time
-            .map(|t| (Utc::now() - t).num_seconds().max(0))
-            .into();
-        status["eventsDelivered"] = p.events_delivered.into();
-        status["deadLettered"] = p.dead_lettered.into();
-        status["dedupForgottenEarly"] = p.dedup_forgotten_early.into();
-        status["checkpoint"] = time(p.committed_at).into();
+            .map(|t| (Utc::now() - t).num_seconds().max(0));
+        report.events_delivered = Some(p.events_delivered);
+        report.dead_lettered = Some(p.dead_lettered);
+        report.dedup_forgotten_early = Some(p.dedup_forgotten_early);
+        report.checkpoint = Some(time(p.committed_at));
+    }
+    let mut status = json!(report);
+    if report.last_error.is_none() {
+        status["lastError"] = Value::Null;
     }
     status
 }
@@ -160,7 +171,7 @@ mod tests {
         let failing = status(
             None,
             Some(&Problem {
-                component: "output",
+                component: report::Component::Output,
                 output: Some("syslog-0".into()),
                 message: "connection refused".into(),
                 since: at,

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use azlog_collector::config::report::Component;
 use azlog_e2e::host_collector::{PodOnHost, syslog_counter};
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
 use azlog_e2e::{free_port, log_source};
@@ -946,10 +947,10 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
         .expect("get")
         .status
         .expect("status");
-    let last_error = reported.last_error.expect("lastError");
+    let last_error = reported.collector.last_error.expect("lastError");
     assert_eq!(
-        (last_error.component.as_str(), last_error.output.as_deref()),
-        ("output", Some("syslog-0"))
+        (last_error.component, last_error.output.as_deref()),
+        (Component::Output, Some("syslog-0"))
     );
 
     let received = syslog_counter(port).await;
@@ -972,12 +973,12 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
                 .await
                 .ok()?
                 .status
-                .filter(|s| s.events_delivered.is_some())
+                .filter(|s| s.collector.events_delivered.is_some())
         },
     )
     .await;
     assert!(
-        status.checkpoint.is_some() && status.last_event_time.is_some(),
+        status.collector.checkpoint.is_some() && status.collector.last_event_time.is_some(),
         "{status:?}"
     );
     eventually(
@@ -1008,6 +1009,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
             .expect("get")
             .status
             .expect("status")
+            .collector
             .last_error,
         None
     );
@@ -1191,7 +1193,10 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
         "the dead letters are in the status and the DeadLetters condition",
         || async {
             let status = sources.get("steady").await.ok()?.status?;
-            let count = status.dead_lettered.filter(|n| *n >= BAD.len() as u64)?;
+            let count = status
+                .collector
+                .dead_lettered
+                .filter(|n| *n >= BAD.len() as u64)?;
             let condition = status
                 .conditions
                 .into_iter()
@@ -1270,7 +1275,7 @@ async fn a_source_that_rereads_more_ids_than_dedup_remembers_says_so_in_its_stat
         "the status and the DedupWindowExceeded condition say so",
         || async {
             let status = sources.get("forgetful").await.ok()?.status?;
-            status.dedup_forgotten_early.filter(|n| *n > 0)?;
+            status.collector.dedup_forgotten_early.filter(|n| *n > 0)?;
             status
                 .conditions
                 .into_iter()

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use azlog_config::report::Component;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -401,7 +402,7 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             generation,
         );
     }
-    match status.events_delivered.filter(|n| *n > 0) {
+    match status.collector.events_delivered.filter(|n| *n > 0) {
         // The count stays out of the message: the condition changes only when collecting starts
         // or stops, not at every progress report (eventsDelivered carries the number).
         Some(_) => set_condition(
@@ -467,14 +468,14 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
 
 /// The reason and message of the Degraded condition, from the error the collector reports.
 fn degraded(status: &LogSourceStatus) -> Option<(&'static str, String)> {
-    let error = status.last_error.as_ref()?;
-    let (reason, what, next) = match error.component.as_str() {
-        "source" => (
+    let error = status.collector.last_error.as_ref()?;
+    let (reason, what, next) = match error.component {
+        Component::Source => (
             "SourceFailing",
             "reading from Azure fails".to_owned(),
             "check the credential, its role assignments and the endpoint",
         ),
-        "output" => (
+        Component::Output => (
             "OutputFailing",
             format!(
                 "delivering to output {} fails",
@@ -482,12 +483,12 @@ fn degraded(status: &LogSourceStatus) -> Option<(&'static str, String)> {
             ),
             "check that the receiver is reachable and accepts the connection",
         ),
-        "checkpoint" => (
+        Component::Checkpoint => (
             "CheckpointFailing",
             "saving the checkpoint fails".to_owned(),
             "check the collector's ConfigMap and Role",
         ),
-        _ => (
+        Component::Collector => (
             "CollectorFailing",
             "the collector reports a failure".to_owned(),
             "see the collector's log",
@@ -883,7 +884,7 @@ async fn warn(
 /// The DedupWindowExceeded condition's message when the collector forgot ids its source could
 /// still read again. The count stays out of it, so the Event is told once, not at every report.
 fn dedup_window(status: &LogSourceStatus) -> Option<String> {
-    status.dedup_forgotten_early.filter(|n| *n > 0)?;
+    status.collector.dedup_forgotten_early.filter(|n| *n > 0)?;
     Some(
         "the source may read events again for longer than the collector remembers their ids, so such events can be delivered twice (status.dedupForgottenEarly counts the ids forgotten early): raise spec.collector.dedupCapacity, about 50 bytes of memory each, with the memory limit"
             .to_owned(),
@@ -892,7 +893,7 @@ fn dedup_window(status: &LogSourceStatus) -> Option<String> {
 
 /// The DeadLetters condition's message when the collector reports records it could not read.
 fn dead_letters(status: &LogSourceStatus) -> Option<String> {
-    let count = status.dead_lettered.filter(|n| *n > 0)?;
+    let count = status.collector.dead_lettered.filter(|n| *n > 0)?;
     Some(format!(
         "{count} records could not be read and were kept in the collector's dead-letter file ({}/dead-letter.ndjson) instead of delivered; the collector log says why for each",
         render::STATE_DIR

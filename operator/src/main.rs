@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use azlog_collector::lease::LeaseLock;
+use azlog_lease::LeaseLock;
 use azlog_operator::children::CollectorDefaults;
 use azlog_operator::metrics::Metrics;
 use azlog_operator::policy::Policy;
@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     tokio::spawn(serve(listener, metrics.clone()));
 
-    let identity = azlog_collector::lease::identity("azlog-operator");
+    let identity = azlog_lease::identity("azlog-operator");
     let lease = cli.leader_election.then(|| {
         LeaseLock::new(
             client.clone(),

@@ -5,8 +5,8 @@
 //! collector, endpoints only on the cloud's own hosts. [`check`] is pure: it runs between rendering
 //! and building the children, and its refusal names the field and the setting that would allow it.
 
-use azlog_collector::azure::cloud::Endpoints;
-use azlog_collector::config::{AzureConfig, Cloud};
+use azlog_config::azure::Endpoints;
+use azlog_config::{AzureConfig, Cloud};
 
 use crate::crd::LogSource;
 

@@ -1,19 +1,30 @@
 //! A LogSource rendered into the collector's own configuration, plus what the pod needs around it
 //! (Secrets to mount, file volumes, forwarder sidecars). Pure: nothing here talks to the cluster.
 //!
-//! The collector config is built as JSON and read by the collector's own types, so its defaults and
-//! checks apply unchanged; every problem is reported at the LogSource field a user has to change.
+//! The collector config is built as the collector's own typed values, so its defaults and checks
+//! apply unchanged; every problem is reported at the LogSource field a user has to change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use azlog_collector::config::{Config, FieldError};
-use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use azlog_config::health::HEALTH_PORT;
+use azlog_config::{
+    ActivityLogConfig, At, AzureConfig, CheckpointConfig, ClientSecretCredentialConfig, Config,
+    CredentialConfig, DiagnosticLogsConfig, EndpointOverrides, EntraAuditConfig, FieldError,
+    FileOutputConfig, HealthConfig, KubernetesCheckpointConfig, Layout,
+    ManagedIdentityCredentialConfig, OutputConfig, PipelineConfig, Retention, SecurityAlertsConfig,
+    SimulateConfig, SourceConfig, StartAt, SyslogOutputConfig, TlsConfig, WadConfig,
+    WindowsEventLogOutputConfig, WorkloadIdentityCredentialConfig, parse_duration,
+};
 
 use crate::crd::LogSource;
 use crate::crd::log_source::{
     Credential, FileRetention, FileVolume, ForwarderOutput, LogSourceSpec, Output, SecretKeyRef,
-    WorkloadIdentity,
+    SyslogOutput, WorkloadIdentity,
 };
 
 /// Where the collector container finds its config file.
@@ -29,8 +40,6 @@ pub const FILES_DIR: &str = "/var/log/azlog";
 /// The projected ServiceAccount token workload identity exchanges for an Entra token.
 pub const FEDERATED_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
 pub const FEDERATED_TOKEN_FILE: &str = "azure-identity-token";
-/// The collector's /metrics, /healthz and /readyz port.
-pub const HEALTH_PORT: u16 = 9464;
 
 /// A path in the collector's pod as the collector's config names it. A Windows HostProcess
 /// container sees its volumes below its sandbox directory, which is also its working directory, so
@@ -104,105 +113,29 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-const SOURCES: [&str; 6] = [
-    "wad",
-    "diagnosticLogs",
-    "activityLog",
-    "securityAlerts",
-    "entraAudit",
-    "simulate",
-];
-
 /// Renders `source`, or says every field to fix.
 pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     let spec = &source.spec;
     let name = source.metadata.name.clone().unwrap_or_default();
     let namespace = source.metadata.namespace.clone().unwrap_or_default();
-    let mut errors = Vec::new();
-    let mut err = |path: &str, message: String| {
-        errors.push(FieldError {
-            path: path.to_owned(),
-            message,
-        })
-    };
-    check_name(&name, &mut err);
+    let mut errors = Errors::default();
+    check_name(&name, &mut errors);
     let windows = spec.outputs.iter().any(|o| o.windows_event_log.is_some());
-    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut secret_file = |r: &SecretKeyRef| {
-        secrets
-            .entry(r.name.clone())
-            .or_default()
-            .insert(r.key.clone());
-        pod_path(windows, &format!("{SECRETS_DIR}/{}/{}", r.name, r.key))
-    };
-
-    let spec_value = serde_json::to_value(spec).unwrap_or_default();
-    let chosen: Vec<&str> = SOURCES
-        .into_iter()
-        .filter(|s| spec_value.get(*s).is_some())
-        .collect();
-    let kind = match chosen.as_slice() {
-        [one] => *one,
-        [] => {
-            err(
-                "spec",
-                format!("set one source: one of {}", SOURCES.join(", ")),
-            );
-            return Err(Invalid(errors));
-        }
-        many => {
-            err(
-                &format!("spec.{}", many[1]),
-                format!(
-                    "a LogSource reads one source, but {} are set; make one LogSource per source",
-                    many.join(" and ")
-                ),
-            );
-            return Err(Invalid(errors));
-        }
-    };
-
-    let mut block = spec_value.get(kind).cloned().unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut block {
-        for (secret_field, file_field) in [
-            ("accountKey", "accountKeyFile"),
-            ("sasToken", "sasTokenFile"),
-        ] {
-            if let Some(r) = map.remove(secret_field) {
-                let r: SecretKeyRef = serde_json::from_value(r).unwrap_or_default();
-                map.insert(file_field.into(), secret_file(&r).into());
-            }
-        }
-        if let Some(start) = &spec.start_at {
-            map.insert("startAt".into(), start.clone().into());
-        }
-        if let Some(late) = &spec.late_arrival {
-            map.insert("lateArrival".into(), late.clone().into());
-        }
-    }
-
-    let mut config = Map::new();
-    config.insert("name".into(), name.clone().into());
-    if let Some(sub) = &spec.subscription_id {
-        config.insert("subscriptionId".into(), sub.clone().into());
-    }
-    config.insert("source".into(), json!({ kind: block }));
-    let mut workload_identity = None;
-    if let Some(azure) = azure_block(
-        spec,
+    let mut secrets = SecretFiles {
         windows,
-        &mut secret_file,
-        &mut workload_identity,
-        &mut err,
-    ) {
-        config.insert("azure".into(), azure);
-    }
+        used: BTreeMap::new(),
+    };
+    let Some(source_config) = source_config(spec, &mut secrets, &mut errors) else {
+        return Err(Invalid(errors.0));
+    };
+    let mut workload_identity = None;
+    let azure = azure_config(spec, &mut secrets, &mut workload_identity, &mut errors);
 
     let mut outputs = Vec::new();
     let mut file_volumes = Vec::new();
     let mut forwarders = Vec::new();
     if spec.outputs.is_empty() {
-        err("spec.outputs", "list at least one output".into());
+        errors.add("spec.outputs", "list at least one output");
     }
     for (i, output) in spec.outputs.iter().enumerate() {
         let path = format!("spec.outputs[{i}]");
@@ -219,172 +152,109 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             windows_event_log.is_some(),
         ];
         if chosen.into_iter().filter(|set| *set).count() != 1 {
-            err(
+            errors.add(
                 &path,
-                "set exactly one of file, syslog, forwarder or windowsEventLog in each output"
-                    .into(),
+                "set exactly one of file, syslog, forwarder or windowsEventLog in each output",
             );
-            outputs.push(Value::Null);
             continue;
         }
         if let Some(file) = file {
             let out_name = file.name.clone().unwrap_or_else(|| format!("file-{i}"));
-            let volume = file.volume.clone().unwrap_or_default();
-            let mount = file_volume(i, &out_name, volume);
-            let mut value = json!({
-                "directory": pod_path(windows, &mount.directory),
-                "retention": retention(file.retention.as_ref()),
-            });
-            copy_set(
-                &mut value,
-                &serde_json::to_value(file).unwrap_or_default(),
-                &["name", "format", "maxFileBytes", "maxFileAge"],
-            );
+            let mount = file_volume(i, &out_name, file.volume.clone().unwrap_or_default());
+            let mut config = FileOutputConfig::new(pod_path(windows, &mount.directory).into());
+            config.name = file.name.clone();
+            config.format = file.format.unwrap_or(config.format);
+            config.max_file_bytes = file.max_file_bytes.unwrap_or(config.max_file_bytes);
+            if let Some(age) = &file.max_file_age {
+                config.max_file_age =
+                    errors.duration(&format!("{path}.file.maxFileAge"), age, config.max_file_age);
+            }
+            config.retention = Some(retention(
+                file.retention.as_ref(),
+                &format!("{path}.file.retention"),
+                &mut errors,
+            ));
             file_volumes.push(mount);
-            outputs.push(json!({ "file": value }));
+            outputs.push(OutputConfig::File(config));
         } else if let Some(syslog) = syslog {
-            let mut value = serde_json::to_value(syslog).unwrap_or_default();
-            if let Some(tls) = &syslog.tls {
-                let mut t = Map::new();
-                if let Some(ca) = &tls.ca {
-                    t.insert("caFile".into(), secret_file(ca).into());
-                }
-                if let Some(secret) = &tls.client_certificate_secret {
-                    for (field, key) in [("certFile", "tls.crt"), ("keyFile", "tls.key")] {
-                        let r = SecretKeyRef {
-                            name: secret.clone(),
-                            key: key.into(),
-                        };
-                        t.insert(field.into(), secret_file(&r).into());
-                    }
-                }
-                if let Some(server) = &tls.server_name {
-                    t.insert("serverName".into(), server.clone().into());
-                }
-                value["tls"] = Value::Object(t);
-            }
-            outputs.push(json!({ "syslog": value }));
+            outputs.push(OutputConfig::Syslog(syslog_config(syslog, &mut secrets)));
         } else if let Some(forwarder) = forwarder {
-            if windows {
-                err(
-                    &format!("{path}.forwarder"),
-                    "a forwarder sidecar cannot run beside a windowsEventLog output: that \
-                     collector runs in a Windows pod; make a separate LogSource for the forwarder"
-                        .into(),
-                );
-            }
-            let out_name = forwarder
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("forwarder-{i}"));
-            if !is_dns_label(&out_name) || out_name == "collector" {
-                err(
-                    &format!("{path}.forwarder.name"),
-                    format!(
-                        "{out_name:?} names the sidecar container: use at most 63 lowercase letters, \
-                         digits and '-', starting and ending with a letter or digit, other than \
-                         \"collector\""
-                    ),
-                );
-            }
-            if let Some(config) = &forwarder.config {
-                let at = config.mount_path.as_deref().unwrap_or("/");
-                if config.config_map.is_empty() || !at.starts_with('/') {
-                    err(
-                        &format!("{path}.forwarder.config"),
-                        "name the ConfigMap in configMap, and give mountPath as an absolute path"
-                            .into(),
-                    );
-                }
-            }
-            let volume = forwarder.volume.clone().unwrap_or_default();
-            let mount = file_volume(i, &out_name, volume);
-            let mut value = json!({
-                "name": out_name,
-                "directory": mount.directory,
-                "retention": retention(forwarder.retention.as_ref()),
-            });
-            if let Some(format) = forwarder.format {
-                value["format"] = serde_json::to_value(format).unwrap_or_default();
-            }
+            let path = format!("{path}.forwarder");
+            let out_name = forwarder_name(forwarder, i, windows, &path, &mut errors);
+            let mount = file_volume(i, &out_name, forwarder.volume.clone().unwrap_or_default());
+            let mut config = FileOutputConfig::new(mount.directory.clone().into());
+            config.name = Some(out_name.clone());
+            config.format = forwarder.format.unwrap_or(config.format);
+            config.retention = Some(retention(
+                forwarder.retention.as_ref(),
+                &format!("{path}.retention"),
+                &mut errors,
+            ));
             forwarders.push(Forwarder {
                 name: out_name,
                 volume_name: mount.volume_name.clone(),
                 spec: forwarder.clone(),
             });
             file_volumes.push(mount);
-            outputs.push(json!({ "file": value }));
+            outputs.push(OutputConfig::File(config));
         } else if let Some(event_log) = windows_event_log {
-            outputs.push(json!({
-                "windowsEventLog": serde_json::to_value(event_log).unwrap_or_default()
-            }));
+            let mut config = WindowsEventLogOutputConfig::default();
+            config.name = event_log.name.clone();
+            config.source = event_log.source.clone().unwrap_or(config.source);
+            config.body = event_log.body.unwrap_or(config.body);
+            outputs.push(OutputConfig::WindowsEventLog(config));
         }
     }
-    config.insert("outputs".into(), Value::Array(outputs));
-    config.insert("stateDir".into(), pod_path(windows, STATE_DIR).into());
+
     // The cursor lives in the cluster, so a pod rescheduled anywhere resumes; the recent ids stay
     // in the state directory (see the collector's checkpoint::configmap).
-    let mut checkpoint = json!({
-        "kubernetes": {
-            "namespace": namespace,
-            "configMap": checkpoint_config_map(&name),
-            "lease": children_name(&name),
-            "logSource": name,
-        },
-    });
-    if let Some(capacity) = spec.collector.as_ref().and_then(|c| c.dedup_capacity) {
-        checkpoint["dedupCapacity"] = capacity.into();
+    let mut kubernetes = KubernetesCheckpointConfig::new(namespace, checkpoint_config_map(&name));
+    kubernetes.lease = Some(children_name(&name));
+    kubernetes.log_source = Some(name.clone());
+    let mut checkpoint = CheckpointConfig {
+        kubernetes: Some(kubernetes),
+        ..CheckpointConfig::default()
+    };
+    let collector = spec.collector.clone().unwrap_or_default();
+    if let Some(capacity) = collector.dedup_capacity {
+        checkpoint.dedup_capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
     }
-    config.insert("checkpoint".into(), checkpoint);
-    let health_port = spec
-        .collector
-        .as_ref()
-        .and_then(|c| c.health_port)
-        .unwrap_or(HEALTH_PORT);
-    config.insert(
-        "health".into(),
-        json!({ "listen": format!("0.0.0.0:{health_port}") }),
-    );
+    let health_port = collector.health_port.unwrap_or(HEALTH_PORT);
+    let mut pipeline = PipelineConfig::default();
     if let Some(poll) = &spec.poll_interval {
-        config.insert("pipeline".into(), json!({ "pollInterval": poll }));
+        pipeline.poll_interval = errors.duration("spec.pollInterval", poll, pipeline.poll_interval);
     }
-    if !errors.is_empty() {
-        return Err(Invalid(errors));
+    if !errors.0.is_empty() {
+        return Err(Invalid(errors.0));
     }
-
-    let config: Config = serde_path_to_error::deserialize(Value::Object(config)).map_err(|e| {
+    let kind = source_config.type_name();
+    let config = Config {
+        name,
+        subscription_id: spec.subscription_id.clone(),
+        source: source_config,
+        azure,
+        outputs,
+        state_dir: pod_path(windows, STATE_DIR).into(),
+        checkpoint,
+        pipeline,
+        health: HealthConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], health_port))),
+        },
+    };
+    let problems = config.validate_settings(&SpecLayout { spec });
+    if !problems.is_empty() {
+        return Err(Invalid(problems));
+    }
+    let config_yaml = config.effective_yaml().map_err(|e| {
         Invalid(vec![FieldError {
-            path: spec_path(&e.path().to_string(), spec),
-            message: e.into_inner().to_string(),
+            path: "spec".into(),
+            message: format!("failed to write the collector config: {e}"),
         }])
     })?;
-    let problems = config.validate_settings();
-    if !problems.is_empty() {
-        return Err(Invalid(
-            problems
-                .into_iter()
-                .map(|p| FieldError {
-                    path: spec_path(&p.path, spec),
-                    message: p.message,
-                })
-                .collect(),
-        ));
-    }
-    // Through a JSON value: serde_yaml would write the one-of choices as `!tags`, which the
-    // collector (like kubectl users) does not read.
-    let config_yaml = serde_json::to_value(&config)
-        .map_err(|e| e.to_string())
-        .and_then(|v| serde_yaml::to_string(&v).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            Invalid(vec![FieldError {
-                path: "spec".into(),
-                message: format!("failed to write the collector config: {e}"),
-            }])
-        })?;
     Ok(Rendered {
         config_yaml,
         source: kind,
-        secrets,
+        secrets: secrets.used,
         file_volumes,
         forwarders,
         workload_identity,
@@ -393,72 +263,375 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     })
 }
 
-/// The collector's `azure` block: cloud, endpoints, CA and credential.
-fn azure_block(
-    spec: &LogSourceSpec,
+/// The problems found while rendering, each at its LogSource field.
+#[derive(Debug, Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The duration written at `path`, or `fallback` once its problem is recorded.
+    fn duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
+        parse_duration(text).unwrap_or_else(|why| {
+            self.add(path, why);
+            fallback
+        })
+    }
+}
+
+/// The Secrets a collector reads, and where in its pod it finds each key.
+#[derive(Debug)]
+struct SecretFiles {
     windows: bool,
-    secret_file: &mut impl FnMut(&SecretKeyRef) -> String,
+    used: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl SecretFiles {
+    /// The file in the pod holding key `r`; its Secret is mounted.
+    fn file(&mut self, r: &SecretKeyRef) -> PathBuf {
+        self.used
+            .entry(r.name.clone())
+            .or_default()
+            .insert(r.key.clone());
+        pod_path(self.windows, &format!("{SECRETS_DIR}/{}/{}", r.name, r.key)).into()
+    }
+}
+
+/// Where each part of a rendered config came from in the LogSource, so a mistake the collector's
+/// checks find is reported at the field a user changes.
+#[derive(Debug)]
+struct SpecLayout<'a> {
+    spec: &'a LogSourceSpec,
+}
+
+impl Layout for SpecLayout<'_> {
+    fn top(&self) -> At {
+        At::new("spec").moved("name", "metadata.name")
+    }
+    fn source(&self, kind: &str) -> At {
+        At::new(format!("spec.{kind}"))
+            .moved("startAt", "spec.startAt")
+            .moved("lateArrival", "spec.lateArrival")
+            .moved("accountKeyFile", format!("spec.{kind}.accountKey"))
+            .moved("sasTokenFile", format!("spec.{kind}.sasToken"))
+    }
+    fn azure(&self) -> At {
+        At::new("spec").moved("caFile", "spec.endpoints.ca").moved(
+            "credential.clientSecret.secretFile",
+            "spec.credential.clientSecret.secret",
+        )
+    }
+    fn output(&self, index: usize, kind: &str) -> At {
+        let written = self.spec.outputs.get(index);
+        let kind = if written.is_some_and(|o| o.forwarder.is_some()) {
+            "forwarder"
+        } else {
+            kind
+        };
+        let base = format!("spec.outputs[{index}].{kind}");
+        At::new(base.clone())
+            .moved("tls.caFile", format!("{base}.tls.ca"))
+            .moved(
+                "tls.certFile",
+                format!("{base}.tls.clientCertificateSecret"),
+            )
+            .moved("tls.keyFile", format!("{base}.tls.clientCertificateSecret"))
+            .moved("directory", format!("{base}.volume"))
+    }
+    fn pipeline(&self) -> At {
+        // Of the pipeline, a LogSource sets only pollInterval, at the top of its spec.
+        At::new("spec")
+    }
+    fn checkpoint(&self) -> At {
+        At::new("spec.collector")
+    }
+}
+
+/// Where reading starts and how late records may come, as the spec says them for every source.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_at: Option<StartAt>,
+    late_arrival: Option<Duration>,
+}
+
+impl Window {
+    /// Refuses a `startAt` or `lateArrival` the source has no use for.
+    fn unused(&self, kind: &str, start_at: bool, late_arrival: bool, errors: &mut Errors) {
+        if !start_at && self.start_at.is_some() {
+            errors.add(
+                "spec.startAt",
+                format!("the {kind} source has no start time; remove startAt"),
+            );
+        }
+        if !late_arrival && self.late_arrival.is_some() {
+            errors.add(
+                "spec.lateArrival",
+                format!("the {kind} source does not wait for late records; remove lateArrival"),
+            );
+        }
+    }
+}
+
+/// The one source the spec sets, as the collector's config.
+fn source_config(
+    spec: &LogSourceSpec,
+    secrets: &mut SecretFiles,
+    errors: &mut Errors,
+) -> Option<SourceConfig> {
+    let set = [
+        spec.wad.is_some(),
+        spec.diagnostic_logs.is_some(),
+        spec.activity_log.is_some(),
+        spec.security_alerts.is_some(),
+        spec.entra_audit.is_some(),
+        spec.simulate.is_some(),
+    ];
+    let chosen: Vec<&str> = SourceConfig::KINDS
+        .into_iter()
+        .zip(set)
+        .filter_map(|(kind, set)| set.then_some(kind))
+        .collect();
+    match chosen.as_slice() {
+        [_] => {}
+        [] => {
+            errors.add(
+                "spec",
+                format!("set one source: one of {}", SourceConfig::KINDS.join(", ")),
+            );
+            return None;
+        }
+        many => {
+            errors.add(
+                &format!("spec.{}", many[1]),
+                format!(
+                    "a LogSource reads one source, but {} are set; make one LogSource per source",
+                    many.join(" and ")
+                ),
+            );
+            return None;
+        }
+    }
+    let window = Window {
+        start_at: spec.start_at.as_ref().and_then(|text| {
+            StartAt::try_from(text.clone())
+                .map_err(|why| errors.add("spec.startAt", why))
+                .ok()
+        }),
+        late_arrival: spec.late_arrival.as_ref().and_then(|text| {
+            parse_duration(text)
+                .map_err(|why| errors.add("spec.lateArrival", why))
+                .ok()
+        }),
+    };
+    let start_at = window.start_at.unwrap_or_default();
+    let source = if let Some(wad) = &spec.wad {
+        let mut c = WadConfig::new(wad.account.clone());
+        c.table = wad.table.clone().unwrap_or(c.table);
+        c.endpoint = wad.endpoint.clone();
+        c.account_key_file = wad.account_key.as_ref().map(|r| secrets.file(r));
+        c.sas_token_file = wad.sas_token.as_ref().map(|r| secrets.file(r));
+        c.start_at = start_at;
+        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
+        c.parallel_queries = wad.parallel_queries.map_or(c.parallel_queries, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+        SourceConfig::Wad(c)
+    } else if let Some(logs) = &spec.diagnostic_logs {
+        let mut c = DiagnosticLogsConfig::new(logs.account.clone());
+        c.endpoint = logs.endpoint.clone();
+        c.account_key_file = logs.account_key.as_ref().map(|r| secrets.file(r));
+        c.sas_token_file = logs.sas_token.as_ref().map(|r| secrets.file(r));
+        c.categories = logs.categories.clone();
+        c.activity_logs = logs.activity_logs.unwrap_or(false);
+        c.subscriptions = logs.subscriptions.clone();
+        c.resource_groups = logs.resource_groups.clone();
+        c.start_at = start_at;
+        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
+        SourceConfig::DiagnosticLogs(c)
+    } else if let Some(activity) = &spec.activity_log {
+        let mut c = ActivityLogConfig::default();
+        c.subscriptions = activity.subscriptions.clone();
+        c.resource_groups = activity.resource_groups.clone();
+        c.categories = activity.categories.clone();
+        c.start_at = start_at;
+        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
+        SourceConfig::ActivityLog(c)
+    } else if let Some(alerts) = &spec.security_alerts {
+        window.unused("securityAlerts", true, false, errors);
+        SourceConfig::SecurityAlerts(SecurityAlertsConfig {
+            subscriptions: alerts.subscriptions.clone(),
+            start_at,
+        })
+    } else if let Some(entra) = &spec.entra_audit {
+        let mut c = EntraAuditConfig::default();
+        if !entra.logs.is_empty() {
+            c.logs = entra.logs.clone();
+        }
+        c.start_at = start_at;
+        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
+        SourceConfig::EntraAudit(c)
+    } else {
+        let simulate = spec.simulate.clone().unwrap_or_default();
+        window.unused("simulate", false, false, errors);
+        let mut c = SimulateConfig::default();
+        c.rate = simulate.rate;
+        c.count = simulate.count;
+        c.seed = simulate.seed.unwrap_or(c.seed);
+        SourceConfig::Simulate(c)
+    };
+    Some(source)
+}
+
+/// The collector's `azure` block: cloud, endpoints, CA and credential; `None` when the spec sets
+/// none of them.
+fn azure_config(
+    spec: &LogSourceSpec,
+    secrets: &mut SecretFiles,
     workload_identity: &mut Option<WorkloadIdentity>,
-    err: &mut impl FnMut(&str, String),
-) -> Option<Value> {
-    let mut azure = Map::new();
-    if let Some(cloud) = spec.cloud {
-        azure.insert(
-            "cloud".into(),
-            serde_json::to_value(cloud).unwrap_or_default(),
+    errors: &mut Errors,
+) -> Option<AzureConfig> {
+    if spec.cloud.is_none() && spec.endpoints.is_none() && spec.credential.is_none() {
+        return None;
+    }
+    let mut azure = AzureConfig {
+        cloud: spec.cloud.unwrap_or_default(),
+        ..AzureConfig::default()
+    };
+    if let Some(endpoints) = &spec.endpoints {
+        azure.endpoints = EndpointOverrides {
+            authority_host: endpoints.authority_host.clone(),
+            resource_manager: endpoints.resource_manager.clone(),
+            graph: endpoints.graph.clone(),
+        };
+        azure.ca_file = endpoints.ca.as_ref().map(|ca| secrets.file(ca));
+    }
+    azure.credential = match &spec.credential {
+        None => None,
+        Some(Credential {
+            workload_identity: Some(wi),
+            managed_identity: None,
+            client_secret: None,
+        }) => {
+            *workload_identity = Some(wi.clone());
+            Some(CredentialConfig::WorkloadIdentity(
+                WorkloadIdentityCredentialConfig {
+                    tenant_id: Some(wi.tenant_id.clone()),
+                    client_id: Some(wi.client_id.clone()),
+                    token_file: Some(
+                        pod_path(
+                            secrets.windows,
+                            &format!("{FEDERATED_TOKEN_DIR}/{FEDERATED_TOKEN_FILE}"),
+                        )
+                        .into(),
+                    ),
+                },
+            ))
+        }
+        Some(Credential {
+            workload_identity: None,
+            managed_identity: Some(mi),
+            client_secret: None,
+        }) => Some(CredentialConfig::ManagedIdentity(
+            ManagedIdentityCredentialConfig {
+                client_id: mi.client_id.clone(),
+            },
+        )),
+        Some(Credential {
+            workload_identity: None,
+            managed_identity: None,
+            client_secret: Some(cs),
+        }) => Some(CredentialConfig::ClientSecret(
+            ClientSecretCredentialConfig {
+                tenant_id: cs.tenant_id.clone(),
+                client_id: cs.client_id.clone(),
+                secret_file: secrets.file(&cs.secret),
+            },
+        )),
+        Some(_) => {
+            errors.add(
+                "spec.credential",
+                "set exactly one of workloadIdentity, managedIdentity or clientSecret",
+            );
+            None
+        }
+    };
+    Some(azure)
+}
+
+/// A syslog output as the collector's config, its TLS files mounted from Secrets.
+fn syslog_config(syslog: &SyslogOutput, secrets: &mut SecretFiles) -> SyslogOutputConfig {
+    let mut c = SyslogOutputConfig::new(syslog.address.clone());
+    c.name = syslog.name.clone();
+    c.transport = syslog.transport.unwrap_or(c.transport);
+    c.protocol = syslog.protocol.unwrap_or(c.protocol);
+    c.framing = syslog.framing.unwrap_or(c.framing);
+    c.body = syslog.body.unwrap_or(c.body);
+    c.facility = syslog.facility.unwrap_or(c.facility);
+    c.app_name = syslog.app_name.clone().unwrap_or(c.app_name);
+    c.tls = syslog.tls.as_ref().map(|tls| {
+        let mut client_file = |key: &str| {
+            tls.client_certificate_secret.as_ref().map(|secret| {
+                secrets.file(&SecretKeyRef {
+                    name: secret.clone(),
+                    key: key.into(),
+                })
+            })
+        };
+        let cert_file = client_file("tls.crt");
+        let key_file = client_file("tls.key");
+        TlsConfig {
+            ca_file: tls.ca.as_ref().map(|ca| secrets.file(ca)),
+            cert_file,
+            key_file,
+            server_name: tls.server_name.clone(),
+        }
+    });
+    c
+}
+
+/// The name of the `index`th output, a forwarder, which also names its sidecar container.
+fn forwarder_name(
+    forwarder: &ForwarderOutput,
+    index: usize,
+    windows: bool,
+    path: &str,
+    errors: &mut Errors,
+) -> String {
+    if windows {
+        errors.add(
+            path,
+            "a forwarder sidecar cannot run beside a windowsEventLog output: that collector runs \
+             in a Windows pod; make a separate LogSource for the forwarder",
         );
     }
-    if let Some(endpoints) = &spec.endpoints {
-        let mut value = serde_json::to_value(endpoints).unwrap_or_default();
-        if let Value::Object(map) = &mut value {
-            map.remove("ca");
-        }
-        azure.insert("endpoints".into(), value);
-        if let Some(ca) = &endpoints.ca {
-            azure.insert("caFile".into(), secret_file(ca).into());
+    let name = forwarder
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("forwarder-{index}"));
+    if !is_dns_label(&name) || name == "collector" {
+        errors.add(
+            &format!("{path}.name"),
+            format!(
+                "{name:?} names the sidecar container: use at most 63 lowercase letters, digits \
+                 and '-', starting and ending with a letter or digit, other than \"collector\""
+            ),
+        );
+    }
+    if let Some(config) = &forwarder.config {
+        let at = config.mount_path.as_deref().unwrap_or("/");
+        if config.config_map.is_empty() || !at.starts_with('/') {
+            errors.add(
+                &format!("{path}.config"),
+                "name the ConfigMap in configMap, and give mountPath as an absolute path",
+            );
         }
     }
-    if let Some(credential) = &spec.credential {
-        let rendered = match credential {
-            Credential {
-                workload_identity: Some(wi),
-                managed_identity: None,
-                client_secret: None,
-            } => {
-                *workload_identity = Some(wi.clone());
-                Some(json!({ "workloadIdentity": {
-                    "tenantId": wi.tenant_id,
-                    "clientId": wi.client_id,
-                    "tokenFile": pod_path(windows, &format!("{FEDERATED_TOKEN_DIR}/{FEDERATED_TOKEN_FILE}")),
-                }}))
-            }
-            Credential {
-                workload_identity: None,
-                managed_identity: Some(mi),
-                client_secret: None,
-            } => Some(json!({ "managedIdentity": mi })),
-            Credential {
-                workload_identity: None,
-                managed_identity: None,
-                client_secret: Some(cs),
-            } => Some(json!({ "clientSecret": {
-                "tenantId": cs.tenant_id,
-                "clientId": cs.client_id,
-                "secretFile": secret_file(&cs.secret),
-            }})),
-            _ => {
-                err(
-                    "spec.credential",
-                    "set exactly one of workloadIdentity, managedIdentity or clientSecret".into(),
-                );
-                None
-            }
-        };
-        if let Some(rendered) = rendered {
-            azure.insert("credential".into(), rendered);
-        }
-    }
-    (!azure.is_empty()).then_some(Value::Object(azure))
+    name
 }
 
 /// The suffix of a collector's checkpoint ConfigMap; no LogSource name may end with it, so no
@@ -467,9 +640,9 @@ const CHECKPOINT_SUFFIX: &str = "-checkpoint";
 
 /// A LogSource's name becomes its children's names and the value of the label its pods carry:
 /// it must fit a label value (63 characters) and not end like a checkpoint's name.
-fn check_name(name: &str, err: &mut impl FnMut(&str, String)) {
+fn check_name(name: &str, errors: &mut Errors) {
     if name.len() > 63 {
-        err(
+        errors.add(
             "metadata.name",
             format!(
                 "{name:?} is {} characters; a LogSource name labels its collector's pods, so at \
@@ -479,7 +652,7 @@ fn check_name(name: &str, err: &mut impl FnMut(&str, String)) {
         );
     }
     if name.ends_with(CHECKPOINT_SUFFIX) {
-        err(
+        errors.add(
             "metadata.name",
             format!(
                 "{name:?} ends with {CHECKPOINT_SUFFIX:?}, which names another LogSource's \
@@ -505,14 +678,17 @@ fn is_dns_label(name: &str) -> bool {
 /// or a file output nobody collects never fills the volume and gets the pod evicted.
 const DEFAULT_RETAINED_BYTES: u64 = 1 << 30;
 
-/// The collector's retention settings for a file output.
-fn retention(spec: Option<&FileRetention>) -> Value {
+/// The collector's retention settings for a file output written at `path`.
+fn retention(spec: Option<&FileRetention>, path: &str, errors: &mut Errors) -> Retention {
     let spec = spec.cloned().unwrap_or_default();
-    let mut value = json!({ "maxBytes": spec.max_bytes.unwrap_or(DEFAULT_RETAINED_BYTES) });
-    if let Some(age) = spec.max_age {
-        value["maxAge"] = age.into();
+    Retention {
+        max_bytes: Some(spec.max_bytes.unwrap_or(DEFAULT_RETAINED_BYTES)),
+        max_age: spec.max_age.as_deref().and_then(|age| {
+            parse_duration(age)
+                .map_err(|why| errors.add(&format!("{path}.maxAge"), why))
+                .ok()
+        }),
     }
-    value
 }
 
 /// The volume and directory the `index`th output writes its files to.
@@ -524,76 +700,11 @@ fn file_volume(index: usize, output_name: &str, volume: FileVolume) -> FileVolum
     }
 }
 
-fn copy_set(target: &mut Value, from: &Value, fields: &[&str]) {
-    for field in fields {
-        if let Some(v) = from.get(*field) {
-            target[*field] = v.clone();
-        }
-    }
-}
-
-/// The LogSource field behind a field of the rendered collector config.
-fn spec_path(collector_path: &str, spec: &LogSourceSpec) -> String {
-    let renamed = |field: &str| -> String {
-        match field {
-            "accountKeyFile" => "accountKey".into(),
-            "sasTokenFile" => "sasToken".into(),
-            "secretFile" => "secret".into(),
-            other => other.into(),
-        }
-    };
-    let parts: Vec<&str> = collector_path.split('.').collect();
-    match parts.as_slice() {
-        ["name", ..] => "metadata.name".into(),
-        ["source", _, "startAt", ..] => "spec.startAt".into(),
-        ["source", _, "lateArrival", ..] => "spec.lateArrival".into(),
-        ["source", kind, field, rest @ ..] => join("spec", &[kind, &renamed(field)], rest),
-        ["pipeline", "pollInterval", ..] => "spec.pollInterval".into(),
-        ["azure", "cloud", ..] => "spec.cloud".into(),
-        ["azure", "caFile", ..] => "spec.endpoints.ca".into(),
-        ["azure", "endpoints", rest @ ..] => join("spec.endpoints", &[], rest),
-        ["azure", "credential", kind, field, rest @ ..] => {
-            join("spec.credential", &[kind, &renamed(field)], rest)
-        }
-        ["azure", ..] => "spec.credential".into(),
-        [output, kind, rest @ ..] if output.starts_with("outputs[") => {
-            let index: Option<usize> = output
-                .trim_start_matches("outputs[")
-                .trim_end_matches(']')
-                .parse()
-                .ok();
-            let is_forwarder = index
-                .and_then(|i| spec.outputs.get(i))
-                .is_some_and(|o| o.forwarder.is_some());
-            let kind = if is_forwarder { "forwarder" } else { kind };
-            let rest: Vec<String> = rest
-                .iter()
-                .map(|f| match *f {
-                    "caFile" => "ca".into(),
-                    "certFile" | "keyFile" => "clientCertificateSecret".into(),
-                    "directory" => "volume".into(),
-                    other => other.into(),
-                })
-                .collect();
-            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-            join(&format!("spec.{output}"), &[kind], &rest)
-        }
-        _ => format!("spec.{collector_path}"),
-    }
-}
-
-fn join(base: &str, middle: &[&str], rest: &[&str]) -> String {
-    let mut path = base.to_owned();
-    for part in middle.iter().chain(rest) {
-        path.push('.');
-        path.push_str(part);
-    }
-    path
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use azlog_config::AsWritten;
+    use serde_json::{Value, json};
 
     fn log_source(spec: Value) -> LogSource {
         serde_json::from_value(json!({
@@ -635,7 +746,7 @@ mod tests {
         // The collector reads it back as is; the files it names are Secrets mounted in the pod.
         let value: Value = serde_yaml::from_str(&rendered.config_yaml).expect("yaml");
         let config: Config = serde_json::from_value(value).expect("a collector config");
-        assert_eq!(config.validate_settings(), []);
+        assert_eq!(config.validate_settings(&AsWritten), []);
         let yaml = &rendered.config_yaml;
         assert!(
             yaml.contains("secretFile: /var/run/secrets/azlog/azlog-sp/clientSecret"),

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use crate::raw_json::RawJson;
 use tokio::time::Instant;
 
-use super::cloud::{Audience, Endpoints};
 use super::credential::Tokens;
+use super::{Audience, Endpoints};
 use crate::config::{AzureConfig, TlsConfig};
 use crate::metrics::Metrics;
 

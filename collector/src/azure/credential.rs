@@ -16,7 +16,7 @@ use azure_identity::{
     WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
-use super::cloud::{Audience, Endpoints};
+use super::{Audience, Endpoints};
 use crate::config::CredentialConfig;
 
 /// Hands out bearer tokens for ARM and Graph.

@@ -3,13 +3,12 @@
 
 pub mod blob;
 pub mod client;
-pub mod cloud;
 pub mod credential;
 pub mod storage;
 pub mod table;
 
+pub use azlog_config::azure::{Audience, Endpoints};
 pub use client::{ApiError, AzureClient, Page};
-pub use cloud::{Audience, Endpoints};
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass), so OData filters
 /// reach the API exactly as written.

@@ -26,8 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, PostParams};
 
 use super::{Beside, Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::KubernetesCheckpointConfig;
@@ -129,13 +128,13 @@ impl ConfigMapStore {
             None => None,
         };
         let reporter = config.log_source.clone().map(|name| {
-            let resource = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("azlog.io", "v1alpha1", "LogSource"),
-                "logsources",
-            );
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &config.namespace, &resource);
-            status::spawn(api, name, config.status_interval, metrics.clone())
+            status::spawn(
+                &client,
+                &config.namespace,
+                name,
+                config.status_interval,
+                metrics.clone(),
+            )
         });
         Ok(ConfigMapStore {
             config_maps: Api::namespaced(client, &config.namespace),

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use azlog_collector::config::{
+use azlog_config::report::CollectorReport;
+use azlog_config::{
     Cloud, EntraLog, Facility, Framing, JsonFormat, SyslogBody, SyslogProtocol, Transport,
     WindowsEventBody,
 };
@@ -528,46 +529,7 @@ pub struct LogSourceStatus {
     /// out, Stalled=True while the spec or a Secret it names must change first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The time of the newest event delivered to every output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_event_time: Option<String>,
-    /// Seconds between the newest event delivered and the last report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_seconds: Option<i64>,
-    /// Events delivered to every output since the source was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events_delivered: Option<u64>,
-    /// Records the collector could not read (malformed or unexpected Azure payloads), kept in its
-    /// dead-letter file instead of delivered, since the source was created. The DeadLetters
-    /// condition and a Warning Event tell when it grows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_lettered: Option<u64>,
-    /// Event ids the collector forgot, since it started, before its source could read their events
-    /// again (its dedup capacity is smaller than the source's re-read span needs): such a re-read
-    /// is delivered twice.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedup_forgotten_early: Option<u64>,
-    /// When the collector last committed its checkpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
-    /// What the collector is failing at right now, as it reported; absent while nothing fails. The
-    /// Degraded condition repeats it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<CollectorError>,
-}
-
-/// A failure the collector keeps retrying. Nothing is lost meanwhile: the checkpoint waits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CollectorError {
-    /// The failing part: source (reading from Azure), output (delivering) or checkpoint (saving
-    /// progress).
-    pub component: String,
-    /// The failing output's name, when the component is output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// The error, as the collector logs it.
-    pub message: String,
-    /// When the failure began.
-    pub since: String,
+    /// What the collector reports: progress and the failure it keeps retrying.
+    #[serde(flatten)]
+    pub collector: CollectorReport,
 }

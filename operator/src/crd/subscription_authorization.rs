@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::log_source::SecretKeyRef;
-use azlog_collector::config::Cloud;
+use azlog_config::Cloud;
 
 /// Grants an identity the Azure roles LogSources need: Reader (or another role) on subscriptions,
 /// and optionally Directory Readers in Entra ID. It is the only azlog resource that changes
