@@ -139,6 +139,11 @@ impl DedupSet {
         self.span = span;
     }
 
+    /// The most ids remembered.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Ids forgotten because of the capacity while their source could still read them again.
     pub fn forgotten_early(&self) -> u64 {
         self.forgotten_early

@@ -320,4 +320,39 @@ mod tests {
             &serde_json::json!({"n": 1})
         );
     }
+
+    #[test]
+    fn a_restart_in_the_window_between_delivery_and_commit_counts_what_it_reads_again_once() {
+        let mut before = Ledger::new(1, Totals::default());
+        let first = before.dispatch(batch(1, 4));
+        before.delivered(first);
+        before.commit_written();
+        // The second batch is delivered, then the process dies before its commit is written.
+        let second = before.dispatch(batch(2, 6));
+        before.delivered(second);
+        assert_eq!(before.due().expect("due").totals.events, 10);
+        let written = before.committed();
+        assert_eq!(
+            written.events, 4,
+            "the checkpoint still holds the first commit"
+        );
+
+        // The restart resumes from what was written and reads the second batch again; dedup
+        // keeps its events from the outputs, and the books count them once.
+        let mut after = Ledger::new(1, written);
+        assert!(!after.uncommitted());
+        let again = after.dispatch(batch(2, 6));
+        after.delivered(again);
+        let due = after.due().expect("due");
+        assert_eq!(due.cursor, &serde_json::json!({"n": 2}));
+        assert_eq!(
+            due.totals,
+            Totals {
+                events: 10,
+                dead_lettered: 1
+            }
+        );
+        after.commit_written();
+        assert_eq!(after.committed().events, 10);
+    }
 }
