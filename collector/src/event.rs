@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::raw_json::RawJson;
+use crate::json::RawJson;
 
 /// Which Azure log family an event comes from. It picks the file output folder, the syslog MSGID and
 /// the CEF/LEEF product name.

@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod normalise;
 pub mod output;
 pub mod pipeline;
-pub mod raw_json;
 pub mod redact;
 pub mod rng;
 pub mod service;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use azlog_collector::config::{OutputConfig, from_yaml};
 use azlog_collector::dedup::IdHasher;
 use azlog_collector::event::{Event, EventKind, Severity};
+use azlog_collector::json::RawJson;
 use azlog_collector::metrics::Metrics;
 use azlog_collector::output::{
     AnyOutput, Delivered, DeliveryError, Dispatch, Output, OutputContext,
 };
-use azlog_collector::raw_json::RawJson;
 use support::{Kind, Received, Receiver, make_ca};
 
 const HUGE: usize = 64 * 1024;

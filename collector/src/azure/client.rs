@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::raw_json::RawJson;
+use crate::json::RawJson;
 use tokio::time::Instant;
 
 use super::credential::Tokens;

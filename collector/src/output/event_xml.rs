@@ -130,7 +130,7 @@ mod tests {
         };
         let record = RawRecord {
             kind,
-            raw: crate::raw_json::RawJson::parse(json.to_owned()).expect("json"),
+            raw: crate::json::RawJson::parse(json.to_owned()).expect("json"),
             id_hint: None,
             wad_columns: None,
         };

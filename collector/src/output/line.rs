@@ -120,7 +120,7 @@ pub(crate) mod tests {
             client_ip: Some("10.1.2.3".into()),
             outcome: Some("Succeeded".into()),
             source_name: Arc::from("prod"),
-            raw: crate::raw_json::RawJson::parse(raw.into()).expect("raw"),
+            raw: crate::json::RawJson::parse(raw.into()).expect("raw"),
         }
     }
 

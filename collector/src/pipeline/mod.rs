@@ -416,8 +416,8 @@ mod tests {
     use super::*;
     use crate::checkpoint::FileStore;
     use crate::event::EventKind;
+    use crate::json::RawJson;
     use crate::normalise::RawRecord;
-    use crate::raw_json::RawJson;
     use crate::source::{Batch, Fetch, Malformed};
     use std::collections::VecDeque;
     use std::path::Path;

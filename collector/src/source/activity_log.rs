@@ -2,7 +2,9 @@
 //! or per resource group, in time windows with a late-arrival re-read; events are deduplicated on
 //! `eventDataId`.
 
-use crate::raw_json::RawJson;
+pub mod record;
+
+use crate::json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Deserialize;
 

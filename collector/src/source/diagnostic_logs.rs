@@ -8,6 +8,8 @@
 //! that it is final, and a completed scan marks every hour before as done. A record's id is its blob
 //! and byte offset, so a re-read after a crash is recognised.
 
+pub mod record;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::checkpoint::Offsets;
-use crate::raw_json::RawJson;
+use crate::json::RawJson;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;

@@ -1,7 +1,10 @@
 //! The `entra_audit` source: Microsoft Graph `auditLogs/directoryAudits` and `auditLogs/signIns`, in
 //! time windows with a late-arrival re-read; records are deduplicated on `id`.
 
-use crate::raw_json::RawJson;
+pub mod directory_audit;
+pub mod sign_in;
+
+use crate::json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::listing::Listing;

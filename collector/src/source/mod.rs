@@ -11,7 +11,6 @@ pub mod listing;
 pub mod security_alerts;
 pub mod simulate;
 pub mod wad;
-mod wad_page;
 pub mod window;
 
 use std::future::Future;

@@ -4,7 +4,9 @@
 //! Each alert's id for dedup is its name and status, so a status change (Active → Resolved) is
 //! delivered as a new event while a re-list of the same status is not.
 
-use crate::raw_json::RawJson;
+pub mod record;
+
+use crate::json::RawJson;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -7,6 +7,9 @@
 //! Inside a window the table answers in (PartitionKey, RowKey) order, and the cursor keeps the last
 //! row delivered, so a restart resumes mid-window without re-reading it.
 
+mod page;
+pub mod row;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -14,7 +17,6 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::wad_page::{Row, rows_of_page};
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
 use crate::azure::storage;
@@ -24,6 +26,7 @@ use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
 use crate::metrics::Metrics;
 use crate::normalise::RawRecord;
+use page::{Row, rows_of_page};
 
 /// Table storage answers at most 1000 rows a page.
 const MAX_PAGE: usize = 1000;

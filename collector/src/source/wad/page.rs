@@ -16,8 +16,8 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::normalise::WadColumns;
-use crate::raw_json::RawJson;
+use super::row::WadColumns;
+use crate::json::RawJson;
 
 /// A row of a page, typed, with the columns the normaliser reads; or refused, with why, for the
 /// dead-letter file.

@@ -1,5 +1,10 @@
-//! Fast writers for the JSON and time text every output emits. These run once or more per event,
+//! JSON as text: records kept as the text Azure sent ([`RawJson`]), compacted to one line, and
+//! fast writers for the JSON and time text every output emits. These run once or more per event,
 //! so they append bytes instead of going through a serializer.
+
+mod raw;
+
+pub use raw::RawJson;
 
 use std::borrow::Cow;
 
@@ -167,6 +172,59 @@ pub fn push_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
     out.push(b'Z');
 }
 
+/// Removes insignificant whitespace so every record fits on one line (pretty-printed API responses
+/// would otherwise break NDJSON). JSON strings cannot hold a raw line break, so a record without
+/// one is already a single line and is borrowed as it is: the common case, found with one memchr.
+pub fn compact_json(text: &str) -> Cow<'_, str> {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let first_space = bytes.iter().enumerate().position(|(_, &b)| {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            false
+        } else if b == b'"' {
+            in_string = true;
+            false
+        } else {
+            b.is_ascii_whitespace()
+        }
+    });
+    let Some(start) = first_space else {
+        return Cow::Borrowed(text);
+    };
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in text[start..].chars() {
+        if in_string {
+            out.push(ch);
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_string = false;
+            }
+        } else if ch == '"' {
+            in_string = true;
+            out.push(ch);
+        } else if !ch.is_ascii_whitespace() {
+            out.push(ch);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +295,15 @@ mod tests {
         let mut out = Vec::new();
         push_time(&mut out, t);
         assert_eq!(out, b"2015-01-21T22:14:26.979277Z");
+    }
+
+    #[test]
+    fn compaction_keeps_whitespace_inside_strings() {
+        let text = "{ \"a\" : \"x  y\\\" z\",\n \"b\":[1, 2] }";
+        assert_eq!(compact_json(text), "{\"a\":\"x  y\\\" z\",\"b\":[1,2]}");
+        assert!(
+            matches!(compact_json("{\"a\": 1}"), Cow::Borrowed(_)),
+            "one line already"
+        );
     }
 }
