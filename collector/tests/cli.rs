@@ -1,15 +1,15 @@
 //! The `azlog-collector` command as a user meets it: config mistakes, the demo, and the health,
 //! readiness and metrics endpoints.
 
-mod support;
-
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{
-    Collector, Kind, Receiver, file_output_ids, free_port, http_get, make_ca, wait_until,
-};
+use azlog_test_support::collector::{Collector, file_output_ids};
+use azlog_test_support::http::http_get;
+use azlog_test_support::ports::free_port;
+use azlog_test_support::syslog::{Kind, Receiver, make_ca};
+use azlog_test_support::wait::wait_until;
 
 fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azlog-collector"))

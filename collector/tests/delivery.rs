@@ -3,14 +3,14 @@
 //! These run the real `azlog-collector` binary against real receivers and kill things: the receiver
 //! before it starts, the receiver mid-stream, and the collector itself with SIGKILL.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use azlog_collector::config::{SimulateConfig, from_yaml};
-use support::{Collector, Kind, Receiver, file_output_ids, make_ca, simulated_ids, wait_until};
+use azlog_test_support::collector::{Collector, file_output_ids, simulated_ids};
+use azlog_test_support::syslog::{Kind, Receiver, make_ca};
+use azlog_test_support::wait::wait_until;
 
 const SIGKILL: i32 = 9;
 

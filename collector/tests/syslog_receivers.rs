@@ -1,8 +1,6 @@
 //! The syslog output against real rsyslog and syslog-ng: every header field, structured-data param
 //! and message body arrives as sent, over UDP, TCP (octet counting and newline framing) and TLS.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use azlog_collector::metrics::Metrics;
 use azlog_collector::output::{
     AnyOutput, Delivered, DeliveryError, Dispatch, Output, OutputContext,
 };
-use support::{Kind, Received, Receiver, make_ca};
+use azlog_test_support::syslog::{Kind, Received, Receiver, TestCa, make_ca};
 
 const HUGE: usize = 64 * 1024;
 
@@ -409,7 +407,7 @@ async fn windows_event_xml_bodies_reach_rsyslog_well_formed() {
     );
 }
 
-async fn send_mtls(port: u16, ca: &support::TestCa, with_client_cert: bool) -> Result<(), String> {
+async fn send_mtls(port: u16, ca: &TestCa, with_client_cert: bool) -> Result<(), String> {
     let mut yaml = format!(
         "syslog:\n  address: 127.0.0.1:{port}\n  transport: tls\n  body: message\n  connectTimeout: 3s\n  ackTimeout: 3s\n  tls:\n    caFile: {}\n    serverName: localhost\n",
         ca.ca_file.display()

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::free_port;
+use azlog_test_support::install::installed;
+use azlog_test_support::ports::free_port;
 
 /// Azurite's well-known development account and its published key.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -20,7 +21,7 @@ pub const KEY: &str =
 
 /// Where the install script put Azurite and the Python SDK.
 pub fn tools_root() -> PathBuf {
-    crate::installed(
+    installed(
         "AZLOG_STORAGE_TOOLS",
         "azure-storage-tools",
         "Azurite and the Azure Python SDK are",

@@ -10,7 +10,8 @@ use kube::api::Api;
 use serde_json::Value;
 
 use crate::kube_cluster::{ADMIN_TOKEN, Cluster};
-use crate::{eventually, free_port};
+use azlog_test_support::ports::free_port;
+use azlog_test_support::wait::eventually;
 
 /// The namespace the tests run LogSources in.
 const NS: &str = "default";

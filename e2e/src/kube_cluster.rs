@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 
-use crate::free_port;
+use azlog_test_support::install::installed;
+use azlog_test_support::metrics;
+use azlog_test_support::ports::free_port;
 
 /// The static token of the cluster's administrator (group system:masters).
 pub const ADMIN_TOKEN: &str = "azlog-test-admin-token";
@@ -27,7 +29,7 @@ pub const OPERATOR_NAMESPACE: &str = "azlog-system";
 
 /// Where the install script put the control plane binaries.
 pub fn binaries() -> PathBuf {
-    crate::installed("AZLOG_KUBE_ROOT", "kube", "Kubernetes is", "install-kube").join("bin")
+    installed("AZLOG_KUBE_ROOT", "kube", "Kubernetes is", "install-kube").join("bin")
 }
 
 /// A running control plane; every process is stopped when dropped.
@@ -451,10 +453,10 @@ impl OperatorProcess {
         reqwest::get(url).await.ok()?.text().await.ok()
     }
 
-    /// The sum of the series of a metric whose line starts with `prefix`; None while the
+    /// The sum of the series of metric `name` with every label of `labels`; None while the
     /// operator is not serving.
-    pub async fn metric(&self, prefix: &str) -> Option<f64> {
-        Some(crate::metric_sum(&self.metrics().await?, prefix))
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        Some(metrics::sum(&self.metrics().await?, name, labels))
     }
 
     pub fn pid(&self) -> u32 {

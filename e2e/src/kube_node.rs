@@ -90,7 +90,7 @@ pub fn cluster_dir() -> PathBuf {
 
 /// Where `e2e/scripts/install-node` put containerd, runc, the CNI plugins and the test images.
 pub fn root() -> PathBuf {
-    crate::installed(
+    azlog_test_support::install::installed(
         "AZLOG_NODE_ROOT",
         "node",
         "the node's runtime is",

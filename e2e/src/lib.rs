@@ -10,69 +10,9 @@ pub mod kube_cluster;
 pub mod kube_node;
 pub mod wad_rows;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 
-/// Where the install scripts cache what they build: `$XDG_CACHE_HOME/azlog` or `~/.cache/azlog`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-        })
-        .join("azlog")
-}
-
-/// The root an install script filled: `$<variable>`, else `<cache>/<name>`. A missing or
-/// unfinished install fails the test, naming `what` and the script that installs it.
-pub fn installed(variable: &str, name: &str, what: &str, script: &str) -> PathBuf {
-    let root = std::env::var_os(variable)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join(name));
-    assert!(
-        root.join(".complete").exists(),
-        "{what} not installed in {}: run e2e/scripts/{script} (the README's test command does)",
-        root.display()
-    );
-    root
-}
-
-/// A port free on loopback now, for servers that cannot report a port they chose themselves.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// The sum of every series in a Prometheus text exposition whose line starts with `prefix` (a
-/// metric name, or a name with some of its labels).
-pub fn metric_sum(body: &str, prefix: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Polls `check` every 200 ms until it answers Some, or fails the test after `timeout` saying what
-/// did not happen.
-pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: std::time::Duration,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
+use azlog_test_support::install::cache_dir;
 
 /// The helm binary `e2e/scripts/install-helm` installed (`$AZLOG_HELM` overrides it).
 pub fn helm() -> PathBuf {

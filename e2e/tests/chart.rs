@@ -2,16 +2,15 @@
 //! RBAC modes, its values schema refusing typos and wrong types, and `deploy/operator.yaml` rendered
 //! from it. (`node.rs` installs it on a node.)
 
-#[path = "../../collector/tests/support/process.rs"]
-mod process;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
-use azlog_e2e::{eventually, log_source};
+use azlog_e2e::log_source;
 use azlog_operator::crd::LogSource;
+use azlog_test_support::collector::workspace_binary;
+use azlog_test_support::wait::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 
@@ -308,7 +307,7 @@ async fn in_namespaced_mode_the_operator_works_with_roles_only_and_leaves_other_
         .await;
     let _operator = OperatorProcess::start(
         &cluster,
-        &process::workspace_binary("azlog-operator"),
+        &workspace_binary("azlog-operator"),
         dir.path(),
         &token,
         &[

@@ -1,15 +1,14 @@
 //! The `diagnosticLogs` source against Azurite, with blobs written by Microsoft's Python SDK: hourly
 //! append blobs that keep growing, restarts, paged listings, bad lines and the old format.
 
-#[path = "../../collector/tests/support/process.rs"]
-mod process;
 mod storage;
 
 use std::collections::HashSet;
 
 use azlog_e2e::azurite::ACCOUNT;
+use azlog_test_support::metrics::metric;
+use azlog_test_support::wait::wait_until;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use process::{metric, wait_until};
 use serde_json::json;
 use storage::{Setup, WAIT, setup};
 

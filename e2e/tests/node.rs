@@ -8,9 +8,6 @@
 //! The test runs itself again inside `e2e/scripts/node-sandbox` (network, mount and PID namespaces
 //! of its own), where the node may do what a node does.
 
-#[path = "../../collector/tests/support/mod.rs"]
-mod support;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,14 +17,16 @@ use std::time::Duration;
 use azlog_e2e::azurite::{ACCOUNT, Azurite};
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_e2e::kube_node::{self, NODE_IP, TEST_FORWARDER_IMAGE};
-use azlog_e2e::{eventually, log_source, wad_rows};
+use azlog_e2e::{log_source, wad_rows};
 use azlog_operator::crd::LogSource;
+use azlog_test_support::collector::file_output_ids;
+use azlog_test_support::syslog::{Kind, Receiver, make_ca};
+use azlog_test_support::wait::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::{Kind, Receiver};
 
 const SYSTEM: &str = "azlog-system";
 const NS: &str = "default";
@@ -60,7 +59,7 @@ async fn chart_on_a_node() {
     kube_node::start(&mut cluster).await;
     let tag = kube_node::import_azlog_images(&cluster);
     let client = cluster.client(ADMIN_TOKEN);
-    let ca = support::make_ca(&dir);
+    let ca = make_ca(&dir);
     let mut rsyslog = Receiver::new_on(Kind::Rsyslog, &dir, &ca, NODE_IP);
     rsyslog.spawn();
     let shipped = FileSink::start().await;
@@ -258,7 +257,7 @@ async fn chart_on_a_node() {
             .ok()?
             .flatten()
             .filter(|entry| entry.path().is_dir())
-            .flat_map(|folder| support::file_output_ids(&folder.path()))
+            .flat_map(|folder| file_output_ids(&folder.path()))
             .collect();
         (ids.len() >= EVENTS).then_some(ids)
     })

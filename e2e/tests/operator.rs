@@ -1,9 +1,6 @@
 //! The operator against a real kube-apiserver, etcd and kube-controller-manager: LogSources
 //! created, changed, broken, deleted; children edited behind its back; the operator killed.
 
-#[path = "../../collector/tests/support/process.rs"]
-mod process;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,8 +8,12 @@ use std::time::{Duration, Instant};
 use azlog_collector::config::report::Component;
 use azlog_e2e::host_collector::{PodOnHost, syslog_counter};
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
-use azlog_e2e::{free_port, log_source};
+use azlog_e2e::log_source;
 use azlog_operator::crd::LogSource;
+use azlog_test_support::collector::{collector_binary, file_output_ids, workspace_binary};
+use azlog_test_support::http::http_get;
+use azlog_test_support::metrics::metric;
+use azlog_test_support::ports::free_port;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -37,7 +38,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     check: impl FnMut() -> F,
 ) -> T {
-    azlog_e2e::eventually(what, WAIT, check).await
+    azlog_test_support::wait::eventually(what, WAIT, check).await
 }
 
 /// The operator binary, run on the host against the test cluster with the RBAC of
@@ -48,7 +49,7 @@ async fn start_operator(cluster: &Cluster, dir: &Path) -> OperatorProcess {
 
 /// The same, with `policy` flags added: what a cluster admin sets through the chart.
 async fn start_operator_with(cluster: &Cluster, dir: &Path, policy: &[&str]) -> OperatorProcess {
-    let binary = process::workspace_binary("azlog-operator");
+    let binary = workspace_binary("azlog-operator");
     let token = cluster.operator_token().await;
     let mut args = vec![
         "--collector-image",
@@ -657,14 +658,14 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart_and_then_write
         "the new operator has reconciled every LogSource",
         || async {
             let ok = operator
-                .metric("azlog_operator_reconciles_total{result=\"ok\"}")
+                .metric("azlog_operator_reconciles_total", &["result=\"ok\""])
                 .await?;
             (ok >= count as f64).then_some(())
         },
     )
     .await;
     let writes = operator
-        .metric("azlog_operator_api_writes_total")
+        .metric("azlog_operator_api_writes_total", &[])
         .await
         .unwrap_or(-1.0);
     assert_eq!(writes, 0.0, "a converged LogSource costs no write");
@@ -716,7 +717,7 @@ async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
         config["source"]["wad"]["sasTokenFile"] = sas_file.display().to_string().into();
     })
     .await;
-    let mut collector = pod.run(&process::collector_binary());
+    let mut collector = pod.run(&collector_binary());
     let degraded = eventually(
         "the source's failure reaches the Degraded condition",
         || async {
@@ -735,7 +736,7 @@ async fn a_sas_never_appears_in_logs_status_events_readyz_or_dead_letters() {
         "the message still says where: {}",
         degraded.message
     );
-    let readyz = process::http_get(pod.health, "/readyz").1;
+    let readyz = http_get(pod.health, "/readyz").1;
     let _ = collector.kill();
     let _ = collector.wait();
     let places = [
@@ -837,22 +838,22 @@ async fn two_collectors_on_one_checkpoint_take_turns_without_regressing_or_doubl
         })
     };
 
-    let mut first = pods[0].run(&process::collector_binary());
+    let mut first = pods[0].run(&collector_binary());
     eventually("the first collector delivers", || async {
         (delivered().await? >= 100).then_some(())
     })
     .await;
-    let mut second = pods[1].run(&process::collector_binary());
+    let mut second = pods[1].run(&collector_binary());
     let standby = eventually("the second one reports that it stands by", || async {
         std::net::TcpStream::connect(("127.0.0.1", pods[1].health)).ok()?;
-        let (status, body) = process::http_get(pods[1].health, "/readyz");
+        let (status, body) = http_get(pods[1].health, "/readyz");
         (status == 503 && body.contains("standby")).then_some(body)
     })
     .await;
     assert!(standby.contains("Lease azlog-pair"), "{standby}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        process::file_output_ids(&out("second")).is_empty(),
+        file_output_ids(&out("second")).is_empty(),
         "the standby delivers nothing"
     );
     // The first stops (a rolled pod): it commits, gives up the Lease, and the second goes on.
@@ -874,8 +875,8 @@ async fn two_collectors_on_one_checkpoint_take_turns_without_regressing_or_doubl
         values.windows(2).all(|w| w[0] <= w[1]),
         "the checkpoint went back: {values:?}"
     );
-    let mut all = process::file_output_ids(&out("first"));
-    let from_second = process::file_output_ids(&out("second"));
+    let mut all = file_output_ids(&out("first"));
+    let from_second = file_output_ids(&out("second"));
     assert!(!from_second.is_empty(), "the second took over");
     all.extend(from_second);
     let distinct: std::collections::HashSet<&String> = all.iter().collect();
@@ -913,7 +914,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
     let pod = PodOnHost::prepare(&cluster, dir.path(), "rbac", |_| {}).await;
     let token = pod.token.clone();
-    let mut collector = pod.run(&process::collector_binary());
+    let mut collector = pod.run(&collector_binary());
     let condition = |type_: &'static str| {
         let sources = sources.clone();
         async move {
@@ -1019,7 +1020,7 @@ async fn the_collector_keeps_its_checkpoint_and_status_in_the_cluster_with_only_
     let _ = collector.kill();
     let _ = collector.wait();
     std::fs::remove_dir_all(dir.path().join("state")).ok();
-    let mut collector = pod.run(&process::collector_binary());
+    let mut collector = pod.run(&collector_binary());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(checkpoint_events().await, Some(events));
     assert_eq!(
@@ -1163,8 +1164,8 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
     drop(rows);
     let pod = wad.log_source("steady", |_| {}).await;
     let out = wad.out();
-    let delivered = || process::file_output_ids(&out);
-    let mut collector = pod.run(&process::collector_binary());
+    let delivered = || file_output_ids(&out);
+    let mut collector = pod.run(&collector_binary());
     for threshold in [4_000, 12_000] {
         eventually("part of the table delivered", || async {
             (delivered().len() >= threshold).then_some(())
@@ -1172,13 +1173,13 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
         .await;
         let _ = collector.kill();
         let _ = collector.wait();
-        collector = pod.run(&process::collector_binary());
+        collector = pod.run(&collector_binary());
     }
     eventually(
         "the time window read every row again, and every one was recognised",
         || async {
             std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
-            let duplicates = process::metric(pod.health, "azlog_events_duplicate_total", &[]);
+            let duplicates = metric(pod.health, "azlog_events_duplicate_total", &[]);
             (duplicates >= expected.len() as f64).then_some(())
         },
     )
@@ -1235,10 +1236,10 @@ async fn killed_under_load_a_collector_resumes_from_a_small_checkpoint_and_the_i
     unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
     assert!(collector.wait().expect("wait").success());
     std::fs::remove_dir_all(dir.path().join("state")).expect("rm state");
-    let _collector = pod.run(&process::collector_binary());
+    let _collector = pod.run(&collector_binary());
     eventually("the lost ids are counted", || async {
         std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
-        let lost = process::metric(pod.health, "azlog_checkpoint_ids_lost_total", &[]);
+        let lost = metric(pod.health, "azlog_checkpoint_ids_lost_total", &[]);
         (lost == 1.0).then_some(())
     })
     .await;
@@ -1263,10 +1264,10 @@ async fn a_source_that_rereads_more_ids_than_dedup_remembers_says_so_in_its_stat
             config["checkpoint"]["kubernetes"]["statusInterval"] = "1s".into();
         })
         .await;
-    let _collector = pod.run(&process::collector_binary());
+    let _collector = pod.run(&collector_binary());
     eventually("the collector counts the ids it forgot early", || async {
         std::net::TcpStream::connect(("127.0.0.1", pod.health)).ok()?;
-        let forgotten = process::metric(pod.health, "azlog_dedup_forgotten_early_total", &[]);
+        let forgotten = metric(pod.health, "azlog_dedup_forgotten_early_total", &[]);
         (forgotten >= 1_000.0).then_some(())
     })
     .await;

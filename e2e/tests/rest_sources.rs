@@ -2,17 +2,18 @@
 //! against the fake Azure: paging, restarts, kill -9, late events, throttling, lost access and bad
 //! pages. Every test asserts on what the file output holds.
 
-#[path = "../../collector/tests/support/process.rs"]
-mod process;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use azlog_e2e::fake_azure::{Api, FakeAzure, Fault};
+use azlog_test_support::collector::{Collector, file_output_ids};
+use azlog_test_support::http::http_get;
+use azlog_test_support::metrics::metric;
+use azlog_test_support::ports::free_port;
+use azlog_test_support::wait::wait_until;
 use base64::Engine;
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use process::{Collector, file_output_ids, free_port, http_get, metric, wait_until};
 use serde_json::{Value, json};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -156,7 +157,7 @@ fn sign_in(id: &str, time: chrono::DateTime<Utc>) -> Value {
 }
 
 fn wait_for_exactly(out: &Path, expected: &HashSet<String>, what: &str) {
-    process::wait_for_exactly(out, expected, WAIT, what);
+    azlog_test_support::collector::wait_for_exactly(out, expected, WAIT, what);
 }
 
 fn activity_source(start: chrono::DateTime<Utc>, late: &str) -> String {

@@ -1,16 +1,18 @@
 //! The `wad` source against Azurite, with rows written by Microsoft's Python SDK: late rows in old
 //! partitions, a 100k-row table through kill -9, SAS tokens, and bad credentials, tables and rows.
 
-#[path = "../../collector/tests/support/process.rs"]
-mod process;
 mod storage;
 
 use std::collections::{BTreeMap, HashSet};
 
 use azlog_e2e::azurite::{ACCOUNT, Azurite};
 use azlog_e2e::wad_rows::{bucketed_partition, id, partition, row, row_in};
+use azlog_test_support::collector::file_output_ids;
+use azlog_test_support::http::http_get;
+use azlog_test_support::metrics::metric;
+use azlog_test_support::ports::free_port;
+use azlog_test_support::wait::wait_until;
 use chrono::{DateTime, TimeDelta, Utc};
-use process::{file_output_ids, free_port, http_get, metric, wait_until};
 use serde_json::{Value, json};
 use storage::{Setup, WAIT, setup};
 

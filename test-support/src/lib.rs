@@ -1,1 +1,11 @@
+//! What the collector's integration tests and the end-to-end suites share: loopback ports, waits,
+//! metrics scrapes, the collector run as a process, real syslog receivers, and the components the
+//! install scripts put in the cache. Test code only; nothing here ships.
 
+pub mod collector;
+pub mod http;
+pub mod install;
+pub mod metrics;
+pub mod ports;
+pub mod syslog;
+pub mod wait;

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster, OperatorProcess};
-use azlog_e2e::metric_sum;
 use azlog_operator::crd::LogSource;
+use azlog_test_support::metrics;
 use kube::api::{Api, ListParams, PostParams};
 
 /// Reconciles that did their work (not those waiting for the watch caches).
-const OK_RECONCILES: &str = "azlog_operator_reconciles_total{result=\"ok\"}";
+const RECONCILES: &str = "azlog_operator_reconciles_total";
+const OK: &[&str] = &["result=\"ok\""];
 
 /// The operator with the RBAC of deploy/operator.yaml, as it runs in a cluster.
 async fn start_operator(cluster: &Cluster, binary: &Path, dir: &Path) -> OperatorProcess {
@@ -58,20 +59,9 @@ fn series(
     filter: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    for line in body.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        if !filter(labels) {
-            continue;
-        }
-        let key = labels
-            .split(&format!("{key_label}=\""))
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("")
-            .to_owned();
-        *out.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    for sample in metrics::samples(body).filter(|s| s.name == name && filter(s.labels)) {
+        let key = sample.label(key_label).unwrap_or("").to_owned();
+        *out.entry(key).or_default() += sample.value;
     }
     out
 }
@@ -195,8 +185,8 @@ async fn main() {
     }
     let converged = started.elapsed();
     let body = operator.metrics().await.unwrap_or_default();
-    let reconciles = metric_sum(&body, OK_RECONCILES);
-    let seconds = metric_sum(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    let reconciles = metrics::sum(&body, RECONCILES, OK);
+    let seconds = metrics::sum(&body, "azlog_operator_reconcile_duration_seconds_sum", &[]);
     let writes = series(&body, "azlog_operator_api_writes_total", "kind", |_| true);
     println!(
         "creating {count} LogSources: created in {:.1}s, all collectors and statuses in {:.1}s",
@@ -217,7 +207,7 @@ async fn main() {
     let started = Instant::now();
     let body = loop {
         let body = operator.metrics().await.unwrap_or_default();
-        if metric_sum(&body, OK_RECONCILES) >= count as f64 {
+        if metrics::sum(&body, RECONCILES, OK) >= count as f64 {
             break body;
         }
         assert!(
@@ -229,10 +219,10 @@ async fn main() {
     // Let requests in flight land in the API server's counters.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = api_requests(&cluster).await;
-    let reconciles = metric_sum(&body, OK_RECONCILES);
-    let seconds = metric_sum(&body, "azlog_operator_reconcile_duration_seconds_sum");
+    let reconciles = metrics::sum(&body, RECONCILES, OK);
+    let seconds = metrics::sum(&body, "azlog_operator_reconcile_duration_seconds_sum", &[]);
     // A sum over no series starts at -0.0.
-    let writes = metric_sum(&body, "azlog_operator_api_writes_total") as u64;
+    let writes = metrics::sum(&body, "azlog_operator_api_writes_total", &[]) as u64;
     println!("steady state ({count} converged LogSources, a restarted operator):");
     println!(
         "  {reconciles} reconciles in {:.1}s, {:.2} ms each on average, {writes} writes",

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use azlog_e2e::azurite::{Azurite, KEY};
 
-use crate::process::{self, Collector, free_port, wait_until};
+use azlog_test_support::collector::{Collector, wait_for_exactly};
+use azlog_test_support::ports::free_port;
+use azlog_test_support::wait::wait_until;
 
 pub const WAIT: Duration = Duration::from_secs(120);
 
@@ -45,6 +47,6 @@ impl Setup {
     }
 
     pub fn wait_for_exactly(&self, expected: &HashSet<String>, what: &str) {
-        process::wait_for_exactly(&self.path().join("out"), expected, WAIT, what);
+        wait_for_exactly(&self.path().join("out"), expected, WAIT, what);
     }
 }

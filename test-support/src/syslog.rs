@@ -1,10 +1,8 @@
-//! Real syslog receivers (rsyslog, syslog-ng) and helpers for the integration tests.
+//! Real syslog receivers (rsyslog, syslog-ng), and a test CA for their TLS listeners.
 //!
 //! Receivers run from the private root that `e2e/scripts/install-syslog-receivers` fills; a missing
 //! install is a loud failure, never a skip. Every receiver writes what it parsed (hostname, app-name,
 //! MSGID, structured data, message) as JSON lines, so tests assert on the receiver's own parse.
-
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -14,30 +12,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod process;
-pub use process::*;
+use crate::install::installed;
+use crate::ports::free_port;
+use crate::wait::wait_until;
 
+/// The private root rsyslog and syslog-ng were installed in.
 pub fn syslog_root() -> PathBuf {
-    let root = std::env::var_os("AZLOG_SYSLOG_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                });
-            cache.join("azlog/syslog-root")
-        });
-    assert!(
-        root.join(".complete").exists(),
-        "rsyslog and syslog-ng are not installed in {}: run e2e/scripts/install-syslog-receivers (the README's test command does)",
-        root.display()
-    );
-    root
+    installed(
+        "AZLOG_SYSLOG_ROOT",
+        "syslog-root",
+        "rsyslog and syslog-ng are",
+        "install-syslog-receivers",
+    )
 }
 
 /// A test CA and a server certificate for 127.0.0.1 / localhost signed by it. rustls refuses a
 /// self-signed CA used directly as the server certificate, so the chain is a real two-level one.
+#[derive(Debug)]
 pub struct TestCa {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
@@ -132,6 +123,7 @@ impl Received {
     }
 }
 
+#[derive(Debug)]
 pub struct Receiver {
     pub kind: Kind,
     pub ports: Ports,

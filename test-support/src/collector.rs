@@ -1,79 +1,13 @@
 //! The collector binary as a process, and what it leaves behind: its log, checkpoint and file
-//! output. Shared by the collector's integration tests and the end-to-end suites (included there by
-//! path), so both drive the collector the same way.
+//! output. The collector's integration tests and the end-to-end suites drive it the same way.
 
-#![allow(dead_code)] // each test binary uses a different part of this module
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-/// A port free for both TCP and UDP on loopback, from the kernel's ephemeral range.
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A plain HTTP GET on loopback: the status and the body.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`, from
-/// the collector's /metrics on `port` (0 when none match).
-pub fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
-    let (_, body) = http_get(port, "/metrics");
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            metric == name && labels.iter().all(|l| rest.contains(l))
-        })
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .sum()
-}
-
-/// Polls `check` until it answers Some, or fails the test with `what` after `timeout`.
-pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::wait::wait_until;
 
 /// The `azlog-collector` binary. Cargo names it for the collector's own tests; other workspace crates
 /// find it beside their test binary, where `cargo test --workspace` builds it.
@@ -101,6 +35,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 }
 
 /// The collector binary, run as a user would run it.
+#[derive(Debug)]
 pub struct Collector {
     child: Option<Child>,
     pub dir: PathBuf,
