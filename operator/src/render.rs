@@ -383,39 +383,6 @@ fn source_config(
     secrets: &mut SecretFiles,
     errors: &mut Errors,
 ) -> Option<SourceConfig> {
-    let set = [
-        spec.wad.is_some(),
-        spec.diagnostic_logs.is_some(),
-        spec.activity_log.is_some(),
-        spec.security_alerts.is_some(),
-        spec.entra_audit.is_some(),
-        spec.simulate.is_some(),
-    ];
-    let chosen: Vec<&str> = SourceConfig::KINDS
-        .into_iter()
-        .zip(set)
-        .filter_map(|(kind, set)| set.then_some(kind))
-        .collect();
-    match chosen.as_slice() {
-        [_] => {}
-        [] => {
-            errors.add(
-                "spec",
-                format!("set one source: one of {}", SourceConfig::KINDS.join(", ")),
-            );
-            return None;
-        }
-        many => {
-            errors.add(
-                &format!("spec.{}", many[1]),
-                format!(
-                    "a LogSource reads one source, but {} are set; make one LogSource per source",
-                    many.join(" and ")
-                ),
-            );
-            return None;
-        }
-    }
     let window = Window {
         start_at: spec.start_at.as_ref().and_then(|text| {
             StartAt::try_from(text.clone())
@@ -429,62 +396,91 @@ fn source_config(
         }),
     };
     let start_at = window.start_at.unwrap_or_default();
-    let source = if let Some(wad) = &spec.wad {
-        let mut c = WadConfig::new(wad.account.clone());
-        c.table = wad.table.clone().unwrap_or(c.table);
-        c.endpoint = wad.endpoint.clone();
-        c.account_key_file = wad.account_key.as_ref().map(|r| secrets.file(r));
-        c.sas_token_file = wad.sas_token.as_ref().map(|r| secrets.file(r));
-        c.start_at = start_at;
-        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
-        c.parallel_queries = wad.parallel_queries.map_or(c.parallel_queries, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        });
-        SourceConfig::Wad(c)
-    } else if let Some(logs) = &spec.diagnostic_logs {
-        let mut c = DiagnosticLogsConfig::new(logs.account.clone());
-        c.endpoint = logs.endpoint.clone();
-        c.account_key_file = logs.account_key.as_ref().map(|r| secrets.file(r));
-        c.sas_token_file = logs.sas_token.as_ref().map(|r| secrets.file(r));
-        c.categories = logs.categories.clone();
-        c.activity_logs = logs.activity_logs.unwrap_or(false);
-        c.subscriptions = logs.subscriptions.clone();
-        c.resource_groups = logs.resource_groups.clone();
-        c.start_at = start_at;
-        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
-        SourceConfig::DiagnosticLogs(c)
-    } else if let Some(activity) = &spec.activity_log {
-        let mut c = ActivityLogConfig::default();
-        c.subscriptions = activity.subscriptions.clone();
-        c.resource_groups = activity.resource_groups.clone();
-        c.categories = activity.categories.clone();
-        c.start_at = start_at;
-        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
-        SourceConfig::ActivityLog(c)
-    } else if let Some(alerts) = &spec.security_alerts {
-        window.unused("securityAlerts", true, false, errors);
-        SourceConfig::SecurityAlerts(SecurityAlertsConfig {
-            subscriptions: alerts.subscriptions.clone(),
-            start_at,
-        })
-    } else if let Some(entra) = &spec.entra_audit {
-        let mut c = EntraAuditConfig::default();
-        if !entra.logs.is_empty() {
-            c.logs = entra.logs.clone();
-        }
-        c.start_at = start_at;
-        c.late_arrival = window.late_arrival.unwrap_or(c.late_arrival);
-        SourceConfig::EntraAudit(c)
-    } else {
-        let simulate = spec.simulate.clone().unwrap_or_default();
-        window.unused("simulate", false, false, errors);
-        let mut c = SimulateConfig::default();
-        c.rate = simulate.rate;
-        c.count = simulate.count;
-        c.seed = simulate.seed.unwrap_or(c.seed);
-        SourceConfig::Simulate(c)
-    };
-    Some(source)
+    let late_arrival = |default: Duration| window.late_arrival.unwrap_or(default);
+    // In the order of SourceConfig::KINDS, so that messages name them in that order.
+    let mut set: Vec<SourceConfig> = [
+        spec.wad.as_ref().map(|wad| {
+            let mut c = WadConfig::new(wad.account.clone());
+            c.table = wad.table.clone().unwrap_or(c.table);
+            c.endpoint = wad.endpoint.clone();
+            c.account_key_file = wad.account_key.as_ref().map(|r| secrets.file(r));
+            c.sas_token_file = wad.sas_token.as_ref().map(|r| secrets.file(r));
+            c.start_at = start_at;
+            c.late_arrival = late_arrival(c.late_arrival);
+            c.parallel_queries = wad.parallel_queries.map_or(c.parallel_queries, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
+            SourceConfig::Wad(c)
+        }),
+        spec.diagnostic_logs.as_ref().map(|logs| {
+            let mut c = DiagnosticLogsConfig::new(logs.account.clone());
+            c.endpoint = logs.endpoint.clone();
+            c.account_key_file = logs.account_key.as_ref().map(|r| secrets.file(r));
+            c.sas_token_file = logs.sas_token.as_ref().map(|r| secrets.file(r));
+            c.categories = logs.categories.clone();
+            c.activity_logs = logs.activity_logs.unwrap_or(false);
+            c.subscriptions = logs.subscriptions.clone();
+            c.resource_groups = logs.resource_groups.clone();
+            c.start_at = start_at;
+            c.late_arrival = late_arrival(c.late_arrival);
+            SourceConfig::DiagnosticLogs(c)
+        }),
+        spec.activity_log.as_ref().map(|activity| {
+            let mut c = ActivityLogConfig::default();
+            c.subscriptions = activity.subscriptions.clone();
+            c.resource_groups = activity.resource_groups.clone();
+            c.categories = activity.categories.clone();
+            c.start_at = start_at;
+            c.late_arrival = late_arrival(c.late_arrival);
+            SourceConfig::ActivityLog(c)
+        }),
+        spec.security_alerts.as_ref().map(|alerts| {
+            window.unused("securityAlerts", true, false, errors);
+            SourceConfig::SecurityAlerts(SecurityAlertsConfig {
+                subscriptions: alerts.subscriptions.clone(),
+                start_at,
+            })
+        }),
+        spec.entra_audit.as_ref().map(|entra| {
+            let mut c = EntraAuditConfig::default();
+            if !entra.logs.is_empty() {
+                c.logs = entra.logs.clone();
+            }
+            c.start_at = start_at;
+            c.late_arrival = late_arrival(c.late_arrival);
+            SourceConfig::EntraAudit(c)
+        }),
+        spec.simulate.as_ref().map(|simulate| {
+            window.unused("simulate", false, false, errors);
+            let mut c = SimulateConfig::default();
+            c.rate = simulate.rate;
+            c.count = simulate.count;
+            c.seed = simulate.seed.unwrap_or(c.seed);
+            SourceConfig::Simulate(c)
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.len() > 1 {
+        let kinds: Vec<&str> = set.iter().map(SourceConfig::type_name).collect();
+        errors.add(
+            &format!("spec.{}", kinds[1]),
+            format!(
+                "a LogSource reads one source, but {} are set; make one LogSource per source",
+                kinds.join(" and ")
+            ),
+        );
+        return None;
+    }
+    let source = set.pop();
+    if source.is_none() {
+        errors.add(
+            "spec",
+            format!("set one source: one of {}", SourceConfig::KINDS.join(", ")),
+        );
+    }
+    source
 }
 
 /// The collector's `azure` block: cloud, endpoints, CA and credential; `None` when the spec sets
@@ -757,6 +753,8 @@ mod tests {
             "{yaml}"
         );
         assert!(yaml.contains("lateArrival: 15m"), "{yaml}");
+        // Typed values leave out what is unset instead of writing it as null.
+        assert!(!yaml.contains("null"), "{yaml}");
         assert!(yaml.contains("startAt: Earliest"), "{yaml}");
         assert_eq!(config.outputs.len(), 2);
         assert_eq!(
