@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::normalise::{NormaliseContext, normalise};
 use crate::output::{AnyOutput, Dispatch, Output, OutputContext};
 use crate::pipeline::Pipeline;
+use crate::platform;
 use crate::source::simulate::Simulate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -54,30 +55,6 @@ pub struct BenchResult {
     pub events_per_cpu_second: f64,
     pub peak_rss_mib: f64,
     pub bytes_out: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    cpu: f64,
-    max_rss_kib: i64,
-}
-
-fn usage(who: libc::c_int) -> Usage {
-    // SAFETY: rusage is plain data; getrusage fills it and we read it only on success.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: ru is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(who, &mut ru) };
-    if rc != 0 {
-        return Usage {
-            cpu: 0.0,
-            max_rss_kib: 0,
-        };
-    }
-    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    Usage {
-        cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
-        max_rss_kib: ru.ru_maxrss,
-    }
 }
 
 /// A loopback receiver that counts octet-counted frames, on its own thread.
@@ -128,7 +105,7 @@ impl Sink {
                     pending.drain(..at);
                 }
             }
-            let _ = tx.send((frames, bytes, usage(libc::RUSAGE_THREAD).cpu));
+            let _ = tx.send((frames, bytes, platform::thread_cpu_seconds()));
         });
         Ok(Sink {
             address,
@@ -213,7 +190,7 @@ pub fn run_scenario(scenario: Scenario, events: u64) -> Result<BenchResult, Stri
     let output = output_config(scenario, dir.path(), sink.as_ref())?;
     let metrics = Arc::new(Metrics::new());
 
-    let before = usage(libc::RUSAGE_SELF);
+    let before = platform::process_usage();
     let started = Instant::now();
     // How many events reached the output (the pipeline's dedup hides a few simulated re-lists).
     let sent = match scenario {
@@ -291,15 +268,15 @@ pub fn run_scenario(scenario: Scenario, events: u64) -> Result<BenchResult, Stri
         (bytes_out, sink_cpu) = sink.finish(sent)?;
     }
     let wall = started.elapsed().as_secs_f64();
-    let after = usage(libc::RUSAGE_SELF);
-    let cpu = (after.cpu - before.cpu - sink_cpu).max(1e-9);
+    let after = platform::process_usage();
+    let cpu = (after.cpu_seconds - before.cpu_seconds - sink_cpu).max(1e-9);
     Ok(BenchResult {
         scenario,
         events,
         wall_seconds: wall,
         cpu_seconds: cpu,
         events_per_cpu_second: events as f64 / cpu,
-        peak_rss_mib: after.max_rss_kib as f64 / 1024.0,
+        peak_rss_mib: after.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         bytes_out,
     })
 }

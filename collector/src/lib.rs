@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod normalise;
 pub mod output;
 pub mod pipeline;
+pub mod platform;
 pub mod redact;
 pub mod rng;
 pub mod service;

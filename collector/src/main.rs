@@ -9,7 +9,7 @@ use azlog_collector::config::{
     Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, Retention, SimulateConfig,
     SimulateMix, SourceConfig, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
 };
-use azlog_collector::service;
+use azlog_collector::{platform, service};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
@@ -181,23 +181,20 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
     }
 }
 
-/// Turns SIGTERM and SIGINT into the pipeline's graceful shutdown; a second signal exits at once.
+/// Turns a request to stop (SIGTERM and SIGINT; on Windows Ctrl-C, Ctrl-Break, closing the console
+/// and system shutdown) into the pipeline's graceful shutdown; a second request exits at once.
 fn shutdown_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        for round in 0..2 {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+        let mut requests = match platform::StopRequests::listen() {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for requests to stop");
+                return;
             }
+        };
+        for round in 0..2 {
+            requests.next().await;
             if round == 0 {
                 tracing::info!(
                     "signal received: finishing in-flight deliveries (send it again to exit now)"

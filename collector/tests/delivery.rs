@@ -2,6 +2,8 @@
 //!
 //! These run the real `azlog-collector` binary against real receivers and kill things: the receiver
 //! before it starts, the receiver mid-stream, and the collector itself with SIGKILL.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! The syslog output against real rsyslog and syslog-ng: every header field, structured-data param
 //! and message body arrives as sent, over UDP, TCP (octet counting and newline framing) and TLS.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The Helm chart without a node: `helm lint`, what it renders accepted by a real API server in both
 //! RBAC modes, its values schema refusing typos and wrong types, and `deploy/operator.yaml` rendered
 //! from it. (`node.rs` installs it on a node.)
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

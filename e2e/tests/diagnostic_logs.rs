@@ -1,5 +1,7 @@
 //! The `diagnosticLogs` source against Azurite, with blobs written by Microsoft's Python SDK: hourly
 //! append blobs that keep growing, restarts, paged listings, bad lines and the old format.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 mod storage;
 

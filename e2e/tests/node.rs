@@ -7,6 +7,8 @@
 //!
 //! The test runs itself again inside `e2e/scripts/node-sandbox` (network, mount and PID namespaces
 //! of its own), where the node may do what a node does.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::collections::HashSet;
 use std::path::PathBuf;

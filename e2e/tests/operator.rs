@@ -1,5 +1,7 @@
 //! The operator against a real kube-apiserver, etcd and kube-controller-manager: LogSources
 //! created, changed, broken, deleted; children edited behind its back; the operator killed.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::path::Path;
 use std::process::Command;

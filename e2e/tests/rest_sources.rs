@@ -1,6 +1,8 @@
 //! The REST sources (activityLog, securityAlerts, entraAudit) run as the real collector binary
 //! against the fake Azure: paging, restarts, kill -9, late events, throttling, lost access and bad
 //! pages. Every test asserts on what the file output holds.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! The `wad` source against Azurite, with rows written by Microsoft's Python SDK: late rows in old
 //! partitions, a 100k-row table through kill -9, SAS tokens, and bad credentials, tables and rows.
+// Runs Linux processes (receivers, signals, Kubernetes); the Windows build has its own smoke test.
+#![cfg(unix)]
 
 mod storage;
 

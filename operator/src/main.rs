@@ -186,15 +186,22 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// A request to stop: SIGTERM (what Kubernetes sends) or Ctrl-C. The operator runs on Linux; on
+/// other systems (a developer's machine) Ctrl-C alone.
 async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {

@@ -7,5 +7,7 @@ pub mod http;
 pub mod install;
 pub mod metrics;
 pub mod ports;
+/// rsyslog and syslog-ng run on Linux only.
+#[cfg(unix)]
 pub mod syslog;
 pub mod wait;

@@ -121,29 +121,15 @@ impl Output for WindowsEventLogOutput {
 mod sys {
     //! The three advapi32 calls the output makes.
 
-    use std::ffi::c_void;
+    use windows_sys::Win32::Foundation::HANDLE;
+    use windows_sys::Win32::System::EventLog::{
+        DeregisterEventSource, REPORT_EVENT_TYPE, RegisterEventSourceW, ReportEventW,
+    };
 
     use super::Record;
 
-    #[link(name = "advapi32")]
-    unsafe extern "system" {
-        fn RegisterEventSourceW(server: *const u16, source: *const u16) -> *mut c_void;
-        fn ReportEventW(
-            log: *mut c_void,
-            event_type: u16,
-            category: u16,
-            event_id: u32,
-            user_sid: *mut c_void,
-            string_count: u16,
-            data_size: u32,
-            strings: *const *const u16,
-            data: *mut c_void,
-        ) -> i32;
-        fn DeregisterEventSource(log: *mut c_void) -> i32;
-    }
-
     #[derive(Debug)]
-    pub struct EventSource(*mut c_void);
+    pub struct EventSource(HANDLE);
 
     // SAFETY: an event log handle may be used from any thread; the output owns it alone.
     unsafe impl Send for EventSource {}
@@ -169,7 +155,7 @@ mod sys {
             let ok = unsafe {
                 ReportEventW(
                     self.0,
-                    record.event_type,
+                    record.event_type as REPORT_EVENT_TYPE,
                     0,
                     record.event_id,
                     std::ptr::null_mut(),

@@ -46,7 +46,10 @@ impl SyslogOutput {
             }
             Transport::Udp | Transport::Tcp => None,
         };
-        let encoder = Encoder::new(&config, &local_hostname());
+        let encoder = Encoder::new(
+            &config,
+            &crate::platform::hostname().unwrap_or_else(|| "-".into()),
+        );
         Ok(SyslogOutput {
             name,
             host,
@@ -67,18 +70,6 @@ impl SyslogOutput {
             message: err.message,
         }
     }
-}
-
-/// This machine's name, for events that carry no host of their own.
-fn local_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the live local buffer.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "-".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 impl Output for SyslogOutput {

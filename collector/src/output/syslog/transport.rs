@@ -7,7 +7,6 @@
 //! before storing them: syslog has no application-level acknowledgement.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,14 +139,12 @@ impl Connection {
             }
             Connection::Tcp(stream) => {
                 write_all(stream, bytes).await?;
-                let fd = stream.as_raw_fd();
-                wait_acknowledged(fd, ack_timeout).await?;
+                wait_acknowledged(stream, ack_timeout).await?;
                 check_not_reset(stream).await
             }
             Connection::Tls(stream) => {
                 write_all(stream.as_mut(), bytes).await?;
-                let fd = stream.get_ref().0.as_raw_fd();
-                wait_acknowledged(fd, ack_timeout).await?;
+                wait_acknowledged(stream.get_ref().0, ack_timeout).await?;
                 check_not_reset(stream.as_mut()).await
             }
         }
@@ -209,23 +206,11 @@ async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Resul
         .map_err(|e| send_err("write", format!("flush failed: {e}")))
 }
 
-/// Bytes still in the socket's send queue, i.e. not yet acknowledged by the receiving TCP stack.
-fn unacknowledged(fd: RawFd) -> io::Result<i32> {
-    let mut pending: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points at a live local.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut pending) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(pending)
-    }
-}
-
-async fn wait_acknowledged(fd: RawFd, timeout: Duration) -> Result<(), SendError> {
+async fn wait_acknowledged(stream: &TcpStream, timeout: Duration) -> Result<(), SendError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_micros(50);
     loop {
-        let pending = unacknowledged(fd)
+        let pending = crate::platform::unacknowledged(stream)
             .map_err(|e| send_err("write", format!("cannot read the send queue: {e}")))?;
         if pending == 0 {
             return Ok(());

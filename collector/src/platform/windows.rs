@@ -1,0 +1,158 @@
+//! The seams on Windows, through the Win32 API (windows-sys).
+
+use std::io;
+use std::os::windows::io::AsRawSocket;
+
+use tokio::net::TcpStream;
+use tokio::signal::windows::{
+    CtrlBreak, CtrlClose, CtrlShutdown, ctrl_break, ctrl_close, ctrl_shutdown,
+};
+use windows_sys::Win32::Foundation::FILETIME;
+use windows_sys::Win32::Networking::WinSock::{
+    SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_INFO_v0, WSAIoctl,
+};
+use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+use windows_sys::Win32::System::SystemInformation::{ComputerNameDnsHostname, GetComputerNameExW};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetCurrentThread, GetProcessTimes, GetThreadTimes,
+};
+
+use super::Usage;
+
+/// This machine's DNS host name, for events that carry no host of their own.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u16; 256];
+    let mut len = buf.len() as u32;
+    // SAFETY: the buffer and its length in UTF-16 units are live locals; on success `len` holds
+    // the number of units written, without the terminating null.
+    let ok = unsafe { GetComputerNameExW(ComputerNameDnsHostname, buf.as_mut_ptr(), &mut len) };
+    if ok == 0 {
+        return None;
+    }
+    Some(String::from_utf16_lossy(&buf[..len as usize]))
+}
+
+/// Bytes sent and not yet acknowledged by the receiving TCP stack (`TCP_INFO_v0.BytesInFlight`,
+/// from `SIO_TCP_INFO`, Windows 10 1703 and later).
+pub fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
+    let version: u32 = 0;
+    // SAFETY: TCP_INFO_v0 is plain data, filled by WSAIoctl and read only on success.
+    let mut info: TCP_INFO_v0 = unsafe { std::mem::zeroed() };
+    let mut returned: u32 = 0;
+    // SAFETY: every pointer is to a live local of the size given; the socket is the open one
+    // `stream` owns; no overlapped I/O.
+    let rc = unsafe {
+        WSAIoctl(
+            stream.as_raw_socket() as SOCKET,
+            SIO_TCP_INFO,
+            (&version as *const u32).cast(),
+            size_of::<u32>() as u32,
+            (&mut info as *mut TCP_INFO_v0).cast(),
+            size_of::<TCP_INFO_v0>() as u32,
+            &mut returned,
+            std::ptr::null_mut(),
+            None,
+        )
+    };
+    if rc == SOCKET_ERROR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(u64::from(info.BytesInFlight))
+    }
+}
+
+fn seconds(t: FILETIME) -> f64 {
+    // FILETIME counts 100-nanosecond intervals.
+    ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
+}
+
+/// This process's CPU time and peak memory (its peak working set).
+pub fn process_usage() -> Usage {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of this process, and four live FILETIMEs to write.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    let cpu_seconds = if ok == 0 {
+        0.0
+    } else {
+        seconds(kernel) + seconds(user)
+    };
+    // SAFETY: PROCESS_MEMORY_COUNTERS is plain data, filled by the call with its size given.
+    let mut memory: PROCESS_MEMORY_COUNTERS = unsafe { std::mem::zeroed() };
+    let size = size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+    memory.cb = size;
+    // SAFETY: as above; the pseudo-handle of this process.
+    let ok = unsafe { GetProcessMemoryInfo(GetCurrentProcess(), &mut memory, size) };
+    Usage {
+        cpu_seconds,
+        peak_rss_bytes: if ok == 0 {
+            0
+        } else {
+            memory.PeakWorkingSetSize as u64
+        },
+    }
+}
+
+/// The calling thread's CPU time, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of this thread, and four live FILETIMEs to write.
+    let ok = unsafe {
+        GetThreadTimes(
+            GetCurrentThread(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        0.0
+    } else {
+        seconds(kernel) + seconds(user)
+    }
+}
+
+/// The requests to stop a collector: Ctrl-C and Ctrl-Break in a console, the console closing, and
+/// the system shutting down (what a HostProcess container's stop delivers).
+#[derive(Debug)]
+pub struct StopRequests {
+    brk: CtrlBreak,
+    close: CtrlClose,
+    shutdown: CtrlShutdown,
+}
+
+impl StopRequests {
+    pub fn listen() -> io::Result<StopRequests> {
+        Ok(StopRequests {
+            brk: ctrl_break()?,
+            close: ctrl_close()?,
+            shutdown: ctrl_shutdown()?,
+        })
+    }
+
+    /// Waits for the next request to stop.
+    pub async fn next(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.brk.recv() => {}
+            _ = self.close.recv() => {}
+            _ = self.shutdown.recv() => {}
+        }
+    }
+}
