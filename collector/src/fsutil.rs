@@ -13,7 +13,7 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// fsyncs a directory so a rename or a new file inside it survives a power cut.
+/// Makes a rename or a new file inside `dir` survive a power cut.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    crate::platform::sync_dir(dir)
 }

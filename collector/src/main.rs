@@ -39,7 +39,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the collector described by a config file until SIGTERM or SIGINT.
+    /// Run the collector described by a config file until it is stopped (SIGTERM or Ctrl-C; on
+    /// Windows also Ctrl-Break, closing its console, or shutdown).
     Run {
         #[arg(long, short)]
         config: PathBuf,

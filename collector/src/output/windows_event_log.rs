@@ -25,6 +25,9 @@ const MAX_STRING_UNITS: usize = 31_839;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Record {
     pub event_type: u16,
+    /// The kind of record, so an agent can filter on it: 1 VM diagnostics (WAD), 2 Activity Log,
+    /// 3 Defender alert, 4 directory audit, 5 resource log, 6 sign-in ([`crate::event::EventKind::ALL`]'s order).
+    pub category: u16,
     pub event_id: u32,
     /// The body as UTF-16, NUL-terminated.
     pub text: Vec<u16>,
@@ -64,6 +67,7 @@ impl Record {
                 Severity::Warning => WARNING_TYPE,
                 _ => INFORMATION_TYPE,
             },
+            category: event.kind.index() as u16 + 1,
             // The Windows EventID of a WAD row; other events have names, not numbers.
             event_id: event.name.parse::<u16>().map_or(0, u32::from),
             text: units,
@@ -156,7 +160,7 @@ mod sys {
                 ReportEventW(
                     self.0,
                     record.event_type as REPORT_EVENT_TYPE,
-                    0,
+                    record.category,
                     record.event_id,
                     std::ptr::null_mut(),
                     1,
@@ -229,6 +233,7 @@ mod tests {
         e.severity = Severity::Warning;
         let record = Record::of(&e, WindowsEventBody::EventXml, &mut Vec::new());
         assert_eq!((record.event_type, record.event_id), (WARNING_TYPE, 4625));
+        assert_eq!(record.category, 1);
         assert!(text(&record).contains("<EventID>4625</EventID>"));
         assert_eq!(record.text.last(), Some(&0));
         assert!(!record.truncated);
@@ -242,6 +247,13 @@ mod tests {
         e.severity = Severity::Informational;
         let record = Record::of(&e, WindowsEventBody::Message, &mut Vec::new());
         assert_eq!((record.event_type, record.event_id), (INFORMATION_TYPE, 0));
+        assert_eq!(
+            record.category,
+            crate::event::EventKind::ALL
+                .iter()
+                .position(|k| *k == e.kind)
+                .map_or(0, |i| i as u16 + 1)
+        );
         assert_eq!(text(&record), "a VM was deleted");
         e.severity = Severity::Critical;
         let record = Record::of(&e, WindowsEventBody::Json, &mut Vec::new());

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use tokio::net::TcpStream;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -20,8 +21,14 @@ pub fn hostname() -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
+/// fsyncs a directory, so that a rename or a new file inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Bytes in the socket's send queue: written, and not yet acknowledged by the receiving TCP stack.
-pub fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
+/// Always known here.
+pub fn unacknowledged(stream: &TcpStream) -> io::Result<Option<u64>> {
     let mut pending: libc::c_int = 0;
     // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points at a live local; the
     // descriptor is the open socket `stream` owns.
@@ -29,7 +36,7 @@ pub fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(u64::try_from(pending).unwrap_or(0))
+        Ok(Some(u64::try_from(pending).unwrap_or(0)))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::windows::io::AsRawSocket;
+use std::path::Path;
 
 use tokio::net::TcpStream;
 use tokio::signal::windows::{
@@ -9,7 +10,7 @@ use tokio::signal::windows::{
 };
 use windows_sys::Win32::Foundation::FILETIME;
 use windows_sys::Win32::Networking::WinSock::{
-    SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_INFO_v0, WSAIoctl,
+    SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_INFO_v0, WSAEINVAL, WSAEOPNOTSUPP, WSAIoctl,
 };
 use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::SystemInformation::{ComputerNameDnsHostname, GetComputerNameExW};
@@ -32,9 +33,17 @@ pub fn hostname() -> Option<String> {
     Some(String::from_utf16_lossy(&buf[..len as usize]))
 }
 
+/// Nothing to do: NTFS journals renames and file creations itself, and Windows offers no flush of a
+/// directory (opening one as a file is refused with "Access denied"). The files' own data is still
+/// flushed (`File::sync_all`, FlushFileBuffers) before a batch counts as delivered.
+pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
 /// Bytes sent and not yet acknowledged by the receiving TCP stack (`TCP_INFO_v0.BytesInFlight`,
-/// from `SIO_TCP_INFO`, Windows 10 1703 and later).
-pub fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
+/// from `SIO_TCP_INFO`, Windows 10 1703 and later). None where the system cannot tell: older
+/// Windows, and Wine, answer the request with WSAEOPNOTSUPP or WSAEINVAL.
+pub fn unacknowledged(stream: &TcpStream) -> io::Result<Option<u64>> {
     let version: u32 = 0;
     // SAFETY: TCP_INFO_v0 is plain data, filled by WSAIoctl and read only on success.
     let mut info: TCP_INFO_v0 = unsafe { std::mem::zeroed() };
@@ -54,10 +63,13 @@ pub fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
             None,
         )
     };
-    if rc == SOCKET_ERROR {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(u64::from(info.BytesInFlight))
+    if rc != SOCKET_ERROR {
+        return Ok(Some(u64::from(info.BytesInFlight)));
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(code) if code == WSAEOPNOTSUPP || code == WSAEINVAL => Ok(None),
+        _ => Err(error),
     }
 }
 

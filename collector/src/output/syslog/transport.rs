@@ -212,6 +212,18 @@ async fn wait_acknowledged(stream: &TcpStream, timeout: Duration) -> Result<(), 
     loop {
         let pending = crate::platform::unacknowledged(stream)
             .map_err(|e| send_err("write", format!("cannot read the send queue: {e}")))?;
+        let Some(pending) = pending else {
+            // Said once per process: the guarantee is weaker here, and the log says so.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "this system cannot report which bytes a TCP receiver acknowledged (Windows \
+                     10 1703 or later can); a batch counts as delivered once it is written, so a \
+                     receiver that fails just then may lose it"
+                )
+            });
+            return Ok(());
+        };
         if pending == 0 {
             return Ok(());
         }
