@@ -720,10 +720,11 @@ async fn persistent_volume(client: &kube::Client, dir: &std::path::Path, name: &
     path
 }
 
-/// What the forwarder ships: a TCP server on the node that keeps every connection's bytes.
+/// What the forwarder ships: a TCP server on the node that keeps every connection's bytes, one
+/// connection per file.
 struct FileSink {
     port: u16,
-    received: Arc<Mutex<Vec<u8>>>,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl FileSink {
@@ -741,7 +742,7 @@ impl FileSink {
                 tokio::spawn(async move {
                     let mut file = Vec::new();
                     if stream.read_to_end(&mut file).await.is_ok() {
-                        sink.lock().expect("sink").extend_from_slice(&file);
+                        sink.lock().expect("sink").push(file);
                     }
                 });
             }
@@ -749,14 +750,24 @@ impl FileSink {
         FileSink { port, received }
     }
 
-    /// The event ids of every line shipped; every line must be an event.
+    /// The event ids of every line of every file shipped; every line must be an event. A forwarder
+    /// killed between sending a file and noting it sends that file again when it comes back (at
+    /// least once, as real forwarders ship): the same finished file twice counts once, while an
+    /// event in two different files would still show twice.
     fn ids(&self) -> Vec<String> {
-        let bytes = self.received.lock().expect("sink").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
+        let files = self.received.lock().expect("sink").clone();
+        let distinct: HashSet<Vec<u8>> = files.into_iter().collect();
+        distinct
+            .iter()
+            .flat_map(|file| {
+                String::from_utf8_lossy(file)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .filter(|l| !l.is_empty())
             .map(|line| {
-                let event: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
                     panic!("the forwarder shipped a line that is not JSON ({e}): {line}")
                 });
                 event["azlog"]["id"].as_str().expect("azlog.id").to_owned()
