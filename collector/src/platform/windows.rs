@@ -141,7 +141,7 @@ pub fn thread_cpu_seconds() -> f64 {
 }
 
 /// The requests to stop a collector: Ctrl-C and Ctrl-Break in a console, the console closing, and
-/// the system shutting down (what a HostProcess container's stop delivers).
+/// the system shutting down (CTRL_SHUTDOWN_EVENT, which a stopped Windows container receives).
 #[derive(Debug)]
 pub struct StopRequests {
     brk: CtrlBreak,
