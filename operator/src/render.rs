@@ -166,8 +166,10 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
             config.format = file.format.unwrap_or(config.format);
             config.max_file_bytes = file.max_file_bytes.unwrap_or(config.max_file_bytes);
             if let Some(age) = &file.max_file_age {
-                config.max_file_age =
-                    errors.duration(&format!("{path}.file.maxFileAge"), age, config.max_file_age);
+                let path = format!("{path}.file.maxFileAge");
+                config.max_file_age = errors
+                    .check(&path, parse_duration(age))
+                    .unwrap_or(config.max_file_age);
             }
             config.retention = Some(retention(
                 file.retention.as_ref(),
@@ -222,7 +224,9 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     let health_port = collector.health_port.unwrap_or(HEALTH_PORT);
     let mut pipeline = PipelineConfig::default();
     if let Some(poll) = &spec.poll_interval {
-        pipeline.poll_interval = errors.duration("spec.pollInterval", poll, pipeline.poll_interval);
+        pipeline.poll_interval = errors
+            .check("spec.pollInterval", parse_duration(poll))
+            .unwrap_or(pipeline.poll_interval);
     }
     if !errors.0.is_empty() {
         return Err(Invalid(errors.0));
@@ -275,12 +279,9 @@ impl Errors {
         });
     }
 
-    /// The duration written at `path`, or `fallback` once its problem is recorded.
-    fn duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
-        parse_duration(text).unwrap_or_else(|why| {
-            self.add(path, why);
-            fallback
-        })
+    /// What was read from the field at `path`, or None once its problem is recorded.
+    fn check<T>(&mut self, path: &str, read: Result<T, String>) -> Option<T> {
+        read.map_err(|why| self.add(path, why)).ok()
     }
 }
 
@@ -384,16 +385,14 @@ fn source_config(
     errors: &mut Errors,
 ) -> Option<SourceConfig> {
     let window = Window {
-        start_at: spec.start_at.as_ref().and_then(|text| {
-            StartAt::try_from(text.clone())
-                .map_err(|why| errors.add("spec.startAt", why))
-                .ok()
-        }),
-        late_arrival: spec.late_arrival.as_ref().and_then(|text| {
-            parse_duration(text)
-                .map_err(|why| errors.add("spec.lateArrival", why))
-                .ok()
-        }),
+        start_at: spec
+            .start_at
+            .as_ref()
+            .and_then(|text| errors.check("spec.startAt", StartAt::try_from(text.clone()))),
+        late_arrival: spec
+            .late_arrival
+            .as_ref()
+            .and_then(|text| errors.check("spec.lateArrival", parse_duration(text))),
     };
     let start_at = window.start_at.unwrap_or_default();
     let late_arrival = |default: Duration| window.late_arrival.unwrap_or(default);
@@ -679,11 +678,10 @@ fn retention(spec: Option<&FileRetention>, path: &str, errors: &mut Errors) -> R
     let spec = spec.cloned().unwrap_or_default();
     Retention {
         max_bytes: Some(spec.max_bytes.unwrap_or(DEFAULT_RETAINED_BYTES)),
-        max_age: spec.max_age.as_deref().and_then(|age| {
-            parse_duration(age)
-                .map_err(|why| errors.add(&format!("{path}.maxAge"), why))
-                .ok()
-        }),
+        max_age: spec
+            .max_age
+            .as_deref()
+            .and_then(|age| errors.check(&format!("{path}.maxAge"), parse_duration(age))),
     }
 }
 
