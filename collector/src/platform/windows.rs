@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::signal::windows::{
     CtrlBreak, CtrlClose, CtrlShutdown, ctrl_break, ctrl_close, ctrl_shutdown,
 };
-use windows_sys::Win32::Foundation::FILETIME;
+use windows_sys::Win32::Foundation::{FILETIME, HANDLE};
 use windows_sys::Win32::Networking::WinSock::{
     SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_INFO_v0, WSAEINVAL, WSAEOPNOTSUPP, WSAIoctl,
 };
@@ -17,6 +17,7 @@ use windows_sys::Win32::System::SystemInformation::{ComputerNameDnsHostname, Get
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetCurrentThread, GetProcessTimes, GetThreadTimes,
 };
+use windows_sys::core::BOOL;
 
 use super::Usage;
 
@@ -73,41 +74,47 @@ pub fn unacknowledged(stream: &TcpStream) -> io::Result<Option<u64>> {
     }
 }
 
-fn seconds(t: FILETIME) -> f64 {
-    // FILETIME counts 100-nanosecond intervals.
-    ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
-}
+/// The signature GetProcessTimes and GetThreadTimes share: creation, exit, kernel and user time.
+type TimesOf = unsafe extern "system" fn(
+    HANDLE,
+    *mut FILETIME,
+    *mut FILETIME,
+    *mut FILETIME,
+    *mut FILETIME,
+) -> BOOL;
 
-/// This process's CPU time and peak memory (its peak working set).
-pub fn process_usage() -> Usage {
+/// The kernel and user CPU time `times` reports for `handle`, in seconds (0 if it fails).
+fn cpu_seconds(times: TimesOf, handle: HANDLE) -> f64 {
     let zero = FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,
     };
     let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: the pseudo-handle of this process, and four live FILETIMEs to write.
-    let ok = unsafe {
-        GetProcessTimes(
-            GetCurrentProcess(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
+    // SAFETY: a pseudo-handle of this process or thread, and four live FILETIMEs to write.
+    let ok = unsafe { times(handle, &mut created, &mut exited, &mut kernel, &mut user) };
+    // FILETIME counts 100-nanosecond intervals.
+    let seconds = |t: FILETIME| {
+        ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
     };
-    let cpu_seconds = if ok == 0 {
+    if ok == 0 {
         0.0
     } else {
         seconds(kernel) + seconds(user)
-    };
+    }
+}
+
+/// This process's CPU time and peak memory (its peak working set).
+pub fn process_usage() -> Usage {
+    // SAFETY: GetCurrentProcess only returns this process's pseudo-handle.
+    let process = unsafe { GetCurrentProcess() };
     // SAFETY: PROCESS_MEMORY_COUNTERS is plain data, filled by the call with its size given.
     let mut memory: PROCESS_MEMORY_COUNTERS = unsafe { std::mem::zeroed() };
     let size = size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
     memory.cb = size;
     // SAFETY: as above; the pseudo-handle of this process.
-    let ok = unsafe { GetProcessMemoryInfo(GetCurrentProcess(), &mut memory, size) };
+    let ok = unsafe { GetProcessMemoryInfo(process, &mut memory, size) };
     Usage {
-        cpu_seconds,
+        cpu_seconds: cpu_seconds(GetProcessTimes, process),
         peak_rss_bytes: if ok == 0 {
             0
         } else {
@@ -118,26 +125,8 @@ pub fn process_usage() -> Usage {
 
 /// The calling thread's CPU time, in seconds.
 pub fn thread_cpu_seconds() -> f64 {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: the pseudo-handle of this thread, and four live FILETIMEs to write.
-    let ok = unsafe {
-        GetThreadTimes(
-            GetCurrentThread(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    };
-    if ok == 0 {
-        0.0
-    } else {
-        seconds(kernel) + seconds(user)
-    }
+    // SAFETY: GetCurrentThread only returns this thread's pseudo-handle.
+    cpu_seconds(GetThreadTimes, unsafe { GetCurrentThread() })
 }
 
 /// The requests to stop a collector: Ctrl-C and Ctrl-Break in a console, the console closing, and
