@@ -452,20 +452,22 @@ async fn ready(sources: &Api<LogSource>, name: &str) {
     );
 }
 
-/// The test forwarder (busybox `sh`): ships every finished file once over TCP, remembering what it
-/// shipped on the volume, as a real forwarder keeps its position; on SIGTERM it goes on until the
-/// collector has finished its open files, then ships those and exits.
+/// The test forwarder (busybox `sh`): ships every finished file at most once over TCP, claiming it
+/// on the volume first, as a real forwarder keeps its position; on SIGTERM it goes on until the
+/// collector has finished its open files, then ships those and exits. A claim is a directory:
+/// `mkdir` is atomic, so neither a forwarder killed mid-send and started again nor the old and new
+/// pod of a forced delete, both running, can ship a file twice.
 fn forwarder_script(port: u16) -> String {
     format!(
-        r#"shipped=/var/log/azlog/.shipped
-touch "$shipped"
+        r#"claims=/var/log/azlog/.shipped
+mkdir -p "$claims"
 stopping=0
 trap 'stopping=1' TERM
 ship() {{
   for f in /var/log/azlog/*/*.json; do
     [ -f "$f" ] || continue
-    grep -qxF "$f" "$shipped" && continue
-    nc {NODE_IP} {port} < "$f" && echo "$f" >> "$shipped"
+    mkdir "$claims/$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || continue
+    nc {NODE_IP} {port} < "$f"
   done
 }}
 while :; do
@@ -720,11 +722,10 @@ async fn persistent_volume(client: &kube::Client, dir: &std::path::Path, name: &
     path
 }
 
-/// What the forwarder ships: a TCP server on the node that keeps every connection's bytes, one
-/// connection per file.
+/// What the forwarder ships: a TCP server on the node that keeps every connection's bytes.
 struct FileSink {
     port: u16,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    received: Arc<Mutex<Vec<u8>>>,
 }
 
 impl FileSink {
@@ -742,7 +743,7 @@ impl FileSink {
                 tokio::spawn(async move {
                     let mut file = Vec::new();
                     if stream.read_to_end(&mut file).await.is_ok() {
-                        sink.lock().expect("sink").push(file);
+                        sink.lock().expect("sink").extend_from_slice(&file);
                     }
                 });
             }
@@ -750,24 +751,14 @@ impl FileSink {
         FileSink { port, received }
     }
 
-    /// The event ids of every line of every file shipped; every line must be an event. A forwarder
-    /// killed between sending a file and noting it sends that file again when it comes back (at
-    /// least once, as real forwarders ship): the same finished file twice counts once, while an
-    /// event in two different files would still show twice.
+    /// The event ids of every line shipped; every line must be an event.
     fn ids(&self) -> Vec<String> {
-        let files = self.received.lock().expect("sink").clone();
-        let distinct: HashSet<Vec<u8>> = files.into_iter().collect();
-        distinct
-            .iter()
-            .flat_map(|file| {
-                String::from_utf8_lossy(file)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+        let bytes = self.received.lock().expect("sink").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
             .filter(|l| !l.is_empty())
             .map(|line| {
-                let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                let event: Value = serde_json::from_str(line).unwrap_or_else(|e| {
                     panic!("the forwarder shipped a line that is not JSON ({e}): {line}")
                 });
                 event["azlog"]["id"].as_str().expect("azlog.id").to_owned()
