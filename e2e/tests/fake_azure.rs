@@ -483,3 +483,343 @@ async fn subscriptions_and_alerts_list_only_what_the_caller_may_read() {
     assert_eq!(status, 200);
     assert_eq!(body["value"][0]["name"], "alert-1");
 }
+
+/// Sends `method` to `path` (below the fake's URL) with a bearer token; answers status and body.
+async fn call(
+    azure: &FakeAzure,
+    http: &reqwest::Client,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    prefer: Option<&str>,
+) -> (u16, Value) {
+    let mut request = http
+        .request(method, format!("{}{path}", azure.url()))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn role_assignments_answer_as_arm_does() {
+    use azlog_operator::authorization::role;
+    use reqwest::Method;
+    let (azure, http) = setup().await;
+    let other = "0f0e0d0c-0000-4000-8000-000000000001";
+    let other_object = azure.add_client_secret(TENANT, other, "x");
+    let token = token(&azure, &http, ARM).await;
+    let path = |name: &str| {
+        format!(
+            "/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01"
+        )
+    };
+    let body = json!({"properties": {
+        "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{}", role::READER.id),
+        "principalId": other_object, "principalType": "ServicePrincipal"}});
+    let name = "5b8f7c1e-0000-5000-8000-000000000001";
+
+    // A Reader may not assign roles, and its permissions say so.
+    let (status, error) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PUT,
+        &path(name),
+        Some(body.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(error["error"]["code"], "AuthorizationFailed");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Microsoft.Authorization/roleAssignments/write")
+    );
+    let (status, permissions) = call(&azure, &http, &token, Method::GET, &format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(permissions["value"][0]["actions"], json!(["*/read"]));
+
+    azure.grant_role(CLIENT, SUB, role::USER_ACCESS_ADMINISTRATOR.id);
+    let (status, created) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PUT,
+        &path(name),
+        Some(body.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], name);
+    assert_eq!(created["properties"]["principalId"], other_object.as_str());
+    // The same PUT again is the same assignment; another name for it is a conflict.
+    let (status, _) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PUT,
+        &path(name),
+        Some(body.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, conflict) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PUT,
+        &path("5b8f7c1e-0000-5000-8000-000000000002"),
+        Some(body.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, conflict["error"]["code"].as_str()),
+        (409, Some("RoleAssignmentExists"))
+    );
+    assert_eq!(
+        azure
+            .role_assignments()
+            .iter()
+            .filter(|a| a.principal_id == other_object)
+            .count(),
+        1
+    );
+
+    // A principal Entra has not replicated to ARM yet.
+    azure.hide_from_arm(other);
+    let (status, missing) = call(&azure, &http, &token, Method::PUT, &path("5b8f7c1e-0000-5000-8000-000000000003"), Some(json!({"properties": {
+        "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{}", role::SECURITY_READER.id),
+        "principalId": other_object}})), None).await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (400, Some("PrincipalNotFound"))
+    );
+
+    let (status, definitions) = call(&azure, &http, &token, Method::GET, &format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01&$filter=roleName%20eq%20'Security%20Reader'"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(definitions["value"][0]["name"], role::SECURITY_READER.id);
+    let (status, _) = call(
+        &azure,
+        &http,
+        &token,
+        Method::DELETE,
+        &path(name),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &azure,
+        &http,
+        &token,
+        Method::DELETE,
+        &path(name),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "deleting what is not there");
+    let (status, gone) = call(&azure, &http, &token, Method::GET, &path(name), None, None).await;
+    assert_eq!(
+        (status, gone["error"]["code"].as_str()),
+        (404, Some("RoleAssignmentNotFound"))
+    );
+}
+
+#[tokio::test]
+async fn graph_applications_and_app_roles_answer_as_graph_does() {
+    use azlog_operator::authorization::graph::{AUDIT_LOG_READ_ALL, GRAPH_APP_ID};
+    use reqwest::Method;
+    let (azure, http) = setup().await;
+    let token = token(&azure, &http, GRAPH).await;
+    let app_path = "/v1.0/applications(uniqueName='azlog-test')";
+    let (status, denied) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PATCH,
+        app_path,
+        Some(json!({"displayName": "azlog"})),
+        Some("create-if-missing"),
+    )
+    .await;
+    assert_eq!(
+        (status, denied["error"]["code"].as_str()),
+        (403, Some("Authorization_RequestDenied"))
+    );
+
+    azure.grant_graph_permission(CLIENT, "Application.ReadWrite.All");
+    azure.grant_graph_permission(CLIENT, "AppRoleAssignment.ReadWrite.All");
+    let (status, app) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PATCH,
+        app_path,
+        Some(json!({"displayName": "azlog"})),
+        Some("create-if-missing"),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let (status, _) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PATCH,
+        app_path,
+        Some(json!({"displayName": "azlog"})),
+        Some("create-if-missing"),
+    )
+    .await;
+    assert_eq!(
+        status, 204,
+        "the upsert of an existing application updates it"
+    );
+    let app_id = app["appId"].as_str().expect("appId");
+    let (status, sp) = call(
+        &azure,
+        &http,
+        &token,
+        Method::PATCH,
+        &format!("/v1.0/servicePrincipals(appId='{app_id}')"),
+        Some(json!({})),
+        Some("create-if-missing"),
+    )
+    .await;
+    assert_eq!(status, 201, "{sp}");
+    let credential = json!({"name": "c", "issuer": "https://issuer", "subject": "system:serviceaccount:ns:sa", "audiences": ["api://AzureADTokenExchange"]});
+    let fic = format!(
+        "/v1.0/applications/{}/federatedIdentityCredentials",
+        app["id"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        call(
+            &azure,
+            &http,
+            &token,
+            Method::POST,
+            &fic,
+            Some(credential.clone()),
+            None
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        call(
+            &azure,
+            &http,
+            &token,
+            Method::POST,
+            &fic,
+            Some(credential),
+            None
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        azure.federated_subjects(app_id),
+        ["system:serviceaccount:ns:sa"]
+    );
+
+    let (_, graph) = call(
+        &azure,
+        &http,
+        &token,
+        Method::GET,
+        &format!("/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')"),
+        None,
+        None,
+    )
+    .await;
+    let grant = json!({"principalId": sp["id"], "resourceId": graph["id"], "appRoleId": AUDIT_LOG_READ_ALL});
+    let assign = format!(
+        "/v1.0/servicePrincipals/{}/appRoleAssignedTo",
+        graph["id"].as_str().unwrap_or_default()
+    );
+    let (status, assignment) = call(
+        &azure,
+        &http,
+        &token,
+        Method::POST,
+        &assign,
+        Some(grant.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{assignment}");
+    let (status, again) = call(
+        &azure,
+        &http,
+        &token,
+        Method::POST,
+        &assign,
+        Some(grant),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"]["message"].as_str()),
+        (
+            400,
+            Some("Permission being assigned already exists on the object")
+        )
+    );
+
+    let (status, password) = call(
+        &azure,
+        &http,
+        &token,
+        Method::POST,
+        &format!(
+            "/v1.0/applications/{}/addPassword",
+            app["id"].as_str().unwrap_or_default()
+        ),
+        Some(json!({"passwordCredential": {"displayName": "azlog"}})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        password["secretText"]
+            .as_str()
+            .is_some_and(|s| s.len() > 10)
+    );
+    let (status, _) = call(
+        &azure,
+        &http,
+        &token,
+        Method::DELETE,
+        &format!(
+            "/v1.0/applications/{}",
+            app["id"].as_str().unwrap_or_default()
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(azure.applications().is_empty());
+    assert!(
+        azure.app_role_assignments().is_empty(),
+        "the service principal's grants went with it"
+    );
+}

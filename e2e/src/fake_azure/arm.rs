@@ -32,7 +32,7 @@ pub fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
-fn auth_error(failure: AuthFailure) -> Response {
+pub(super) fn auth_error(failure: AuthFailure) -> Response {
     match failure {
         AuthFailure::Missing => arm_error(
             StatusCode::UNAUTHORIZED,
@@ -57,7 +57,7 @@ fn auth_error(failure: AuthFailure) -> Response {
     }
 }
 
-fn require_api_version(query: &HashMap<String, String>) -> Option<Response> {
+pub(super) fn require_api_version(query: &HashMap<String, String>) -> Option<Response> {
     (!query.contains_key("api-version")).then(|| {
         arm_error(
             StatusCode::BAD_REQUEST,
@@ -67,28 +67,31 @@ fn require_api_version(query: &HashMap<String, String>) -> Option<Response> {
     })
 }
 
-/// Checks the caller may read `subscription`; answers the caller's client id.
-fn authorize(
+/// Checks the caller's token, that `subscription` exists and that the caller may perform
+/// `action` there (any caller, when None); answers the caller's client id.
+pub(super) fn authorize(
     shared: &Shared,
     headers: &HeaderMap,
     subscription: &str,
-    action: &str,
+    action: Option<&str>,
 ) -> Result<String, Response> {
     let client_id = super::authenticate(shared, headers, Audience::Arm).map_err(auth_error)?;
-    let mut state = super::lock(shared);
-    let object_id = state
-        .identities
-        .get(&client_id)
-        .map(|i| i.object_id.clone())
-        .unwrap_or_default();
-    let Some(sub) = state.subscriptions.get_mut(subscription) else {
+    let state = super::lock(shared);
+    if !state.subscriptions.contains_key(subscription) {
         return Err(arm_error(
             StatusCode::NOT_FOUND,
             "SubscriptionNotFound",
             &format!("The subscription '{subscription}' could not be found."),
         ));
-    };
-    if !sub.readers.contains(&client_id) {
+    }
+    if let Some(action) = action
+        && !state.may(&client_id, subscription, action)
+    {
+        let object_id = state
+            .identities
+            .get(&client_id)
+            .map(|i| i.object_id.clone())
+            .unwrap_or_default();
         return Err(arm_error(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
@@ -97,7 +100,6 @@ fn authorize(
             ),
         ));
     }
-    sub.remaining_reads -= 1;
     Ok(client_id)
 }
 
@@ -191,8 +193,11 @@ async fn serve_listing(
         if let Some(response) = require_api_version(query) {
             return response;
         }
-        if let Err(response) = authorize(shared, headers, subscription, listing.action) {
+        if let Err(response) = authorize(shared, headers, subscription, Some(listing.action)) {
             return response;
+        }
+        if let Some(sub) = super::lock(shared).subscriptions.get_mut(subscription) {
+            sub.remaining_reads -= 1;
         }
         let base = format!(
             "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
@@ -318,7 +323,7 @@ pub async fn subscriptions(
         let visible: Vec<Value> = state
             .subscriptions
             .iter()
-            .filter(|(_, s)| s.readers.contains(&client_id))
+            .filter(|(id, _)| !state.permissions(&client_id, id).is_empty())
             .map(|(id, s)| {
                 json!({
                     "id": format!("/subscriptions/{id}"),

@@ -136,8 +136,9 @@ fn issue(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Respo
             ),
         );
     };
+    let (secrets, subjects) = state.credentials(client_id);
     let authenticated = if let Some(secret) = form.get("client_secret") {
-        if identity.secret.as_deref() != Some(secret.as_str()) {
+        if !secrets.contains(secret) {
             return entra_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -147,14 +148,9 @@ fn issue(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Respo
         }
         true
     } else if field("client_assertion_type") == ASSERTION_TYPE {
-        match (
-            assertion_claims(field("client_assertion")),
-            &identity.federated_subject,
-        ) {
-            (Some((sub, aud)), Some(expected)) if &sub == expected && aud == EXCHANGE_AUDIENCE => {
-                true
-            }
-            (Some((sub, aud)), _) => {
+        match assertion_claims(field("client_assertion")) {
+            Some((sub, aud)) if subjects.contains(&sub) && aud == EXCHANGE_AUDIENCE => true,
+            Some((sub, aud)) => {
                 return entra_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_client",
@@ -164,7 +160,7 @@ fn issue(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Respo
                     ),
                 );
             }
-            (None, _) => {
+            None => {
                 return entra_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_client",

@@ -27,7 +27,7 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn auth_error(failure: AuthFailure) -> Response {
+pub(super) fn auth_error(failure: AuthFailure) -> Response {
     match failure {
         AuthFailure::Missing => graph_error(
             StatusCode::UNAUTHORIZED,
@@ -106,7 +106,7 @@ fn serve(
         Ok(id) => id,
         Err(failure) => return auth_error(failure),
     };
-    if !super::lock(shared).directory_readers.contains(&client_id) {
+    if !super::lock(shared).has_graph_permission(&client_id, "AuditLog.Read.All") {
         return graph_error(
             StatusCode::FORBIDDEN,
             "Authorization_RequestDenied",

@@ -17,6 +17,8 @@
 //! ```
 
 mod arm;
+mod authorization;
+mod directory;
 mod entra;
 mod filter;
 mod graph;
@@ -31,11 +33,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-pub use state::{Api, Audience, Fault, Served};
+pub use directory::GRAPH_SERVICE_PRINCIPAL;
+pub use state::{Api, AppRoleAssignment, Audience, Fault, RoleAssignment, Served};
 use state::{Identity, State, Subscription};
 
 struct Inner {
@@ -198,6 +201,16 @@ impl FakeAzure {
             .route("/subscriptions/{subscription}/providers/Microsoft.Security/alerts", get(arm::security_alerts))
             .route("/v1.0/auditLogs/directoryAudits", get(graph::directory_audits))
             .route("/v1.0/auditLogs/signIns", get(graph::sign_ins))
+            .route(
+                "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleAssignments/{name}",
+                get(authorization::read_or_delete_assignment)
+                    .put(authorization::put_assignment)
+                    .delete(authorization::read_or_delete_assignment),
+            )
+            .route("/subscriptions/{subscription}/providers/Microsoft.Authorization/permissions", get(authorization::permissions))
+            .route("/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions", get(authorization::role_definitions))
+            .route("/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{id}", get(authorization::role_definition))
+            .route("/v1.0/{*path}", any(directory::serve))
             .with_state(shared.clone());
         let tls_listener =
             tls::TlsListener::new(listener, certificates.server).map_err(|e| e.to_string())?;
@@ -231,15 +244,21 @@ impl FakeAzure {
         f(&mut lock(&self.shared))
     }
 
-    /// A service principal that authenticates with a client secret.
-    pub fn add_client_secret(&self, tenant_id: &str, client_id: &str, secret: &str) {
-        self.add_identity(tenant_id, client_id, Some(secret.to_owned()), None);
+    /// A service principal that authenticates with a client secret; answers its object id.
+    pub fn add_client_secret(&self, tenant_id: &str, client_id: &str, secret: &str) -> String {
+        self.add_identity(tenant_id, client_id, Some(secret.to_owned()), None)
     }
 
     /// An identity federated with a Kubernetes service account (workload identity): client
     /// assertions whose `sub` is `subject` and `aud` is `api://AzureADTokenExchange` are accepted.
-    pub fn add_federated_identity(&self, tenant_id: &str, client_id: &str, subject: &str) {
-        self.add_identity(tenant_id, client_id, None, Some(subject.to_owned()));
+    /// Answers its object id.
+    pub fn add_federated_identity(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        subject: &str,
+    ) -> String {
+        self.add_identity(tenant_id, client_id, None, Some(subject.to_owned()))
     }
 
     fn add_identity(
@@ -248,19 +267,47 @@ impl FakeAzure {
         client_id: &str,
         secret: Option<String>,
         federated_subject: Option<String>,
-    ) {
+    ) -> String {
         self.with(|s| {
-            let object_id = s.next_id("object-");
+            let object_id = s.next_guid();
             s.identities.insert(
                 client_id.to_owned(),
                 Identity {
                     tenant_id: tenant_id.to_owned(),
-                    object_id,
-                    secret,
-                    federated_subject,
+                    object_id: object_id.clone(),
+                    display_name: format!("identity {client_id}"),
+                    secrets: secret.into_iter().collect(),
+                    federated_subjects: federated_subject.into_iter().collect(),
+                    replicated: true,
+                    graph_permissions: Default::default(),
                 },
             );
+            object_id
+        })
+    }
+
+    /// Whether ARM sees `client_id`'s service principal yet (see [`FakeAzure::replicate`]).
+    pub fn hide_from_arm(&self, client_id: &str) {
+        self.with(|s| {
+            if let Some(identity) = s.identities.get_mut(client_id) {
+                identity.replicated = false;
+            }
         });
+    }
+
+    /// Entra finishes replicating `client_id`: ARM accepts role assignments for it from now on.
+    pub fn replicate(&self, client_id: &str) {
+        self.with(|s| {
+            if let Some(identity) = s.identities.get_mut(client_id) {
+                identity.replicated = true;
+            }
+        });
+    }
+
+    /// Whether service principals created through Graph are visible to ARM at once (the
+    /// default) or only after [`FakeAzure::replicate`].
+    pub fn set_principal_replication(&self, immediate: bool) {
+        self.with(|s| s.replicate_new_principals = immediate);
     }
 
     pub fn add_subscription(&self, subscription_id: &str, tenant_id: &str) {
@@ -279,24 +326,80 @@ impl FakeAzure {
 
     /// Gives `client_id` Reader on the subscription.
     pub fn grant_reader(&self, client_id: &str, subscription_id: &str) {
+        self.grant_role(
+            client_id,
+            subscription_id,
+            azlog_operator::authorization::role::READER.id,
+        );
+    }
+
+    /// Assigns the role with GUID `role` to `client_id` on the subscription, as an administrator
+    /// would in the portal (an assignment name of its own).
+    pub fn grant_role(&self, client_id: &str, subscription_id: &str, role: &str) {
         self.with(|s| {
-            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
-                sub.readers.insert(client_id.to_owned());
-            }
+            let Some(principal_id) = s.identities.get(client_id).map(|i| i.object_id.clone())
+            else {
+                return;
+            };
+            let name = s.next_guid();
+            s.role_assignments.push(RoleAssignment {
+                name,
+                subscription: subscription_id.to_owned(),
+                role: role.to_owned(),
+                principal_id,
+            });
         });
     }
 
+    /// Removes every role `client_id` holds on the subscription.
     pub fn revoke_reader(&self, client_id: &str, subscription_id: &str) {
         self.with(|s| {
-            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
-                sub.readers.remove(client_id);
-            }
+            let Some(principal_id) = s.identities.get(client_id).map(|i| i.object_id.clone())
+            else {
+                return;
+            };
+            s.role_assignments
+                .retain(|a| !(a.subscription == subscription_id && a.principal_id == principal_id));
         });
     }
 
     /// Lets `client_id` read Entra audit logs (AuditLog.Read.All).
     pub fn grant_directory_reader(&self, client_id: &str) {
-        self.with(|s| s.directory_readers.insert(client_id.to_owned()));
+        self.grant_graph_permission(client_id, "AuditLog.Read.All");
+    }
+
+    /// Gives `client_id` a Microsoft Graph application permission (admin consent done).
+    pub fn grant_graph_permission(&self, client_id: &str, permission: &str) {
+        self.with(|s| {
+            if let Some(identity) = s.identities.get_mut(client_id) {
+                identity.graph_permissions.insert(permission.to_owned());
+            }
+        });
+    }
+
+    /// Every role assignment, on every subscription.
+    pub fn role_assignments(&self) -> Vec<RoleAssignment> {
+        self.with(|s| s.role_assignments.clone())
+    }
+
+    /// Every Graph app role assignment.
+    pub fn app_role_assignments(&self) -> Vec<AppRoleAssignment> {
+        self.with(|s| s.app_role_assignments.clone())
+    }
+
+    /// The client ids of the application registrations made through Graph.
+    pub fn applications(&self) -> Vec<String> {
+        self.with(|s| s.applications.keys().cloned().collect())
+    }
+
+    /// The federated subjects of application `client_id`.
+    pub fn federated_subjects(&self, client_id: &str) -> Vec<String> {
+        self.with(|s| s.credentials(client_id).1)
+    }
+
+    /// The service principal object id of `client_id`.
+    pub fn object_id(&self, client_id: &str) -> Option<String> {
+        self.with(|s| s.identities.get(client_id).map(|i| i.object_id.clone()))
     }
 
     /// Invalidates every token issued so far: the next call with one gets 401.

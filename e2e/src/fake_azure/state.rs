@@ -15,6 +15,10 @@ pub enum Api {
     SecurityAlerts,
     DirectoryAudits,
     SignIns,
+    /// ARM `roleAssignments`, `roleDefinitions` and `permissions`.
+    Authorization,
+    /// Graph `applications` and `servicePrincipals` with what hangs off them.
+    Directory,
 }
 
 /// Who a token was issued for.
@@ -40,16 +44,71 @@ pub enum Fault {
     Body(String),
 }
 
-/// A service principal or managed identity.
+/// A service principal or managed identity, by its client (application) id.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub tenant_id: String,
-    /// The object id ARM names in authorization errors.
+    /// The service principal's object id: what role assignments name and ARM's errors cite.
     pub object_id: String,
-    /// Accepted client secret, if any.
-    pub secret: Option<String>,
-    /// Accepted federated subject (workload identity): the `sub` of the client assertion.
-    pub federated_subject: Option<String>,
+    pub display_name: String,
+    /// Accepted client secrets.
+    pub secrets: Vec<String>,
+    /// Accepted federated subjects (workload identity): the `sub` of the client assertion.
+    pub federated_subjects: Vec<String>,
+    /// Whether ARM sees the principal yet: Entra replicates a new one within seconds to minutes,
+    /// and ARM refuses role assignments for it until then (PrincipalNotFound).
+    pub replicated: bool,
+    /// Microsoft Graph application permissions held (AuditLog.Read.All, Application.ReadWrite.All…).
+    pub graph_permissions: HashSet<String>,
+}
+
+/// An application registration made through Graph.
+#[derive(Debug, Clone)]
+pub struct Application {
+    /// The application object's id (not the client id).
+    pub object_id: String,
+    pub app_id: String,
+    pub unique_name: Option<String>,
+    pub display_name: String,
+    pub federated_credentials: Vec<Value>,
+    pub passwords: Vec<Password>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Password {
+    pub key_id: String,
+    pub display_name: String,
+    pub secret: String,
+    pub end: String,
+}
+
+/// An ARM role assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    /// Its name, a GUID: the last segment of its id.
+    pub name: String,
+    pub subscription: String,
+    /// The role definition's GUID.
+    pub role: String,
+    pub principal_id: String,
+}
+
+impl RoleAssignment {
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/providers/Microsoft.Authorization/roleAssignments/{}",
+            self.subscription, self.name
+        )
+    }
+}
+
+/// A Graph app role assignment: `principal_id` holds app role `app_role_id` of `resource_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRoleAssignment {
+    pub id: String,
+    pub principal_id: String,
+    pub resource_id: String,
+    pub app_role_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -65,8 +124,6 @@ pub struct Subscription {
     pub tenant_id: String,
     pub activity: Vec<Value>,
     pub alerts: Vec<Value>,
-    /// Client ids with Reader (or better) on the subscription.
-    pub readers: HashSet<String>,
     /// ARM's per-subscription read budget (`x-ms-ratelimit-remaining-subscription-reads`).
     pub remaining_reads: i64,
 }
@@ -89,8 +146,14 @@ pub struct State {
     pub subscriptions: BTreeMap<String, Subscription>,
     pub directory_audits: Vec<Value>,
     pub sign_ins: Vec<Value>,
-    /// Client ids allowed to read Entra audit logs (AuditLog.Read.All / Directory Readers).
-    pub directory_readers: HashSet<String>,
+    /// Every role assignment, on any subscription.
+    pub role_assignments: Vec<RoleAssignment>,
+    /// Application registrations, by client id.
+    pub applications: BTreeMap<String, Application>,
+    pub app_role_assignments: Vec<AppRoleAssignment>,
+    /// Whether a service principal created through Graph is visible to ARM at once; when false it
+    /// waits for [`super::FakeAzure::replicate`].
+    pub replicate_new_principals: bool,
     pub faults: VecDeque<(Api, Fault)>,
     /// Items per page on every paged API.
     pub page_size: usize,
@@ -115,7 +178,10 @@ impl Default for State {
             subscriptions: BTreeMap::new(),
             directory_audits: Vec::new(),
             sign_ins: Vec::new(),
-            directory_readers: HashSet::new(),
+            role_assignments: Vec::new(),
+            applications: BTreeMap::new(),
+            app_role_assignments: Vec::new(),
+            replicate_new_principals: true,
             faults: VecDeque::new(),
             page_size: 200,
             duplicate_page_boundaries: false,
@@ -133,6 +199,81 @@ impl State {
         format!(
             "{prefix}{:016x}",
             self.next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
+    }
+
+    /// The identity whose service principal has object id `object_id`, with its client id.
+    pub fn principal(&self, object_id: &str) -> Option<(&String, &Identity)> {
+        self.identities
+            .iter()
+            .find(|(_, i)| i.object_id.eq_ignore_ascii_case(object_id))
+    }
+
+    /// The actions and not-actions `client_id` holds on `subscription`, one pair per role assigned.
+    pub fn permissions(
+        &self,
+        client_id: &str,
+        subscription: &str,
+    ) -> Vec<(Vec<String>, Vec<String>)> {
+        let Some(identity) = self.identities.get(client_id) else {
+            return Vec::new();
+        };
+        self.role_assignments
+            .iter()
+            .filter(|a| a.subscription == subscription && a.principal_id == identity.object_id)
+            .filter_map(|a| super::authorization::definition(&a.role))
+            .map(|d| (strings(d.actions), strings(d.not_actions)))
+            .collect()
+    }
+
+    /// Whether `client_id` may perform `action` on `subscription`.
+    pub fn may(&self, client_id: &str, subscription: &str, action: &str) -> bool {
+        self.permissions(client_id, subscription)
+            .iter()
+            .any(|(actions, not_actions)| {
+                azlog_operator::authorization::role::permits(actions, not_actions, action)
+            })
+    }
+
+    /// The client secrets and federated subjects `client_id` may sign in with: its own, and those
+    /// of its application registration.
+    pub fn credentials(&self, client_id: &str) -> (Vec<String>, Vec<String>) {
+        let mut secrets = Vec::new();
+        let mut subjects = Vec::new();
+        if let Some(identity) = self.identities.get(client_id) {
+            secrets.extend(identity.secrets.iter().cloned());
+            subjects.extend(identity.federated_subjects.iter().cloned());
+        }
+        if let Some(app) = self.applications.get(client_id) {
+            secrets.extend(app.passwords.iter().map(|p| p.secret.clone()));
+            subjects.extend(
+                app.federated_credentials
+                    .iter()
+                    .filter_map(|c| c["subject"].as_str().map(str::to_owned)),
+            );
+        }
+        (secrets, subjects)
+    }
+
+    /// Whether `client_id` holds Microsoft Graph application permission `permission`.
+    pub fn has_graph_permission(&self, client_id: &str, permission: &str) -> bool {
+        self.identities
+            .get(client_id)
+            .is_some_and(|i| i.graph_permissions.contains(permission))
+    }
+
+    /// A fresh GUID, as Entra gives objects and applications.
+    pub fn next_guid(&mut self) -> String {
+        let hex = self.next_id("");
+        let seed = u64::from_str_radix(&hex, 16).unwrap_or_default();
+        let more = seed.rotate_left(17) ^ 0xA5A5_5A5A_C3C3_3C3C;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            seed >> 32,
+            (seed >> 16) & 0xffff,
+            seed & 0xfff,
+            more >> 52,
+            more & 0xffff_ffff_ffff
         )
     }
 
@@ -168,4 +309,8 @@ impl State {
         self.pages.insert(token.clone(), (items, size));
         (page, Some(token))
     }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
 }
