@@ -11,10 +11,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -22,7 +21,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::children::{self, COLLECTOR_STATE, Children, CollectorDefaults, MANAGED_BY};
-use crate::crd::{LogSource, LogSourceStatus};
+use crate::conditions;
+use crate::crd::{LogSource, LogSourceStatus, SubscriptionAuthorization};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
 use crate::render::{self, Rendered};
@@ -33,6 +33,8 @@ pub const FIELD_MANAGER: &str = "azlog-operator";
 const RESYNC: Duration = Duration::from_secs(600);
 /// How soon a failed apply that may pass by itself (a 5xx, throttling) is tried again.
 const APPLY_RETRY: Duration = Duration::from_secs(15);
+/// How soon a LogSource waiting for its SubscriptionAuthorization is looked at again.
+const AUTHORIZATION_RETRY: Duration = Duration::from_secs(10);
 /// How soon a LogSource waiting for a Secret is looked at again.
 const SECRET_RETRY: Duration = Duration::from_secs(5);
 
@@ -57,6 +59,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to look up SubscriptionAuthorization {name}: {source}")]
+    Authorization {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to update the status: {source}")]
     Status {
         #[source]
@@ -70,6 +78,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::NotOwned { .. } => "name_conflict",
             Error::Secret { .. } => "secret_lookup",
+            Error::Authorization { .. } => "authorization_lookup",
             Error::Status { .. } => "status",
         }
     }
@@ -325,6 +334,37 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(SECRET_RETRY));
     }
 
+    if let Some(reference) = &source.spec.authorization_ref {
+        match authorization(source, &reference.name, ctx).await? {
+            Ok(message) => {
+                set_condition(
+                    &mut status,
+                    "Authorized",
+                    true,
+                    "Granted",
+                    &message,
+                    generation,
+                );
+            }
+            Err((reason, message)) => {
+                let message = format!(
+                    "{message}; the collector starts once it is.{}",
+                    running_note(source, ctx)
+                );
+                set_condition(
+                    &mut status,
+                    "Authorized",
+                    false,
+                    reason,
+                    &message,
+                    generation,
+                );
+                not_ready(source, ctx, status, reason, &message).await?;
+                return Ok(Action::requeue(AUTHORIZATION_RETRY));
+            }
+        }
+    }
+
     let children = children::build(source, &rendered, &ctx.defaults);
     let (deployment, applied) = match apply_children(source, ctx, &namespace, children).await {
         Ok(applied) => applied,
@@ -516,6 +556,58 @@ fn running_note(source: &LogSource, ctx: &Context) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Whether the SubscriptionAuthorization `name` has granted what it declares: the Authorized
+/// condition's message, or its reason and message when not.
+async fn authorization(
+    source: &LogSource,
+    name: &str,
+    ctx: &Context,
+) -> Result<Result<String, (&'static str, String)>, Error> {
+    let namespace = source.namespace().unwrap_or_default();
+    let api: Api<SubscriptionAuthorization> = Api::namespaced(ctx.client.clone(), &namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Authorization {
+            name: name.to_owned(),
+            source,
+        })?;
+    let Some(found) = found else {
+        return Ok(Err((
+            "AuthorizationNotFound",
+            format!(
+                "SubscriptionAuthorization {name} (spec.authorizationRef) does not exist in namespace {namespace}; create it, or remove spec.authorizationRef"
+            ),
+        )));
+    };
+    if found.metadata.deletion_timestamp.is_some() {
+        return Ok(Err((
+            "NotAuthorized",
+            format!("SubscriptionAuthorization {name} is being deleted"),
+        )));
+    }
+    let ready = found
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    Ok(match ready {
+        Some(c) if c.status == "True" => {
+            Ok(format!("SubscriptionAuthorization {name}: {}", c.message))
+        }
+        Some(c) => Err((
+            "NotAuthorized",
+            format!(
+                "SubscriptionAuthorization {name} is not ready ({}: {})",
+                c.reason, c.message
+            ),
+        )),
+        None => Err((
+            "NotAuthorized",
+            format!("SubscriptionAuthorization {name} has not been acted on yet"),
+        )),
+    })
 }
 
 /// The first Secret the LogSource references that does not exist or has not opted in to being
@@ -711,7 +803,7 @@ fn contains(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
     }
 }
 
-/// Sets a condition, keeping its transition time unless its status changes.
+/// Sets a condition of the LogSource's status (see [`conditions::set`]).
 fn set_condition(
     status: &mut LogSourceStatus,
     type_: &str,
@@ -720,25 +812,14 @@ fn set_condition(
     message: &str,
     generation: Option<i64>,
 ) {
-    let value = if value { "True" } else { "False" };
-    let previous = status.conditions.iter().position(|c| c.type_ == type_);
-    let transition = previous
-        .map(|i| &status.conditions[i])
-        .filter(|c| c.status == value)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
-    let condition = Condition {
-        type_: type_.to_owned(),
-        status: value.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        observed_generation: generation,
-        last_transition_time: transition,
-    };
-    match previous {
-        Some(i) => status.conditions[i] = condition,
-        None => status.conditions.push(condition),
-    }
+    conditions::set(
+        &mut status.conditions,
+        type_,
+        value,
+        reason,
+        message,
+        generation,
+    );
 }
 
 /// Where the LogSource stands for tools that read the kstatus conventions (Flux, kpt, `kubectl
@@ -838,19 +919,9 @@ async fn report(
     Ok(())
 }
 
-/// Publishes an Event about `source`. An Event is a courtesy to whoever runs `kubectl describe`;
-/// failing to write one is logged, never a reason to redo the reconcile.
+/// Publishes an Event about `source` (see [`conditions::publish`]).
 async fn publish(source: &LogSource, ctx: &Context, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: (!note.is_empty()).then(|| note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
-        tracing::warn!(error = %e, "failed to publish an Event");
-    }
+    conditions::publish(&ctx.recorder, &source.object_ref(&()), type_, reason, note).await;
 }
 
 /// Sets condition `type_` to True, with a Warning Event when its message is new: something the

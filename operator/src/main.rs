@@ -4,13 +4,16 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use azlog_config::azure::EndpointOverrides;
 use azlog_lease::LeaseLock;
+use azlog_operator::authorization::controller::AzureSettings;
 use azlog_operator::children::CollectorDefaults;
 use azlog_operator::metrics::Metrics;
 use azlog_operator::policy::Policy;
 use clap::Parser;
 
-/// Reconciles LogSource resources into collector Deployments, ConfigMaps and ServiceAccounts.
+/// Reconciles LogSource resources into collector Deployments, ConfigMaps and ServiceAccounts, and
+/// SubscriptionAuthorization resources into Azure role assignments.
 ///
 /// Connects with the in-cluster service account, or with $KUBECONFIG / ~/.kube/config elsewhere.
 #[derive(Debug, Parser)]
@@ -61,6 +64,19 @@ struct Cli {
         value_delimiter = ','
     )]
     namespaces: Vec<String>,
+    /// Entra ID authority host SubscriptionAuthorizations sign in at, instead of their cloud's
+    /// (a sovereign or private endpoint). The admin credentials go there.
+    #[arg(long, env = "AZLOG_AZURE_AUTHORITY_HOST")]
+    azure_authority_host: Option<String>,
+    /// Azure Resource Manager endpoint instead of the cloud's.
+    #[arg(long, env = "AZLOG_AZURE_RESOURCE_MANAGER")]
+    azure_resource_manager: Option<String>,
+    /// Microsoft Graph endpoint instead of the cloud's.
+    #[arg(long, env = "AZLOG_AZURE_GRAPH")]
+    azure_graph: Option<String>,
+    /// PEM bundle of the CAs to trust for Azure's endpoints instead of the system's.
+    #[arg(long, env = "AZLOG_AZURE_CA_FILE")]
+    azure_ca_file: Option<std::path::PathBuf>,
     /// Address of /metrics and /healthz.
     #[arg(long, env = "AZLOG_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
@@ -105,6 +121,14 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let http = match azlog_operator::authorization::azure::http_client(cli.azure_ca_file.as_deref())
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up calls to Azure; fix --azure-ca-file");
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -142,7 +166,7 @@ async fn run(cli: Cli) -> ExitCode {
     }
     let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lost_flag = lease_lost.clone();
-    let shutdown = async move {
+    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(async move {
         tokio::select! {
             _ = shutdown_signal() => tracing::info!("shutting down"),
             Ok(()) = lost_rx => {
@@ -150,14 +174,28 @@ async fn run(cli: Cli) -> ExitCode {
                 tracing::error!("lost leadership; stopping so that only the new leader reconciles");
             }
         }
-    };
+    }));
     let watched = if cli.namespaces.is_empty() {
         "(all)".to_owned()
     } else {
         cli.namespaces.join(",")
     };
-    tracing::info!(namespaces = %watched, image = %cli.collector_image, "reconciling LogSources");
-    azlog_operator::controller::run(
+    tracing::info!(namespaces = %watched, image = %cli.collector_image, "reconciling LogSources and SubscriptionAuthorizations");
+    let authorizations = azlog_operator::authorization::controller::run(
+        client.clone(),
+        cli.namespaces.clone(),
+        AzureSettings {
+            endpoints: EndpointOverrides {
+                authority_host: cli.azure_authority_host,
+                resource_manager: cli.azure_resource_manager,
+                graph: cli.azure_graph,
+            },
+            http,
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let log_sources = azlog_operator::controller::run(
         client,
         cli.namespaces,
         CollectorDefaults {
@@ -173,8 +211,8 @@ async fn run(cli: Cli) -> ExitCode {
         },
         metrics,
         shutdown,
-    )
-    .await;
+    );
+    tokio::join!(authorizations, log_sources);
     if lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
         ExitCode::FAILURE
     } else {

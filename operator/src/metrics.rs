@@ -12,6 +12,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Writes to the API server by kind; zero at steady state.
     pub writes: IntCounterVec,
+    /// Calls to Entra ID, ARM and Graph by service and HTTP status (`transport` when unanswered).
+    pub azure_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -45,6 +47,14 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let azure_requests = IntCounterVec::new(
+            Opts::new(
+                "azlog_operator_azure_requests_total",
+                "Calls to Entra ID, Azure Resource Manager and Microsoft Graph by SubscriptionAuthorizations, by service and HTTP status",
+            ),
+            &["service", "status"],
+        )?;
+        registry.register(Box::new(azure_requests.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -55,6 +65,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             writes,
+            azure_requests,
         })
     }
 

@@ -45,6 +45,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["azlog.io"]
   resources: ["logsources/finalizers"]
   verbs: ["update"]
+# SubscriptionAuthorizations are watched, their status written, and their finalizer added and
+# removed (a patch), so a deletion waits until the Azure grants it made are removed. get: a
+# LogSource's authorizationRef is looked up.
+- apiGroups: ["azlog.io"]
+  resources: ["subscriptionauthorizations"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["azlog.io"]
+  resources: ["subscriptionauthorizations/status"]
+  verbs: ["patch"]
 # Each collector's children, applied with server-side apply and watched (label-selected) so that
 # drift is repaired; get, before the first apply, to refuse taking over an object of the same
 # name that the operator did not create. update on ConfigMaps is also what the operator grants
@@ -66,12 +75,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
-# Whether a referenced Secret exists. The operator reads metadata only (a PartialObjectMetadata
-# GET) and never a value, but RBAC cannot grant less than get.
+# Whether a Secret a LogSource references exists: the operator reads its metadata only (a
+# PartialObjectMetadata GET). The one Secret value it reads is a SubscriptionAuthorization's admin
+# credential, and only from a Secret labelled azlog.io/admin-credential=true. RBAC cannot grant
+# less than get.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Kubernetes Events on LogSources.
+# Kubernetes Events on LogSources and SubscriptionAuthorizations.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

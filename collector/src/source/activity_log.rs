@@ -23,7 +23,7 @@ const RETENTION: TimeDelta = TimeDelta::days(90);
 const API: Api = Api {
     name: "activityLog",
     audience: Audience::ResourceManager,
-    forbidden_hint: "give the collector's identity the Reader role on the subscription (a SubscriptionAuthorization does this)",
+    forbidden_hint: "give the collector's identity the Reader role on the subscription (a SubscriptionAuthorization grants it; its status names what is missing)",
 };
 
 #[derive(Debug)]

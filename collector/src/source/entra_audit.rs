@@ -20,7 +20,7 @@ const RETENTION: TimeDelta = TimeDelta::days(30);
 /// Graph's largest page for audit logs.
 const PAGE_SIZE: u32 = 999;
 
-const FORBIDDEN_HINT: &str = "grant the collector's identity the AuditLog.Read.All application permission (a SubscriptionAuthorization with directoryReader: true does this)";
+const FORBIDDEN_HINT: &str = "grant the collector's identity the AuditLog.Read.All application permission (a SubscriptionAuthorization with auditLogs: true grants it; its status says what the admin credential lacks)";
 
 #[derive(Debug)]
 pub struct EntraAudit {

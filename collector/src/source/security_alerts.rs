@@ -22,7 +22,7 @@ const API_VERSION: &str = "2022-01-01";
 const API: Api = Api {
     name: "securityAlerts",
     audience: Audience::ResourceManager,
-    forbidden_hint: "give the collector's identity the Reader (or Security Reader) role on the subscription (a SubscriptionAuthorization does this)",
+    forbidden_hint: "give the collector's identity the Reader (or Security Reader) role on the subscription (a SubscriptionAuthorization grants it; its status names what is missing)",
 };
 
 /// Where a subscription's alert listing stands.

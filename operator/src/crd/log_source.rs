@@ -87,8 +87,9 @@ pub struct LogSourceSpec {
     /// entraAudit; the storage sources may use an account key or SAS token instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<Credential>,
-    /// The SubscriptionAuthorization that grants this source's identity its Azure roles. The
-    /// LogSource reports `Authorized` from it.
+    /// The SubscriptionAuthorization, in this namespace, that grants this source's identity its
+    /// Azure access. The collector starts only once it is Ready; the LogSource's `Authorized`
+    /// condition follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_ref: Option<LocalObjectReference>,
     /// Where events go. At least one output.

@@ -1,0 +1,9 @@
+//! The SubscriptionAuthorization controller: Azure role assignments and Graph permissions for the
+//! identity LogSources collect with.
+
+pub mod azure;
+pub mod controller;
+pub mod grants;
+pub mod graph;
+pub mod plan;
+pub mod role;
