@@ -339,12 +339,28 @@ impl Cluster {
 
     /// A token of ServiceAccount `namespace/name`, as a kubelet would mount it (TokenRequest).
     pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.token_request(namespace, name, Vec::new()).await
+    }
+
+    /// A token of ServiceAccount `namespace/name` for `audience`, as the workload identity
+    /// webhook has the kubelet project it for Entra ID.
+    pub async fn service_account_token_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+    ) -> String {
+        self.token_request(namespace, name, vec![audience.to_owned()])
+            .await
+    }
+
+    async fn token_request(&self, namespace: &str, name: &str, audiences: Vec<String>) -> String {
         use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
         use k8s_openapi::api::core::v1::ServiceAccount;
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(ADMIN_TOKEN), namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
-                audiences: Vec::new(),
+                audiences,
                 expiration_seconds: Some(3600),
                 ..TokenRequestSpec::default()
             },
