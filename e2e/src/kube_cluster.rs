@@ -442,6 +442,18 @@ impl OperatorProcess {
         token: &str,
         args: &[&str],
     ) -> OperatorProcess {
+        OperatorProcess::start_with_env(cluster, binary, dir, token, args, &[])
+    }
+
+    /// The same, with `env` set (a workload identity, as the webhook would give the pod).
+    pub fn start_with_env(
+        cluster: &Cluster,
+        binary: &Path,
+        dir: &Path,
+        token: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> OperatorProcess {
         let metrics_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -450,6 +462,7 @@ impl OperatorProcess {
             .expect("operator log");
         let child = Command::new(binary)
             .env("KUBECONFIG", cluster.kubeconfig("operator", token))
+            .envs(env.iter().copied())
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(args)
             .stdin(Stdio::null())

@@ -86,6 +86,11 @@ impl Setup {
     }
 
     async fn start_operator(&mut self) {
+        self.start_operator_with(&[], &[]).await;
+    }
+
+    /// The operator with `more` flags and `env` added.
+    async fn start_operator_with(&mut self, more: &[&str], env: &[(&str, &str)]) {
         let token = self.cluster.operator_token().await;
         let url = self.azure.url().to_owned();
         let ca = self.ca.display().to_string();
@@ -103,12 +108,14 @@ impl Setup {
             "--azure-ca-file",
             &ca,
         ];
-        self.operator = Some(OperatorProcess::start(
+        let args: Vec<&str> = args.iter().chain(more).copied().collect();
+        self.operator = Some(OperatorProcess::start_with_env(
             &self.cluster,
             &workspace_binary("azlog-operator"),
             self.dir.path(),
             &token,
             &args,
+            env,
         ));
     }
 
@@ -625,4 +632,188 @@ fn activity(id: &str, time: chrono::DateTime<chrono::Utc>) -> Value {
         "status": {"value": "Succeeded", "localizedValue": "Succeeded"},
         "caller": "alice@contoso.com", "resourceId": format!("/subscriptions/{S1}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"),
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_client_secret_is_kept_in_an_owned_secret_and_renewed_when_it_is_lost() {
+    let s = Setup::new().await;
+    s.create("with-secret", json!({"subscriptionIds": [S1],
+        "principal": {"create": {"displayName": "azlog collector", "clientSecret": {"secretName": "azlog-credential", "validity": "90d"}}}})).await;
+    let status = s.reason("with-secret", "Granted").await;
+    let app = status.application.expect("the created application");
+    let client_id = app.client_id.expect("client id");
+    let first = app.client_secret.expect("the client secret's record");
+    assert_eq!(first.secret_name, "azlog-credential");
+    let expires: chrono::DateTime<chrono::Utc> = first.expires.parse().expect("an RFC 3339 expiry");
+    let days = (expires - chrono::Utc::now()).num_days();
+    assert!(
+        (88..=90).contains(&days),
+        "valid for the 90 days asked: {days}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(s.cluster.client(ADMIN_TOKEN), NS);
+    let secret = secrets.get("azlog-credential").await.expect("the Secret");
+    assert_eq!(
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("azlog.io/logsource-access"))
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "SubscriptionAuthorization" && o.controller == Some(true))
+    );
+    let value = |key: &str| {
+        String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
+    };
+    assert_eq!(value("clientId"), client_id);
+    assert_eq!(value("tenantId"), TENANT);
+    assert_eq!(
+        entra_status(&s, &client_id, &value("clientSecret")).await,
+        200,
+        "Entra accepts the secret"
+    );
+
+    // Lost: deleting the Secret makes the next reconcile create a new one and remove the old.
+    let old_secret = value("clientSecret");
+    secrets
+        .delete("azlog-credential", &DeleteParams::default())
+        .await
+        .expect("delete");
+    s.api()
+        .patch(
+            "with-secret",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/touch": "1"}}})),
+        )
+        .await
+        .expect("touch");
+    let renewed = eventually("a new client secret is recorded", || async {
+        let secret = s.status("with-secret").await?.application?.client_secret?;
+        (secret.key_id != first.key_id).then_some(secret)
+    })
+    .await;
+    let secret = secrets
+        .get("azlog-credential")
+        .await
+        .expect("the new Secret");
+    let new_secret = String::from_utf8(
+        secret.data.as_ref().expect("data")["clientSecret"]
+            .0
+            .clone(),
+    )
+    .expect("utf-8");
+    assert_ne!(new_secret, old_secret);
+    assert_eq!(entra_status(&s, &client_id, &new_secret).await, 200);
+    assert_eq!(
+        entra_status(&s, &client_id, &old_secret).await,
+        401,
+        "the old password is removed"
+    );
+    assert_ne!(renewed.key_id, first.key_id);
+
+    s.deleted("with-secret").await;
+    assert!(s.azure.applications().is_empty());
+    eventually("the Secret goes with its owner", || async {
+        secrets
+            .get_opt("azlog-credential")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// What Entra ID answers a client-credentials sign-in with `secret`.
+async fn entra_status(s: &Setup, client_id: &str, secret: &str) -> u16 {
+    let http = azlog_operator::authorization::azure::http_client(Some(&s.ca)).expect("client");
+    http.post(format!("{}/{TENANT}/oauth2/v2.0/token", s.azure.url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_identity_grants_only_where_the_cluster_admin_allows() {
+    let mut s = Setup::new().await;
+    // The operator gets a workload identity that may assign roles on S1: no admin secret at all.
+    let operator_client = "0be0a7e0-0000-4000-8000-00000000000f";
+    s.azure.add_federated_identity(
+        TENANT,
+        operator_client,
+        "system:serviceaccount:azlog-system:azlog-operator",
+    );
+    s.azure
+        .grant_role(operator_client, S1, role::USER_ACCESS_ADMINISTRATOR.id);
+    let token = s
+        .cluster
+        .service_account_token_for(
+            "azlog-system",
+            "azlog-operator",
+            "api://AzureADTokenExchange",
+        )
+        .await;
+    let token_file = s.dir.path().join("operator-azure-token");
+    std::fs::write(&token_file, token).expect("token");
+    let token_path = token_file.display().to_string();
+    s.kill_operator();
+    s.start_operator_with(
+        &["--allow-operator-identity-namespace", NS],
+        &[
+            ("AZURE_CLIENT_ID", operator_client),
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_FEDERATED_TOKEN_FILE", &token_path),
+        ],
+    )
+    .await;
+    // By object id: the operator's identity has no Graph permission to look a client id up.
+    let principal = s.azure.object_id(COLLECTOR).expect("object id");
+    s.create("as-operator", json!({"subscriptionIds": [S1], "principal": {"objectId": principal}, "adminCredentialRef": null})).await;
+    s.reason("as-operator", "Granted").await;
+    assert_eq!(s.subscriptions_of(&principal), [S1]);
+
+    // Another namespace may not borrow the operator's identity.
+    s.cluster.kubectl(&["create", "namespace", "team-b"]);
+    let other: Api<SubscriptionAuthorization> =
+        Api::namespaced(s.cluster.client(ADMIN_TOKEN), "team-b");
+    let object: SubscriptionAuthorization = serde_json::from_value(json!({
+        "apiVersion": "azlog.io/v1alpha1", "kind": "SubscriptionAuthorization", "metadata": {"name": "borrow"},
+        "spec": {"tenantId": TENANT, "subscriptionIds": [S2], "principal": collector_principal()},
+    }))
+    .expect("object");
+    other
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create");
+    let refused = eventually("the borrowing is refused", || async {
+        let status = other.get("borrow").await.ok()?.status?;
+        let ready = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "PolicyRefused").then_some(ready.message)
+    })
+    .await;
+    assert!(
+        refused.contains("spec.adminCredentialRef is required")
+            && refused.contains("policy.operatorIdentityNamespaces"),
+        "{refused}"
+    );
+    assert_eq!(
+        s.subscriptions_of(&principal),
+        [S1],
+        "nothing granted on S2"
+    );
 }

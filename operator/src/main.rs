@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use azlog_config::azure::EndpointOverrides;
 use azlog_lease::LeaseLock;
-use azlog_operator::authorization::controller::AzureSettings;
+use azlog_operator::authorization::controller::{AzureSettings, OperatorIdentity};
 use azlog_operator::children::CollectorDefaults;
 use azlog_operator::metrics::Metrics;
 use azlog_operator::policy::Policy;
@@ -74,6 +74,14 @@ struct Cli {
     /// Microsoft Graph endpoint instead of the cloud's.
     #[arg(long, env = "AZLOG_AZURE_GRAPH")]
     azure_graph: Option<String>,
+    /// Namespaces whose SubscriptionAuthorizations may leave out adminCredentialRef and act as
+    /// the operator's own workload identity (`*`: every one). By default none.
+    #[arg(
+        long = "allow-operator-identity-namespace",
+        env = "AZLOG_OPERATOR_IDENTITY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    operator_identity_namespaces: Vec<String>,
     /// PEM bundle of the CAs to trust for Azure's endpoints instead of the system's.
     #[arg(long, env = "AZLOG_AZURE_CA_FILE")]
     azure_ca_file: Option<std::path::PathBuf>,
@@ -191,6 +199,8 @@ async fn run(cli: Cli) -> ExitCode {
                 graph: cli.azure_graph,
             },
             http,
+            operator_identity: OperatorIdentity::from_env(),
+            operator_identity_namespaces: cli.operator_identity_namespaces,
         },
         metrics.clone(),
         shutdown.clone(),

@@ -41,3 +41,16 @@ fn the_example_logsources_render() {
     }
     assert!(seen > 0, "no examples/logsource*.yaml found");
 }
+
+#[test]
+fn the_example_subscription_authorization_plans() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/subscriptionauthorization.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let mut resource: azlog_operator::crd::SubscriptionAuthorization =
+        serde_yaml::from_str(&text).expect("a SubscriptionAuthorization");
+    resource.metadata.uid = Some("0b5c2f0e-1111-4222-8333-444455556666".into());
+    let plan = azlog_operator::authorization::plan::plan(&resource).expect("a valid spec");
+    assert!(plan.audit_logs);
+    assert_eq!(plan.subscriptions.map(|s| s.len()), Some(1));
+}

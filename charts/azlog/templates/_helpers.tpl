@@ -82,6 +82,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# The one kind of Secret the operator writes: the client secret of an application a
+# SubscriptionAuthorization created (create.clientSecret), owned by that resource. It never lists
+# or watches Secrets.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
 # Kubernetes Events on LogSources and SubscriptionAuthorizations.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -378,6 +378,10 @@ fn answer(
             state.applications.insert(app.app_id.clone(), app);
             Ok((StatusCode::CREATED, axum::Json(body)).into_response())
         }
+        (Method::GET, ["applications", id]) => {
+            request.may(state, READ)?;
+            Ok(axum::Json(application_body(application(state, id)?)).into_response())
+        }
         (Method::DELETE, ["applications", id]) => {
             request.may(state, WRITE)?;
             let app_id = application(state, id)?.app_id.clone();

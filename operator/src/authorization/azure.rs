@@ -56,7 +56,26 @@ impl AzureError {
 pub struct AdminCredential {
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub proof: Proof,
+}
+
+/// How the admin proves who it is to Entra ID.
+pub enum Proof {
+    /// A client secret, from the Secret the resource names.
+    ClientSecret(String),
+    /// The operator's own workload identity: a projected ServiceAccount token, read at each
+    /// sign-in because the kubelet renews it.
+    TokenFile(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never the secret itself.
+            Proof::ClientSecret(_) => f.write_str("ClientSecret(..)"),
+            Proof::TokenFile(path) => f.debug_tuple("TokenFile").field(path).finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AdminCredential {
@@ -128,12 +147,34 @@ impl<'a> AzureApi<'a> {
             "{}/{}/oauth2/v2.0/token",
             self.endpoints.authority_host, self.credential.tenant_id
         );
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.credential.client_id.as_str()),
-            ("client_secret", self.credential.client_secret.as_str()),
-            ("scope", scope.as_str()),
+        let proof = match &self.credential.proof {
+            Proof::ClientSecret(secret) => vec![("client_secret", secret.clone())],
+            Proof::TokenFile(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| AzureError {
+                    service: Service::Entra,
+                    status: None,
+                    code: "TokenFileUnreadable".into(),
+                    message: format!(
+                        "cannot read the operator's ServiceAccount token {}: {e}",
+                        path.display()
+                    ),
+                    retry_after: None,
+                })?;
+                vec![
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                    ),
+                    ("client_assertion", token.trim().to_owned()),
+                ]
+            }
+        };
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", self.credential.client_id.clone()),
+            ("scope", scope.clone()),
         ];
+        form.extend(proof);
         let request = self.http.post(url).form(&form);
         let answer = self.send(Service::Entra, request).await?;
         let token = answer.body["access_token"]

@@ -18,7 +18,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::azure::{AdminCredential, AzureApi};
+use super::azure::{AdminCredential, AzureApi, Proof};
+use super::client_secret;
 use super::grants::{self, Problem};
 use super::plan::{self, Plan};
 use crate::conditions;
@@ -61,14 +62,40 @@ pub struct AzureSettings {
     pub endpoints: EndpointOverrides,
     /// See [`super::azure::http_client`].
     pub http: reqwest::Client,
+    /// The operator's own workload identity, if it has one.
+    pub operator_identity: Option<OperatorIdentity>,
+    /// Namespaces whose SubscriptionAuthorizations may act as the operator's identity (`*`:
+    /// every one).
+    pub operator_identity_namespaces: Vec<String>,
+}
+
+/// A workload identity as the AKS webhook sets it up: a client id and a projected token file.
+#[derive(Debug, Clone)]
+pub struct OperatorIdentity {
+    pub client_id: String,
+    pub token_file: std::path::PathBuf,
+}
+
+impl OperatorIdentity {
+    /// From `AZURE_CLIENT_ID` and `AZURE_FEDERATED_TOKEN_FILE`, when both are set.
+    pub fn from_env() -> Option<OperatorIdentity> {
+        let client_id = std::env::var("AZURE_CLIENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let token_file =
+            std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").filter(|v| !v.is_empty())?;
+        Some(OperatorIdentity {
+            client_id,
+            token_file: token_file.into(),
+        })
+    }
 }
 
 pub struct Context {
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
-    http: reqwest::Client,
-    endpoints: EndpointOverrides,
+    settings: AzureSettings,
     /// Consecutive retries by resource uid, for backoff.
     attempts: Mutex<HashMap<String, u32>>,
 }
@@ -76,7 +103,7 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("endpoints", &self.endpoints)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +126,7 @@ pub async fn run(
         ),
         client: client.clone(),
         metrics,
-        http: settings.http,
-        endpoints: settings.endpoints,
+        settings,
         attempts: Mutex::new(HashMap::new()),
     });
     let shutdown = shutdown.boxed().shared();
@@ -160,14 +186,41 @@ async fn reconcile(
     result
 }
 
-/// The admin credential from its Secret, or why it cannot be used (reason, message).
+/// The admin credential: from its Secret, or the operator's own identity where the cluster admin
+/// allows it; or why it cannot be used (reason, message).
 async fn admin_credential(
     resource: &SubscriptionAuthorization,
     plan: &Plan,
     ctx: &Context,
 ) -> Result<Result<AdminCredential, (&'static str, String)>, Error> {
     let namespace = resource.namespace().unwrap_or_default();
-    let reference = &plan.admin.client_secret;
+    let Some(admin) = &plan.admin else {
+        let allowed = ctx
+            .settings
+            .operator_identity_namespaces
+            .iter()
+            .any(|n| n == "*" || *n == namespace);
+        if !allowed {
+            return Ok(Err((
+                "PolicyRefused",
+                format!(
+                    "spec.adminCredentialRef is required in namespace {namespace}: the operator's own Azure identity serves only the namespaces the cluster admin lists (policy.operatorIdentityNamespaces)"
+                ),
+            )));
+        }
+        return Ok(match &ctx.settings.operator_identity {
+            Some(identity) => Ok(AdminCredential {
+                tenant_id: plan.tenant_id.clone(),
+                client_id: identity.client_id.clone(),
+                proof: Proof::TokenFile(identity.token_file.clone()),
+            }),
+            None => Err((
+                "OperatorIdentityMissing",
+                "the operator runs without a workload identity (AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE are not set); give it one, or set spec.adminCredentialRef".to_owned(),
+            )),
+        });
+    };
+    let reference = &admin.client_secret;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let found = secrets
         .get_opt(&reference.name)
@@ -215,15 +268,15 @@ async fn admin_credential(
     };
     Ok(Ok(AdminCredential {
         tenant_id: plan.tenant_id.clone(),
-        client_id: plan.admin.client_id.trim().to_owned(),
-        client_secret,
+        client_id: admin.client_id.trim().to_owned(),
+        proof: Proof::ClientSecret(client_secret),
     }))
 }
 
 fn endpoints(plan: &Plan, ctx: &Context) -> Endpoints {
     Endpoints::resolve(&AzureConfig {
         cloud: plan.cloud,
-        endpoints: ctx.endpoints.clone(),
+        endpoints: ctx.settings.endpoints.clone(),
         ..AzureConfig::default()
     })
 }
@@ -259,8 +312,17 @@ async fn apply(resource: &SubscriptionAuthorization, ctx: &Context) -> Result<Ac
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
-    let api = AzureApi::new(&ctx.http, endpoints(&plan, ctx), credential, &ctx.metrics);
-    let problem = grants::apply(&api, &plan, &mut status, &Saver { resource, ctx }).await;
+    let api = AzureApi::new(
+        &ctx.settings.http,
+        endpoints(&plan, ctx),
+        credential,
+        &ctx.metrics,
+    );
+    let saver = Saver { resource, ctx };
+    let problem = grants::apply(&api, &plan, &mut status, &saver).await;
+    let secret_problem =
+        client_secret::ensure(&api, &ctx.client, resource, &plan, &mut status, &saver).await;
+    let problem = problem.or(secret_problem);
     settle(resource, ctx, status, problem.as_ref()).await?;
     Ok(next(resource, ctx, problem.as_ref()))
 }
@@ -484,7 +546,12 @@ async fn cleanup(resource: &SubscriptionAuthorization, ctx: &Context) -> Result<
         Err(_) if nothing_made => return Ok(Action::await_change()),
         Err((_, message)) => return blocked(resource, ctx, message).await,
     };
-    let api = AzureApi::new(&ctx.http, endpoints(&plan, ctx), credential, &ctx.metrics);
+    let api = AzureApi::new(
+        &ctx.settings.http,
+        endpoints(&plan, ctx),
+        credential,
+        &ctx.metrics,
+    );
     match grants::remove(&api, &plan, &status).await {
         Ok(()) => {
             conditions::publish(&ctx.recorder, &object, EventType::Normal, "Removed", "removed the role assignments, Graph permission and application this resource created").await;

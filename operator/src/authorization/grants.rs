@@ -42,7 +42,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn from_azure(error: &AzureError, doing: &str, missing: Option<&str>) -> Problem {
+    pub fn from_azure(error: &AzureError, doing: &str, missing: Option<&str>) -> Problem {
         if error.transient() {
             return Problem {
                 reason: "AzureUnavailable",
@@ -107,8 +107,9 @@ async fn resolve_principal(
             )),
         },
         PrincipalPlan::Create(creation) => {
-            let app = create_application(api, creation).await?;
+            let mut app = create_application(api, creation).await?;
             let client_id = app.client_id.clone().unwrap_or_default();
+            app.client_secret = status.application.take().and_then(|a| a.client_secret);
             status.application = Some(app);
             let created = api
                 .graph(
@@ -201,6 +202,7 @@ async fn create_application(
     let app = CreatedApplication {
         client_id: Some(client_id.to_owned()),
         object_id: Some(object_id.to_owned()),
+        client_secret: None,
     };
     if let Some((name, issuer, subject)) = &creation.federated {
         let credentials = format!("applications/{}/federatedIdentityCredentials", object_id);
@@ -549,7 +551,8 @@ async fn revoke_audit_logs(api: &AzureApi<'_>, principal: &str) -> Result<(), Az
     Ok(())
 }
 
-async fn save_now(
+/// Writes the status now; a failure is the problem that stops the reconcile.
+pub async fn save_now(
     save: &dyn SaveStatus,
     status: &SubscriptionAuthorizationStatus,
 ) -> Result<(), Problem> {

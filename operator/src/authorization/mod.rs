@@ -2,6 +2,7 @@
 //! identity LogSources collect with.
 
 pub mod azure;
+pub mod client_secret;
 pub mod controller;
 pub mod grants;
 pub mod graph;

@@ -2,6 +2,8 @@
 //! call: malformed GUIDs, an unknown role name or a principal given twice are refused with the
 //! field and what to write instead.
 
+use std::time::Duration;
+
 use azlog_config::Cloud;
 use azlog_config::text::is_guid;
 
@@ -23,7 +25,8 @@ pub struct Plan {
     /// The role definition's GUID, lower case.
     pub role: String,
     pub audit_logs: bool,
-    pub admin: AdminCredentialRef,
+    /// None: the operator's own identity.
+    pub admin: Option<AdminCredentialRef>,
     pub deletion: DeletionPolicy,
     pub cloud: Cloud,
 }
@@ -43,6 +46,8 @@ pub struct Creation {
     pub unique_name: String,
     /// The federated credential's name, issuer and subject.
     pub federated: Option<(String, String, String)>,
+    /// The Secret to keep a client secret in, and how long each is valid.
+    pub client_secret: Option<(String, std::time::Duration)>,
 }
 
 /// The application `uniqueName` of resource `uid`.
@@ -65,11 +70,13 @@ pub fn plan(resource: &SubscriptionAuthorization) -> Result<Plan, Vec<String>> {
     for (i, id) in spec.subscription_ids.iter().enumerate() {
         guid(&format!("spec.subscriptionIds[{i}]"), id, "subscription id");
     }
-    guid(
-        "spec.adminCredentialRef.clientId",
-        &spec.admin_credential_ref.client_id,
-        "administrator's application (client) id",
-    );
+    if let Some(admin) = &spec.admin_credential_ref {
+        guid(
+            "spec.adminCredentialRef.clientId",
+            &admin.client_id,
+            "administrator's application (client) id",
+        );
+    }
     let p = &spec.principal;
     let principal = match (&p.client_id, &p.object_id, &p.create) {
         (Some(id), None, None) => {
@@ -108,15 +115,36 @@ pub fn plan(resource: &SubscriptionAuthorization) -> Result<Plan, Vec<String>> {
                         subject,
                     ))
                 }
-                None => {
-                    problems.push("spec.principal.create.federatedCredential: required; the created application signs in with the collector's ServiceAccount token, so no secret exists".to_owned());
-                    None
-                }
+                None => None,
             };
+            let client_secret = create.client_secret.as_ref().and_then(|c| {
+                let validity = c.validity.as_deref().unwrap_or("180d");
+                let name_ok = is_dns_label(&c.secret_name);
+                if !name_ok {
+                    problems.push(format!("spec.principal.create.clientSecret.secretName: '{}' is not a valid Secret name (lower-case letters, digits and '-')", c.secret_name));
+                }
+                match azlog_config::text::parse_duration(validity) {
+                    Ok(d) if (Duration::from_secs(86_400)..=Duration::from_secs(730 * 86_400)).contains(&d) => {
+                        name_ok.then(|| (c.secret_name.clone(), d))
+                    }
+                    Ok(_) => {
+                        problems.push(format!("spec.principal.create.clientSecret.validity: {validity} is outside 1d to 730d, what Entra ID accepts"));
+                        None
+                    }
+                    Err(e) => {
+                        problems.push(format!("spec.principal.create.clientSecret.validity: {e}"));
+                        None
+                    }
+                }
+            });
+            if create.federated_credential.is_none() && create.client_secret.is_none() {
+                problems.push("spec.principal.create: set federatedCredential (recommended: the collector's ServiceAccount token signs in, no secret exists) or clientSecret".to_owned());
+            }
             Some(PrincipalPlan::Create(Creation {
                 display_name: create.display_name.trim().to_owned(),
                 unique_name: unique_name(resource.metadata.uid.as_deref().unwrap_or_default()),
                 federated,
+                client_secret,
             }))
         }
         _ => {
@@ -140,8 +168,9 @@ pub fn plan(resource: &SubscriptionAuthorization) -> Result<Plan, Vec<String>> {
             }
         },
     };
-    let admin = &spec.admin_credential_ref.client_secret;
-    if admin.name.trim().is_empty() || admin.key.trim().is_empty() {
+    if let Some(admin) = &spec.admin_credential_ref
+        && (admin.client_secret.name.trim().is_empty() || admin.client_secret.key.trim().is_empty())
+    {
         problems.push("spec.adminCredentialRef.clientSecret: name and key are required".to_owned());
     }
     match (principal, role) {
@@ -166,6 +195,17 @@ pub fn plan(resource: &SubscriptionAuthorization) -> Result<Plan, Vec<String>> {
         }),
         _ => Err(problems),
     }
+}
+
+/// Whether `name` is a valid Secret name (a DNS subdomain; a label is what people write).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
 }
 
 /// The name of the role assignment of `role` to `principal` on `subscription`: a GUID derived
@@ -218,13 +258,13 @@ mod tests {
                 client_id: Some("c44b4083-3bb0-49c1-b47d-974e53cbdf3c".into()),
                 ..Principal::default()
             },
-            admin_credential_ref: AdminCredentialRef {
+            admin_credential_ref: Some(AdminCredentialRef {
                 client_id: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
                 client_secret: SecretKeyRef {
                     name: "admin".into(),
                     key: "secret".into(),
                 },
-            },
+            }),
             ..SubscriptionAuthorizationSpec::default()
         }
     }
@@ -262,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn creating_a_principal_needs_a_federated_credential() {
+    fn creating_a_principal_needs_a_way_to_sign_in() {
         let mut spec = valid();
         spec.principal = Principal {
             create: Some(CreatePrincipal {
@@ -273,7 +313,7 @@ mod tests {
         };
         let problems = plan(&resource(spec)).expect_err("no credential");
         assert!(
-            problems[0].starts_with("spec.principal.create.federatedCredential: required"),
+            problems[0].starts_with("spec.principal.create: set federatedCredential"),
             "{problems:?}"
         );
     }

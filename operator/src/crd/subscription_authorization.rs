@@ -52,7 +52,10 @@ pub struct SubscriptionAuthorizationSpec {
     /// The credential of an administrator allowed to create role assignments (User Access
     /// Administrator or Owner on each subscription; Application.ReadWrite.All in Graph for
     /// `principal.create`). The Secret must carry the label `azlog.io/admin-credential=true`.
-    pub admin_credential_ref: AdminCredentialRef,
+    /// Absent: the operator's own workload identity, in the namespaces the cluster admin allows
+    /// (`policy.operatorIdentityNamespaces`), so that no admin secret exists at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_credential_ref: Option<AdminCredentialRef>,
     /// Delete (default): deleting this resource removes the role assignments, Graph permission
     /// and application it created, and nothing else. Retain: they stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,9 +82,9 @@ pub struct Principal {
     pub create: Option<CreatePrincipal>,
 }
 
-/// A new application registration and its service principal, signing in with a federated
-/// credential: the collector's ServiceAccount token is exchanged for an Entra token, so no secret
-/// exists anywhere.
+/// A new application registration and its service principal. Prefer `federatedCredential`: the
+/// collector's ServiceAccount token is exchanged for an Entra token, so no secret exists anywhere.
+/// Set at least one of the two.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePrincipal {
@@ -90,6 +93,22 @@ pub struct CreatePrincipal {
     /// Trust tokens of a Kubernetes ServiceAccount (workload identity federation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated_credential: Option<FederatedCredential>,
+    /// Create a client secret and keep it in a Secret of this namespace, where workload identity
+    /// is not available. It is renewed when a quarter of its validity remains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecretTarget>,
+}
+
+/// Where a created client secret is kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecretTarget {
+    /// The Secret to write (keys tenantId, clientId, clientSecret; labelled so LogSources may
+    /// mount it). It must not exist, or be this resource's; it is deleted with this resource.
+    pub secret_name: String,
+    /// How long each secret is valid (default 180d; Entra allows at most two years).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<String>,
 }
 
 /// A federated identity credential for a ServiceAccount: subject
@@ -165,6 +184,21 @@ pub struct CreatedApplication {
     /// The application object's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
+    /// The client secret in use, when `create.clientSecret` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<CreatedSecret>,
+}
+
+/// A client secret this resource created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedSecret {
+    /// The Secret holding it.
+    pub secret_name: String,
+    /// The password credential's key id in Entra ID.
+    pub key_id: String,
+    /// When it stops working (RFC 3339); it is renewed well before.
+    pub expires: String,
 }
 
 /// The role assignment on one subscription.
