@@ -33,8 +33,9 @@ pub const FIELD_MANAGER: &str = "azlog-operator";
 const RESYNC: Duration = Duration::from_secs(600);
 /// How soon a failed apply that may pass by itself (a 5xx, throttling) is tried again.
 const APPLY_RETRY: Duration = Duration::from_secs(15);
-/// How soon a LogSource waiting for its SubscriptionAuthorization is looked at again.
-const AUTHORIZATION_RETRY: Duration = Duration::from_secs(10);
+/// How soon a LogSource waiting for its SubscriptionAuthorization is looked at again, should a
+/// change of it be missed (the watch brings it at once).
+const AUTHORIZATION_RETRY: Duration = Duration::from_secs(60);
 /// How soon a LogSource waiting for a Secret is looked at again.
 const SECRET_RETRY: Duration = Duration::from_secs(5);
 
@@ -227,7 +228,31 @@ async fn run_in(
         },
         metrics,
     });
-    Controller::new(api::<LogSource>(&client, ns), watcher::Config::default())
+    let controller = Controller::new(api::<LogSource>(&client, ns), watcher::Config::default());
+    // A LogSource waiting for its SubscriptionAuthorization is looked at when that changes.
+    let log_sources = controller.store();
+    controller
+        .watches(
+            api::<SubscriptionAuthorization>(&client, ns),
+            watcher::Config::default(),
+            move |authorization| {
+                let namespace = authorization.namespace();
+                let name = authorization.name_any();
+                log_sources
+                    .state()
+                    .into_iter()
+                    .filter(|source| {
+                        source.namespace() == namespace
+                            && source
+                                .spec
+                                .authorization_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|source| ObjectRef::from_obj(source.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .owns_stream(cm_stream)
         .owns_stream(sa_stream)
         .owns_stream(role_stream)
@@ -334,6 +359,9 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(SECRET_RETRY));
     }
 
+    if source.spec.authorization_ref.is_none() {
+        status.conditions.retain(|c| c.type_ != "Authorized");
+    }
     if let Some(reference) = &source.spec.authorization_ref {
         match authorization(source, &reference.name, ctx).await? {
             Ok(message) => {
