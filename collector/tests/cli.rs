@@ -133,13 +133,13 @@ fn a_bad_config_starts_nothing_and_writes_no_state() {
     assert!(!state.exists());
 }
 
-#[test]
-fn the_demo_writes_every_event_into_the_azlog_folders() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Runs the demo into `dir` with `args`; answers what it printed on stdout.
+fn demo(dir: &std::path::Path, args: &[&str]) -> String {
     let out = collector()
-        .args(["demo", "--count", "200", "--rate", "0"])
+        .arg("demo")
+        .args(args)
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .expect("run demo");
     assert!(
@@ -147,7 +147,13 @@ fn the_demo_writes_every_event_into_the_azlog_folders() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_demo_writes_every_event_into_the_azlog_folders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = demo(dir.path(), &["--count", "200", "--rate", "0", "--json"]);
     assert_eq!(
         stdout.lines().count(),
         200,
@@ -277,12 +283,11 @@ fn the_example_configs_in_the_repository_are_valid() {
         .flatten()
     {
         let path = entry.path();
-        // logsource*.yaml are Kubernetes resources; the operator's tests render them.
-        let is_log_source = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("logsource"));
-        if path.extension().is_some_and(|e| e == "yaml") && !is_log_source {
+        // Kubernetes resources (LogSources, SubscriptionAuthorizations) are the operator's tests'
+        // to check.
+        let is_resource = std::fs::read_to_string(&path)
+            .is_ok_and(|text| text.lines().any(|l| l.starts_with("apiVersion:")));
+        if path.extension().is_some_and(|e| e == "yaml") && !is_resource {
             let out = validate_file(&path);
             assert!(
                 out.status.success(),
@@ -297,5 +302,85 @@ fn the_example_configs_in_the_repository_are_valid() {
         checked >= 1,
         "no example configs found in {}",
         examples.display()
+    );
+}
+
+/// A pipe whose reader is already gone, as `| head` leaves it once it has read enough.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer.into()
+}
+
+#[test]
+fn the_demo_shows_one_short_readable_line_per_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = demo(dir.path(), &["--count", "40", "--rate", "0"]);
+    assert_eq!(stdout.lines().count(), 40, "{stdout}");
+    for line in stdout.lines() {
+        assert!(!line.starts_with('{'), "a summary, not JSON: {line}");
+        assert!(line.len() < 240, "short: {line}");
+        let time = line.split_whitespace().next().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "starts with the event's time: {line}"
+        );
+    }
+    assert!(
+        ["activityLog", "securityAlert", "directoryAudit", "wad"]
+            .iter()
+            .all(|k| stdout.contains(k)),
+        "names the kind of each event: {stdout}"
+    );
+}
+
+#[test]
+fn commands_whose_reader_goes_away_end_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, format!(
+        "name: demo\nsource:\n  simulate: {{count: 10}}\noutputs:\n  - file: {{directory: {}}}\nstateDir: {}\n",
+        dir.path().join("out").display(),
+        dir.path().join("state").display()
+    ))
+    .expect("write");
+    for args in [
+        &["validate", "--config"][..],
+        &["validate", "--effective", "--config"][..],
+    ] {
+        let out = collector()
+            .args(args)
+            .arg(&config)
+            .stdout(closed_pipe())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+
+    // The stdout output: the collector stops by itself, without a panic, and says why.
+    let started = std::time::Instant::now();
+    let out = collector()
+        .args(["demo", "--count", "0", "--rate", "0"])
+        .arg("--dir")
+        .arg(dir.path().join("demo"))
+        .stdout(closed_pipe())
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it stopped by itself"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("stdout was closed by its reader"),
+        "{stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stopped with events undelivered: {stderr}"
     );
 }
