@@ -315,17 +315,22 @@ pub fn run_all(events: u64, only: Option<Scenario>) -> Result<Vec<BenchResult>, 
             .map_err(|e| format!("{name} printed no result: {e}"))?;
         results.push(result);
     }
-    println!(
-        "{:<22} {:>10} {:>9} {:>9} {:>14} {:>13} {:>10}",
+    Ok(results)
+}
+
+/// The results as a table, one scenario a row.
+pub fn table(results: &[BenchResult]) -> String {
+    let mut out = format!(
+        "{:<22} {:>10} {:>9} {:>9} {:>14} {:>13} {:>10}\n",
         "scenario", "events", "wall s", "cpu s", "events/cpu-s", "peak RSS MiB", "MiB out"
     );
-    for r in &results {
+    for r in results {
         let name = serde_json::to_value(r.scenario)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!(
-            "{:<22} {:>10} {:>9.2} {:>9.2} {:>14.0} {:>13.1} {:>10.1}",
+        out.push_str(&format!(
+            "{:<22} {:>10} {:>9.2} {:>9.2} {:>14.0} {:>13.1} {:>10.1}\n",
             name,
             r.events,
             r.wall_seconds,
@@ -333,7 +338,7 @@ pub fn run_all(events: u64, only: Option<Scenario>) -> Result<Vec<BenchResult>, 
             r.events_per_cpu_second,
             r.peak_rss_mib,
             r.bytes_out as f64 / 1048576.0
-        );
+        ));
     }
-    Ok(results)
+    out
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use azlog_collector::bench::{self, Scenario};
 use azlog_collector::config::{
     Config, ConfigError, FileOutputConfig, JsonFormat, OutputConfig, Retention, SimulateConfig,
-    SimulateMix, SourceConfig, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
+    SimulateMix, SourceConfig, StdoutFormat, StdoutOutputConfig, SyslogOutputConfig, from_yaml,
 };
 use azlog_collector::{platform, service};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,10 +74,10 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct DemoArgs {
     /// How many events to generate; 0 runs until interrupted.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 100)]
     count: u64,
     /// Events per second; 0 is as fast as the outputs take them.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 50.0)]
     rate: f64,
     /// The same seed gives the same events.
     #[arg(long, default_value_t = 1)]
@@ -92,6 +92,9 @@ struct DemoArgs {
     /// Do not print events to stdout.
     #[arg(long)]
     quiet: bool,
+    /// Print each event to stdout as its JSON line instead of a one-line summary.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -106,6 +109,21 @@ fn init_logging(level: &str, format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Writes a command's answer to stdout. A reader that has gone away (`| head`) is not an error:
+/// the command ends quietly, as Unix tools do.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -131,9 +149,14 @@ fn demo_config(args: &DemoArgs) -> Result<Config, ConfigError> {
         }),
     })];
     if !args.quiet {
+        // People watch the demo: one short line per event, not a wall of JSON (--json for that).
         outputs.push(OutputConfig::Stdout(StdoutOutputConfig {
             name: Some("stdout".into()),
-            format: JsonFormat::Ndjson,
+            format: if args.json {
+                StdoutFormat::Ndjson
+            } else {
+                StdoutFormat::Summary
+            },
         }));
     }
     if let Some(address) = &args.syslog {
@@ -195,7 +218,14 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
             }
         };
         for round in 0..2 {
-            requests.next().await;
+            tokio::select! {
+                () = requests.next() => {}
+                () = azlog_collector::output::stdout::CLOSED.notified(), if round == 0 => {
+                    tracing::info!("stdout was closed by its reader: stopping; what it did not take is read again at the next start");
+                    let _ = tx.send(true);
+                    continue;
+                }
+            }
             if round == 0 {
                 tracing::info!(
                     "signal received: finishing in-flight deliveries (send it again to exit now)"
@@ -271,23 +301,28 @@ fn main() -> ExitCode {
             effective,
         } => match Config::load(&path) {
             Ok(config) if effective => match config.effective_yaml() {
-                Ok(yaml) => {
-                    print!("{yaml}");
-                    ExitCode::SUCCESS
-                }
+                Ok(yaml) => print_out(&yaml),
                 Err(e) => {
                     eprintln!("error: cannot print the configuration: {e}");
                     ExitCode::FAILURE
                 }
             },
             Ok(config) => {
-                println!("{}: valid", path.display());
-                println!("  source: {} ({})", config.name, config.source.type_name());
+                let mut text = format!(
+                    "{}: valid\n  source: {} ({})\n",
+                    path.display(),
+                    config.name,
+                    config.source.type_name()
+                );
                 for (i, output) in config.outputs.iter().enumerate() {
-                    println!("  output {}: {}", output.name(i), output.target());
+                    text.push_str(&format!(
+                        "  output {}: {}\n",
+                        output.name(i),
+                        output.target()
+                    ));
                 }
-                println!("  state: {}", config.state_dir.display());
-                ExitCode::SUCCESS
+                text.push_str(&format!("  state: {}\n", config.state_dir.display()));
+                print_out(&text)
             }
             Err(e) => {
                 print_config_error(&e);
@@ -334,8 +369,12 @@ fn main() -> ExitCode {
             let result = match (child, scenario) {
                 (true, Some(scenario)) => bench::run_scenario(scenario, events)
                     .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
-                    .map(|json| println!("{json}")),
-                _ => bench::run_all(events, scenario).map(|_| ()),
+                    .map(|json| {
+                        print_out(&format!("{json}\n"));
+                    }),
+                _ => bench::run_all(events, scenario).map(|results| {
+                    print_out(&bench::table(&results));
+                }),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

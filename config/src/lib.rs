@@ -33,7 +33,7 @@ pub use output::syslog::{
     Transport,
 };
 pub use output::windows_event_log::{WindowsEventBody, WindowsEventLogOutputConfig};
-pub use output::{JsonFormat, OutputConfig, StdoutOutputConfig};
+pub use output::{JsonFormat, OutputConfig, StdoutFormat, StdoutOutputConfig};
 pub use path::{AsWritten, At, FieldError, Files, Layout};
 pub use pipeline::PipelineConfig;
 pub use source::activity_log::ActivityLogConfig;

@@ -157,5 +157,29 @@ impl JsonFormat {
 pub struct StdoutOutputConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub format: JsonFormat,
+    pub format: StdoutFormat,
+}
+
+impl StdoutFormat {
+    /// The format's name, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            StdoutFormat::Ndjson => JsonFormat::Ndjson.label(),
+            StdoutFormat::Jsonld => JsonFormat::Jsonld.label(),
+            StdoutFormat::Summary => "summary",
+        }
+    }
+}
+
+/// How the stdout output writes an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StdoutFormat {
+    /// As the `ndjson` file format: the Azure record with an `azlog` member.
+    #[default]
+    Ndjson,
+    /// As the `jsonld` file format.
+    Jsonld,
+    /// One short line for people: time, severity, kind, what happened, who, outcome.
+    Summary,
 }
