@@ -79,11 +79,7 @@ fn event_reasons(cluster: &Cluster, name: &str) -> String {
 
 fn ready(source: &LogSource) -> Option<(String, String, String)> {
     source
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
+        .condition("Ready")
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 

@@ -18,6 +18,7 @@ use azlog_operator::crd::subscription_authorization::{
 use azlog_test_support::collector::workspace_binary;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -652,15 +653,8 @@ async fn a_created_client_secret_is_kept_in_an_owned_secret_and_renewed_when_it_
     );
     let secrets: Api<Secret> = Api::namespaced(s.cluster.client(ADMIN_TOKEN), NS);
     let secret = secrets.get("azlog-credential").await.expect("the Secret");
-    assert_eq!(
-        secret
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("azlog.io/logsource-access"))
-            .map(String::as_str),
-        Some("true")
-    );
+    let label = secret.labels().get("azlog.io/logsource-access");
+    assert_eq!(label.map(String::as_str), Some("true"));
     assert!(
         secret
             .metadata

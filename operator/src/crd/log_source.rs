@@ -534,3 +534,17 @@ pub struct LogSourceStatus {
     #[serde(flatten)]
     pub collector: CollectorReport,
 }
+
+impl LogSource {
+    /// The status condition of `type_` (Ready, Authorized, Degraded…), once the operator set it.
+    pub fn condition(
+        &self,
+        type_: &str,
+    ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+    }
+}
