@@ -340,6 +340,53 @@ async fn every_listed_subscription_is_granted_and_retain_keeps_the_grants() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_while_azure_is_unreachable_waits_and_says_why() {
+    let s = Setup::new().await;
+    let principal = s.azure.object_id(COLLECTOR).expect("object id");
+    s.create(
+        "outage",
+        json!({"subscriptionIds": [S1], "principal": {"objectId": principal}}),
+    )
+    .await;
+    s.reason("outage", "Granted").await;
+    // ARM fails the removal once.
+    s.azure.inject(
+        AzureApi::Authorization,
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+    );
+    s.api()
+        .delete("outage", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let status = s.reason("outage", "DeletionBlocked").await;
+    let message = ready_message(&status);
+    assert!(
+        message.contains("removing the grants failed")
+            && message.contains("deletionPolicy: Retain"),
+        "{message}"
+    );
+    assert_eq!(
+        s.subscriptions_of(&principal),
+        [S1],
+        "nothing removed yet, nothing orphaned"
+    );
+    // The outage is over: the next attempt removes the grant and lets the resource go.
+    eventually("outage is gone", || async {
+        s.api()
+            .get_opt("outage")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(s.subscriptions_of(&principal).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_without_rights_is_told_what_is_missing_without_a_retry_storm() {
     let s = Setup::new().await;
     // The admin holds only Reader on a fourth subscription, and cannot grant app roles.
