@@ -248,6 +248,49 @@ async fn grants_follow_the_spec_and_deletion_removes_exactly_what_was_made() {
         Some(ours.id().as_str())
     );
 
+    // A resync of a converged resource reads Azure and writes nothing: no status, no grant.
+    let operator = s.operator.as_ref().expect("operator");
+    let status_writes = || async {
+        operator
+            .metric(
+                "azlog_operator_api_writes_total",
+                &["kind=\"SubscriptionAuthorizationStatus\""],
+            )
+            .await
+    };
+    let writes_before = status_writes().await;
+    let calls_before = s.azure.served().len();
+    let assignments_before = s.azure.role_assignments();
+    s.api()
+        .patch(
+            "grant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/resync": "1"}}})),
+        )
+        .await
+        .expect("touch");
+    let resync_calls = eventually("the resync has read Azure", || async {
+        let n = s.azure.served().len() - calls_before;
+        (n > 0).then_some(n)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resync_calls = resync_calls.max(s.azure.served().len() - calls_before);
+    assert!(
+        resync_calls <= 4,
+        "a resync costs a token per audience, a principal lookup and a GET per subscription: {resync_calls} calls"
+    );
+    assert_eq!(
+        status_writes().await,
+        writes_before,
+        "no status write at steady state"
+    );
+    assert_eq!(
+        s.azure.role_assignments(),
+        assignments_before,
+        "nothing is written to Azure"
+    );
+
     // Add S2 and S3, drop S1, ask for the audit log permission.
     s.patch(
         "grant",
@@ -431,6 +474,28 @@ async fn an_admin_without_rights_is_told_what_is_missing_without_a_retry_storm()
             .iter()
             .all(|r| r.api != AzureApi::Authorization || r.status != 403)
     );
+
+    // No admin consent to grant app roles: the roles are granted, AuditLog.Read.All is named missing.
+    s.azure
+        .revoke_graph_permission(ADMIN, "AppRoleAssignment.ReadWrite.All");
+    s.create(
+        "no-consent",
+        json!({"subscriptionIds": [S1], "auditLogs": true, "principal": collector_principal()}),
+    )
+    .await;
+    let status = s.reason("no-consent", "MissingPermission").await;
+    assert_eq!(status.subscriptions[0].grant.state, GrantState::Granted);
+    assert!(
+        status
+            .missing_permissions
+            .iter()
+            .any(|m| m.contains("AppRoleAssignment.ReadWrite.All")
+                && m.contains("AuditLog.Read.All")),
+        "{:?}",
+        status.missing_permissions
+    );
+    assert_eq!(status.audit_logs.map(|g| g.state), Some(GrantState::Failed));
+    assert!(s.azure.app_role_assignments().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -377,6 +377,15 @@ impl FakeAzure {
         });
     }
 
+    /// Takes a Microsoft Graph application permission away from `client_id`.
+    pub fn revoke_graph_permission(&self, client_id: &str, permission: &str) {
+        self.with(|s| {
+            if let Some(identity) = s.identities.get_mut(client_id) {
+                identity.graph_permissions.remove(permission);
+            }
+        });
+    }
+
     /// Every role assignment, on every subscription.
     pub fn role_assignments(&self) -> Vec<RoleAssignment> {
         self.with(|s| s.role_assignments.clone())

@@ -14,7 +14,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizing};
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::utils::PredicateConfig;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -139,7 +141,16 @@ pub async fn run(
             .collect()
     };
     futures::future::join_all(apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default())
+        // The operator's own status writes change the object too; reconciling again for them
+        // would double every Azure call. What the user changes (spec, annotations, a deletion)
+        // and the finalizer's coming and going still count.
+        let (reader, writer) = reflector::store();
+        let changes = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(user_change, PredicateConfig::default());
+        Controller::for_stream(changes, reader)
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, context.clone())
             .for_each(|result| async move {
@@ -149,6 +160,19 @@ pub async fn run(
             })
     }))
     .await;
+}
+
+/// A hash of what a user (or the finalizer) changes: generation, annotations, finalizers and
+/// deletion; the status is left out.
+fn user_change(resource: &SubscriptionAuthorization) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &resource.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn error_policy(

@@ -662,18 +662,22 @@ pub async fn apply(
                 } else {
                     GrantState::Failed
                 };
-                // Granting stays recorded until the grant is known to exist or not.
-                if status
+                // After a failure that may have reached Azure (no answer, a 5xx) Granting stays
+                // recorded until the grant is known to exist or not; a refusal made nothing.
+                let granting = status
                     .audit_logs
                     .as_ref()
-                    .is_none_or(|g| g.state != GrantState::Granting)
-                {
-                    status.audit_logs = Some(Grant {
-                        state,
-                        id: None,
-                        message: Some(p.message.clone()),
-                    });
-                }
+                    .is_some_and(|g| g.state == GrantState::Granting);
+                let state = if granting && p.retry.is_some() {
+                    GrantState::Granting
+                } else {
+                    state
+                };
+                status.audit_logs = Some(Grant {
+                    state,
+                    id: None,
+                    message: Some(p.message.clone()),
+                });
                 problem.get_or_insert(p);
             }
         }
