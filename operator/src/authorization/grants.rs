@@ -298,14 +298,14 @@ async fn grant_subscription(
     principal: &str,
     subscription: &str,
     previous: Option<&Grant>,
-) -> Grant {
+) -> Result<Grant, Problem> {
     let name = plan::assignment_name(subscription, principal, &plan.role);
     let path = assignment_path(subscription, &name);
     // Granted before: one GET says whether it still stands (someone may have removed it).
     if previous.is_some_and(|g| g.state == GrantState::Granted)
         && let Ok(found) = api.arm(Method::GET, &path, None).await
     {
-        return granted(found.body["id"].as_str());
+        return Ok(granted(found.body["id"].as_str()));
     }
     let missing = format!(
         "{ROLE_ASSIGNMENTS_WRITE} on /subscriptions/{subscription} (assign the admin credential User Access Administrator or Owner there)"
@@ -338,11 +338,16 @@ async fn grant_subscription(
                     )
                 });
             if !allowed {
-                return failed(format!("the admin credential lacks {missing}"));
+                return Err(Problem {
+                    reason: "MissingPermission",
+                    message: format!("the admin credential lacks {missing}"),
+                    retry: None,
+                    missing: Some(missing),
+                });
             }
         }
         Err(e) => {
-            return from_problem(Problem::from_azure(
+            return Err(Problem::from_azure(
                 &e,
                 "reading the admin credential's permissions",
                 Some(&missing),
@@ -356,27 +361,33 @@ async fn grant_subscription(
         "principalType": "ServicePrincipal",
     }});
     match api.arm(Method::PUT, &path, Some(&body)).await {
-        Ok(answer) => granted(answer.body["id"].as_str()),
-        Err(e) if e.is(409, "RoleAssignmentExists") => Grant {
+        Ok(answer) => Ok(granted(answer.body["id"].as_str())),
+        Err(e) if e.is(409, "RoleAssignmentExists") => Ok(Grant {
             state: GrantState::PreExisting,
             id: None,
             message: Some(format!(
                 "the principal already holds {} here through an assignment this resource did not make; it is left alone",
                 role_name(&plan.role)
             )),
-        },
-        Err(e) if e.is(400, "PrincipalNotFound") => Grant {
-            state: GrantState::Pending,
-            id: None,
-            message: Some(format!(
+        }),
+        Err(e) if e.is(400, "PrincipalNotFound") => Err(Problem {
+            reason: "PrincipalNotReplicated",
+            message: format!(
                 "Azure Resource Manager does not see principal {principal} yet (Entra replication takes seconds to minutes); retrying"
-            )),
-        },
-        Err(e) if e.is(400, "RoleDefinitionDoesNotExist") => failed(format!(
-            "spec.role: role definition {} does not exist in subscription {subscription}; check the id",
-            plan.role
-        )),
-        Err(e) => from_problem(Problem::from_azure(
+            ),
+            retry: Some(Duration::from_secs(15)),
+            missing: None,
+        }),
+        Err(e) if e.is(400, "RoleDefinitionDoesNotExist") => Err(Problem {
+            reason: "RoleNotFound",
+            message: format!(
+                "spec.role: role definition {} does not exist in subscription {subscription}; check the id",
+                plan.role
+            ),
+            retry: None,
+            missing: None,
+        }),
+        Err(e) => Err(Problem::from_azure(
             &e,
             "assigning the role",
             Some(&missing),
@@ -392,15 +403,9 @@ fn granted(id: Option<&str>) -> Grant {
     }
 }
 
-fn failed(message: String) -> Grant {
-    Grant {
-        state: GrantState::Failed,
-        id: None,
-        message: Some(message),
-    }
-}
-
-fn from_problem(problem: Problem) -> Grant {
+/// The grant a problem leaves: Pending while Azure may still come round, Failed when a human
+/// must act.
+fn refused(problem: &Problem) -> Grant {
     Grant {
         state: if problem.retry.is_some() {
             GrantState::Pending
@@ -408,7 +413,7 @@ fn from_problem(problem: Problem) -> Grant {
             GrantState::Failed
         },
         id: None,
-        message: Some(problem.message),
+        message: Some(problem.message.clone()),
     }
 }
 
@@ -604,15 +609,18 @@ pub async fn apply(
             .iter()
             .find(|g| g.subscription_id == *subscription)
             .map(|g| &g.grant);
-        let grant = grant_subscription(api, plan, &principal, subscription, before).await;
-        if let Some(message) = &grant.message
-            && let Some(missing) = message.strip_prefix("the admin credential lacks ")
-        {
-            status.missing_permissions.push(missing.to_owned());
-        }
-        if problem.is_none() {
-            problem = grant_problem(subscription, &grant);
-        }
+        let grant = match grant_subscription(api, plan, &principal, subscription, before).await {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                status.missing_permissions.extend(refusal.missing.clone());
+                let grant = refused(&refusal);
+                problem.get_or_insert(Problem {
+                    message: format!("subscription {subscription}: {}", refusal.message),
+                    ..refusal
+                });
+                grant
+            }
+        };
         status.subscriptions.push(SubscriptionGrant {
             subscription_id: subscription.clone(),
             grant,
@@ -700,37 +708,6 @@ pub async fn apply(
     status.missing_permissions.sort();
     status.missing_permissions.dedup();
     problem
-}
-
-/// The problem a subscription's grant puts in the Ready condition.
-fn grant_problem(subscription: &str, grant: &Grant) -> Option<Problem> {
-    let message = format!(
-        "subscription {subscription}: {}",
-        grant.message.clone().unwrap_or_default()
-    );
-    match grant.state {
-        GrantState::Pending => Some(Problem {
-            reason: if message.contains("replication") {
-                "PrincipalNotReplicated"
-            } else {
-                "AzureUnavailable"
-            },
-            message,
-            retry: Some(Duration::from_secs(15)),
-            missing: None,
-        }),
-        GrantState::Failed => Some(Problem {
-            reason: if message.contains("lacks") {
-                "MissingPermission"
-            } else {
-                "AzureRefused"
-            },
-            message,
-            retry: None,
-            missing: None,
-        }),
-        _ => None,
-    }
 }
 
 /// A Graph object, or None when Graph says it does not exist.
