@@ -91,6 +91,11 @@ async fn get(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
+    answer(request).await
+}
+
+/// Sends `request`; answers its status, headers and body (JSON, or the text as a string).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -484,29 +489,45 @@ async fn subscriptions_and_alerts_list_only_what_the_caller_may_read() {
     assert_eq!(body["value"][0]["name"], "alert-1");
 }
 
-/// Sends `method` to `path` (below the fake's URL) with a bearer token; answers status and body.
-async fn call(
-    azure: &FakeAzure,
-    http: &reqwest::Client,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    prefer: Option<&str>,
-) -> (u16, Value) {
-    let mut request = http
-        .request(method, format!("{}{path}", azure.url()))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
+/// One caller of the fake, with its token: requests to paths below the fake's URL.
+struct Caller<'a> {
+    azure: &'a FakeAzure,
+    http: &'a reqwest::Client,
+    token: String,
+}
+
+impl Caller<'_> {
+    /// `method` on `path` with `body`; answers the status and body.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let request = self.request(method, path, body);
+        let (status, _, body) = answer(request).await;
+        (status, body)
     }
-    if let Some(prefer) = prefer {
-        request = request.header("prefer", prefer);
+
+    /// A Graph upsert: PATCH with `Prefer: create-if-missing`.
+    async fn upsert(&self, path: &str, body: Value) -> (u16, Value) {
+        let request = self
+            .request(reqwest::Method::PATCH, path, Some(body))
+            .header("prefer", "create-if-missing");
+        let (status, _, body) = answer(request).await;
+        (status, body)
     }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.azure.url()))
+            .bearer_auth(&self.token);
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    }
 }
 
 #[tokio::test]
@@ -516,7 +537,11 @@ async fn role_assignments_answer_as_arm_does() {
     let (azure, http) = setup().await;
     let other = "0f0e0d0c-0000-4000-8000-000000000001";
     let other_object = azure.add_client_secret(TENANT, other, "x");
-    let token = token(&azure, &http, ARM).await;
+    let arm = Caller {
+        azure: &azure,
+        http: &http,
+        token: token(&azure, &http, ARM).await,
+    };
     let path = |name: &str| {
         format!(
             "/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01"
@@ -528,16 +553,7 @@ async fn role_assignments_answer_as_arm_does() {
     let name = "5b8f7c1e-0000-5000-8000-000000000001";
 
     // A Reader may not assign roles, and its permissions say so.
-    let (status, error) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PUT,
-        &path(name),
-        Some(body.clone()),
-        None,
-    )
-    .await;
+    let (status, error) = arm.send(Method::PUT, &path(name), Some(body.clone())).await;
     assert_eq!(status, 403, "{error}");
     assert_eq!(error["error"]["code"], "AuthorizationFailed");
     assert!(
@@ -546,46 +562,28 @@ async fn role_assignments_answer_as_arm_does() {
             .unwrap_or_default()
             .contains("Microsoft.Authorization/roleAssignments/write")
     );
-    let (status, permissions) = call(&azure, &http, &token, Method::GET, &format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"), None, None).await;
+    let permissions_path = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"
+    );
+    let (status, permissions) = arm.send(Method::GET, &permissions_path, None).await;
     assert_eq!(status, 200);
     assert_eq!(permissions["value"][0]["actions"], json!(["*/read"]));
 
     azure.grant_role(CLIENT, SUB, role::USER_ACCESS_ADMINISTRATOR.id);
-    let (status, created) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PUT,
-        &path(name),
-        Some(body.clone()),
-        None,
-    )
-    .await;
+    let (status, created) = arm.send(Method::PUT, &path(name), Some(body.clone())).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["name"], name);
     assert_eq!(created["properties"]["principalId"], other_object.as_str());
     // The same PUT again is the same assignment; another name for it is a conflict.
-    let (status, _) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PUT,
-        &path(name),
-        Some(body.clone()),
-        None,
-    )
-    .await;
+    let (status, _) = arm.send(Method::PUT, &path(name), Some(body.clone())).await;
     assert_eq!(status, 201);
-    let (status, conflict) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PUT,
-        &path("5b8f7c1e-0000-5000-8000-000000000002"),
-        Some(body.clone()),
-        None,
-    )
-    .await;
+    let (status, conflict) = arm
+        .send(
+            Method::PUT,
+            &path("5b8f7c1e-0000-5000-8000-000000000002"),
+            Some(body.clone()),
+        )
+        .await;
     assert_eq!(
         (status, conflict["error"]["code"].as_str()),
         (409, Some("RoleAssignmentExists"))
@@ -601,40 +599,32 @@ async fn role_assignments_answer_as_arm_does() {
 
     // A principal Entra has not replicated to ARM yet.
     azure.hide_from_arm(other);
-    let (status, missing) = call(&azure, &http, &token, Method::PUT, &path("5b8f7c1e-0000-5000-8000-000000000003"), Some(json!({"properties": {
+    let security_reader = json!({"properties": {
         "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{}", role::SECURITY_READER.id),
-        "principalId": other_object}})), None).await;
+        "principalId": other_object}});
+    let (status, missing) = arm
+        .send(
+            Method::PUT,
+            &path("5b8f7c1e-0000-5000-8000-000000000003"),
+            Some(security_reader),
+        )
+        .await;
     assert_eq!(
         (status, missing["error"]["code"].as_str()),
         (400, Some("PrincipalNotFound"))
     );
 
-    let (status, definitions) = call(&azure, &http, &token, Method::GET, &format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01&$filter=roleName%20eq%20'Security%20Reader'"), None, None).await;
+    let definitions_path = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01&$filter=roleName%20eq%20'Security%20Reader'"
+    );
+    let (status, definitions) = arm.send(Method::GET, &definitions_path, None).await;
     assert_eq!(status, 200);
     assert_eq!(definitions["value"][0]["name"], role::SECURITY_READER.id);
-    let (status, _) = call(
-        &azure,
-        &http,
-        &token,
-        Method::DELETE,
-        &path(name),
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = arm.send(Method::DELETE, &path(name), None).await;
     assert_eq!(status, 200);
-    let (status, _) = call(
-        &azure,
-        &http,
-        &token,
-        Method::DELETE,
-        &path(name),
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = arm.send(Method::DELETE, &path(name), None).await;
     assert_eq!(status, 204, "deleting what is not there");
-    let (status, gone) = call(&azure, &http, &token, Method::GET, &path(name), None, None).await;
+    let (status, gone) = arm.send(Method::GET, &path(name), None).await;
     assert_eq!(
         (status, gone["error"]["code"].as_str()),
         (404, Some("RoleAssignmentNotFound"))
@@ -646,18 +636,15 @@ async fn graph_applications_and_app_roles_answer_as_graph_does() {
     use azlog_operator::authorization::graph::{AUDIT_LOG_READ_ALL, GRAPH_APP_ID};
     use reqwest::Method;
     let (azure, http) = setup().await;
-    let token = token(&azure, &http, GRAPH).await;
+    let graph_api = Caller {
+        azure: &azure,
+        http: &http,
+        token: token(&azure, &http, GRAPH).await,
+    };
     let app_path = "/v1.0/applications(uniqueName='azlog-test')";
-    let (status, denied) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PATCH,
-        app_path,
-        Some(json!({"displayName": "azlog"})),
-        Some("create-if-missing"),
-    )
-    .await;
+    let (status, denied) = graph_api
+        .upsert(app_path, json!({"displayName": "azlog"}))
+        .await;
     assert_eq!(
         (status, denied["error"]["code"].as_str()),
         (403, Some("Authorization_RequestDenied"))
@@ -665,117 +652,59 @@ async fn graph_applications_and_app_roles_answer_as_graph_does() {
 
     azure.grant_graph_permission(CLIENT, "Application.ReadWrite.All");
     azure.grant_graph_permission(CLIENT, "AppRoleAssignment.ReadWrite.All");
-    let (status, app) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PATCH,
-        app_path,
-        Some(json!({"displayName": "azlog"})),
-        Some("create-if-missing"),
-    )
-    .await;
+    let (status, app) = graph_api
+        .upsert(app_path, json!({"displayName": "azlog"}))
+        .await;
     assert_eq!(status, 201, "{app}");
-    let (status, _) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PATCH,
-        app_path,
-        Some(json!({"displayName": "azlog"})),
-        Some("create-if-missing"),
-    )
-    .await;
+    let (status, _) = graph_api
+        .upsert(app_path, json!({"displayName": "azlog"}))
+        .await;
     assert_eq!(
         status, 204,
         "the upsert of an existing application updates it"
     );
     let app_id = app["appId"].as_str().expect("appId");
-    let (status, sp) = call(
-        &azure,
-        &http,
-        &token,
-        Method::PATCH,
-        &format!("/v1.0/servicePrincipals(appId='{app_id}')"),
-        Some(json!({})),
-        Some("create-if-missing"),
-    )
-    .await;
-    assert_eq!(status, 201, "{sp}");
-    let credential = json!({"name": "c", "issuer": "https://issuer", "subject": "system:serviceaccount:ns:sa", "audiences": ["api://AzureADTokenExchange"]});
-    let fic = format!(
-        "/v1.0/applications/{}/federatedIdentityCredentials",
+    let app_object = format!(
+        "/v1.0/applications/{}",
         app["id"].as_str().unwrap_or_default()
     );
-    assert_eq!(
-        call(
-            &azure,
-            &http,
-            &token,
-            Method::POST,
-            &fic,
-            Some(credential.clone()),
-            None
+    let (status, sp) = graph_api
+        .upsert(
+            &format!("/v1.0/servicePrincipals(appId='{app_id}')"),
+            json!({}),
         )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        call(
-            &azure,
-            &http,
-            &token,
-            Method::POST,
-            &fic,
-            Some(credential),
-            None
-        )
-        .await
-        .0,
-        409
-    );
+        .await;
+    assert_eq!(status, 201, "{sp}");
+    let credential = json!({"name": "c", "issuer": "https://issuer", "subject": "system:serviceaccount:ns:sa", "audiences": ["api://AzureADTokenExchange"]});
+    let fic = format!("{app_object}/federatedIdentityCredentials");
+    let (status, _) = graph_api
+        .send(Method::POST, &fic, Some(credential.clone()))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = graph_api.send(Method::POST, &fic, Some(credential)).await;
+    assert_eq!(status, 409);
     assert_eq!(
         azure.federated_subjects(app_id),
         ["system:serviceaccount:ns:sa"]
     );
 
-    let (_, graph) = call(
-        &azure,
-        &http,
-        &token,
-        Method::GET,
-        &format!("/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')"),
-        None,
-        None,
-    )
-    .await;
+    let (_, graph) = graph_api
+        .send(
+            Method::GET,
+            &format!("/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')"),
+            None,
+        )
+        .await;
     let grant = json!({"principalId": sp["id"], "resourceId": graph["id"], "appRoleId": AUDIT_LOG_READ_ALL});
     let assign = format!(
         "/v1.0/servicePrincipals/{}/appRoleAssignedTo",
         graph["id"].as_str().unwrap_or_default()
     );
-    let (status, assignment) = call(
-        &azure,
-        &http,
-        &token,
-        Method::POST,
-        &assign,
-        Some(grant.clone()),
-        None,
-    )
-    .await;
+    let (status, assignment) = graph_api
+        .send(Method::POST, &assign, Some(grant.clone()))
+        .await;
     assert_eq!(status, 201, "{assignment}");
-    let (status, again) = call(
-        &azure,
-        &http,
-        &token,
-        Method::POST,
-        &assign,
-        Some(grant),
-        None,
-    )
-    .await;
+    let (status, again) = graph_api.send(Method::POST, &assign, Some(grant)).await;
     assert_eq!(
         (status, again["error"]["message"].as_str()),
         (
@@ -784,38 +713,20 @@ async fn graph_applications_and_app_roles_answer_as_graph_does() {
         )
     );
 
-    let (status, password) = call(
-        &azure,
-        &http,
-        &token,
-        Method::POST,
-        &format!(
-            "/v1.0/applications/{}/addPassword",
-            app["id"].as_str().unwrap_or_default()
-        ),
-        Some(json!({"passwordCredential": {"displayName": "azlog"}})),
-        None,
-    )
-    .await;
+    let (status, password) = graph_api
+        .send(
+            Method::POST,
+            &format!("{app_object}/addPassword"),
+            Some(json!({"passwordCredential": {"displayName": "azlog"}})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(
         password["secretText"]
             .as_str()
             .is_some_and(|s| s.len() > 10)
     );
-    let (status, _) = call(
-        &azure,
-        &http,
-        &token,
-        Method::DELETE,
-        &format!(
-            "/v1.0/applications/{}",
-            app["id"].as_str().unwrap_or_default()
-        ),
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = graph_api.send(Method::DELETE, &app_object, None).await;
     assert_eq!(status, 204);
     assert!(azure.applications().is_empty());
     assert!(

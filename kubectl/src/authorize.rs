@@ -128,18 +128,17 @@ async fn submit(
     subscriptions: &[String],
     common: &Common,
 ) -> Result<(), Failure> {
-    let build =
-        |namespace: &str| resource(name, namespace, principal.clone(), subscriptions, common);
-    // Checked before connecting: a mistake costs no request.
-    let checked = build(target.namespace.as_deref().unwrap_or("default"))?;
+    // Built and checked before connecting: a mistake costs no request. The namespace only names
+    // where the resource goes, so the one connected to replaces the hint.
+    let hint = target.namespace.as_deref().unwrap_or("default");
+    let mut resource = resource(name, hint, principal, subscriptions, common)?;
     if common.dry_run {
-        let mut printed = checked;
-        printed.metadata.namespace = target.namespace.clone();
-        print(&cluster::yaml(&printed)?);
+        resource.metadata.namespace = target.namespace.clone();
+        print(&cluster::yaml(&resource)?);
         return Ok(());
     }
     let (client, namespace) = cluster::connect(target).await?;
-    let resource = build(&namespace)?;
+    resource.metadata.namespace = Some(namespace.clone());
     let api: Api<SubscriptionAuthorization> = Api::namespaced(client, &namespace);
     cluster::apply(&api, name, &resource).await?;
     print(&format!(

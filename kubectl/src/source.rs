@@ -303,23 +303,23 @@ impl AddArgs {
 }
 
 pub async fn add(target: &Target, args: AddArgs) -> Result<(), Failure> {
+    if args.dry_run && args.key.is_some() {
+        return Err(Failure(
+            "--key writes a Secret, which a dry run must not print: create the Secret yourself and give --key-secret SECRET[/KEY]".into(),
+        ));
+    }
+    // Built and checked before connecting: a mistake costs no request. The namespace only names
+    // where the resource goes, so the one connected to replaces the hint.
     let namespace_hint = target.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut source = log_source(&args, &namespace_hint)?;
     if args.dry_run {
-        if args.key.is_some() {
-            return Err(Failure(
-                "--key writes a Secret, which a dry run must not print: create the Secret yourself and give --key-secret SECRET[/KEY]".into(),
-            ));
-        }
-        let mut source = log_source(&args, &namespace_hint)?;
         // The namespace is the one the manifest is applied to.
         source.metadata.namespace = target.namespace.clone();
         print(&cluster::yaml(&source)?);
         return Ok(());
     }
-    // Checked before connecting: a mistake costs no request.
-    log_source(&args, &namespace_hint)?;
     let (client, namespace) = cluster::connect(target).await?;
-    let source = log_source(&args, &namespace)?;
+    source.metadata.namespace = Some(namespace.clone());
     let api: Api<LogSource> = Api::namespaced(client.clone(), &namespace);
     let applied = cluster::apply(&api, &args.name, &source).await?;
     if let Some(key) = &args.key {

@@ -23,7 +23,7 @@ use super::state::{
 };
 
 /// The Microsoft Graph service principal's object id in the fake tenant.
-pub const GRAPH_SERVICE_PRINCIPAL: &str = "2f6b3a1c-94d0-4c55-8e0f-6f1d1c0a9a11";
+const GRAPH_SERVICE_PRINCIPAL: &str = "2f6b3a1c-94d0-4c55-8e0f-6f1d1c0a9a11";
 
 /// Graph's application permissions the fake knows: name and app role id.
 const APP_ROLES: &[(&str, &str)] = &[

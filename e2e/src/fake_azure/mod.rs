@@ -37,7 +37,6 @@ use axum::routing::{any, get, post};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-pub use directory::GRAPH_SERVICE_PRINCIPAL;
 pub use state::{Api, AppRoleAssignment, Audience, Fault, RoleAssignment, Served};
 use state::{Identity, State, Subscription};
 

@@ -197,6 +197,22 @@ impl<'a> AzureApi<'a> {
         Ok(token)
     }
 
+    /// A request to `url` with a bearer token for `audience` and `body` as JSON.
+    async fn request(
+        &self,
+        audience: Audience,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> Result<reqwest::RequestBuilder, AzureError> {
+        let token = self.token(audience).await?;
+        let request = self.http.request(method, url).bearer_auth(token);
+        Ok(match body {
+            Some(body) => request.json(body),
+            None => request,
+        })
+    }
+
     /// An ARM call: `path` below the Resource Manager endpoint, query included.
     pub async fn arm(
         &self,
@@ -204,12 +220,10 @@ impl<'a> AzureApi<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, AzureError> {
-        let token = self.token(Audience::ResourceManager).await?;
         let url = format!("{}{path}", self.endpoints.resource_manager);
-        let mut request = self.http.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let request = self
+            .request(Audience::ResourceManager, method, url, body)
+            .await?;
         self.send(Service::Arm, request).await
     }
 
@@ -221,12 +235,8 @@ impl<'a> AzureApi<'a> {
         body: Option<&Value>,
         upsert: bool,
     ) -> Result<Answer, AzureError> {
-        let token = self.token(Audience::Graph).await?;
         let url = format!("{}/v1.0/{path}", self.endpoints.graph);
-        let mut request = self.http.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let mut request = self.request(Audience::Graph, method, url, body).await?;
         if upsert {
             request = request.header("prefer", "create-if-missing");
         }

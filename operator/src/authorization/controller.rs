@@ -578,6 +578,11 @@ async fn cleanup(resource: &SubscriptionAuthorization, ctx: &Context) -> Result<
     );
     match grants::remove(&api, &plan, &status).await {
         Ok(()) => {
+            // Gone: its backoff is not needed any more.
+            ctx.attempts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&resource.uid().unwrap_or_default());
             conditions::publish(&ctx.recorder, &object, EventType::Normal, "Removed", "removed the role assignments, Graph permission and application this resource created").await;
             Ok(Action::await_change())
         }

@@ -183,13 +183,14 @@ async fn create_application(
         )
         .await
         .map_err(fail)?;
+    // 201 carries the new application; 204 (it existed) nothing, so it is read.
     let body = if upserted.status.as_u16() == 201 {
         upserted.body
     } else {
-        api.graph(Method::GET, &path, None, false)
+        find_application(api, creation)
             .await
             .map_err(fail)?
-            .body
+            .unwrap_or_default()
     };
     let (Some(client_id), Some(object_id)) = (body["appId"].as_str(), body["id"].as_str()) else {
         return Err(Problem {
