@@ -9,7 +9,8 @@ use crate::path::{At, Problems};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Largest number of records a source fetches at once.
+    /// Most records handed to the outputs at once. Not the page size asked of Azure: sources ask
+    /// for the largest page each API allows and hand it over in batches of this size.
     pub batch_size: usize,
     /// Events dispatched but not yet checkpointed; the source waits beyond this. Bounds memory and
     /// how much is re-read after a crash.

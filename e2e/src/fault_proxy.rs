@@ -26,6 +26,7 @@ pub struct FaultProxy {
     address: SocketAddr,
     faults: Arc<Mutex<VecDeque<StorageFault>>>,
     answered: Arc<Mutex<usize>>,
+    targets: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
@@ -35,7 +36,8 @@ impl FaultProxy {
         let address = listener.local_addr()?;
         let faults: Arc<Mutex<VecDeque<StorageFault>>> = Arc::default();
         let answered: Arc<Mutex<usize>> = Arc::default();
-        let (queue, count) = (faults.clone(), answered.clone());
+        let targets: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (queue, count, seen) = (faults.clone(), answered.clone(), targets.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = queue.lock().ok().and_then(|mut q| q.pop_front());
@@ -44,13 +46,14 @@ impl FaultProxy {
                 {
                     *n += 1;
                 }
-                tokio::spawn(serve(client, upstream, fault));
+                tokio::spawn(serve(client, upstream, fault, seen.clone()));
             }
         });
         Ok(FaultProxy {
             address,
             faults,
             answered,
+            targets,
         })
     }
 
@@ -69,12 +72,25 @@ impl FaultProxy {
     pub fn answered(&self) -> usize {
         self.answered.lock().map_or(0, |n| *n)
     }
+
+    /// The target (path and query) of every request received so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().map(|t| t.clone()).unwrap_or_default()
+    }
 }
 
-async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: Option<StorageFault>) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: Option<StorageFault>,
+    targets: Arc<Mutex<Vec<String>>>,
+) {
     let Some(head) = read_head(&mut client).await else {
         return;
     };
+    if let (Some(target), Ok(mut seen)) = (head.split(' ').nth(1), targets.lock()) {
+        seen.push(target.to_owned());
+    }
     if let Some(fault) = fault {
         let (status, code, message) = match fault {
             StorageFault::ServerBusy => (

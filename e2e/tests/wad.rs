@@ -144,7 +144,8 @@ fn a_100k_row_table_is_read_completely_in_order_through_kill_9() {
     expected.extend(rows.iter().map(id));
     s.azurite.put_rows(TABLE, &rows, &["EventTickCount"]);
     drop(rows);
-    let mut collector = s.start(&s.config(TABLE, &s.key_auth(), 1000));
+    // Batches of 300 from pages of 1000: the kills land inside pages as well as between them.
+    let mut collector = s.start(&s.config(TABLE, &s.key_auth(), 300));
     for threshold in [20_000, 60_000] {
         wait_until(WAIT, "part of the table delivered", || {
             (s.delivered().len() >= threshold).then_some(())
@@ -304,6 +305,12 @@ fn storage_throttling_is_retried_counted_and_loses_or_doubles_nothing() {
         "every row despite the throttling",
     );
     assert_eq!(proxy.answered(), 4);
+    // Pages are as large as the service allows, whatever the batch size they are handed over in.
+    let targets = proxy.targets();
+    assert!(
+        targets.iter().all(|t| t.contains("$top=1000")),
+        "{targets:#?}"
+    );
     assert_eq!(
         metric(
             s.health,

@@ -147,8 +147,14 @@ fn scan_output(dir: &Path) -> Option<Vec<String>> {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
+        // Files are named for when they were started (an in-progress one with a leading dot):
+        // read in that order, the ids come in the order they were written.
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort_by_key(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.trim_start_matches('.').to_owned()
+        });
+        for path in paths {
             if path.is_dir() {
                 stack.push(path);
                 continue;

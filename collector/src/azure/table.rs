@@ -38,16 +38,15 @@ impl TableClient {
     }
 
     /// One page of `table` rows matching `filter` (all rows when empty), in (PartitionKey, RowKey)
-    /// order, read by `parse` straight from the answer's bytes. Answers what `parse` made of it and
-    /// where the next page starts, if there is one.
-    pub async fn query<T>(
+    /// order, still unparsed, and where the next page starts, if there is one. The next request
+    /// can go out before this page is parsed.
+    pub async fn query(
         &self,
         table: &str,
         filter: &str,
         top: usize,
         continuation: Option<&Continuation>,
-        parse: impl FnOnce(&[u8]) -> Result<T, String>,
-    ) -> Result<(T, Option<Continuation>), ApiError> {
+    ) -> Result<(TablePage, Option<Continuation>), ApiError> {
         let mut url = format!("{}/{table}()?$top={top}", self.service.endpoint);
         if !filter.is_empty() {
             url.push_str("&$filter=");
@@ -97,12 +96,30 @@ impl TableClient {
                 partition,
                 row: header("x-ms-continuation-nextrowkey"),
             });
-        let page = parse(&answer.body).map_err(|reason| ApiError::Malformed {
-            api: API.name,
+        let page = TablePage {
             url: url.split('?').next().unwrap_or_default().to_owned(),
-            reason,
-            body: String::from_utf8_lossy(&answer.body).into_owned(),
-        })?;
+            body: answer.body,
+        };
         Ok((page, continuation))
+    }
+}
+
+/// A page of rows as the table service sent it.
+#[derive(Debug)]
+pub struct TablePage {
+    /// Without its query, which may hold a SAS token.
+    url: String,
+    body: Vec<u8>,
+}
+
+impl TablePage {
+    /// What `parse` makes of the page's bytes; a page it cannot read is a malformed answer.
+    pub fn parse<T>(self, parse: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, ApiError> {
+        parse(&self.body).map_err(|reason| ApiError::Malformed {
+            api: API.name,
+            url: self.url,
+            reason,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        })
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::AzureClient;
 use crate::azure::storage;
-use crate::azure::table::{Continuation, TableClient};
+use crate::azure::table::{TableClient, TablePage};
 use crate::checkpoint::Offsets;
 use crate::config::{StartAt, WadConfig};
 use crate::event::EventKind;
@@ -28,8 +28,9 @@ use crate::metrics::Metrics;
 use crate::normalise::RawRecord;
 use page::{Row, rows_of_page};
 
-/// Table storage answers at most 1000 rows a page.
-const MAX_PAGE: usize = 1000;
+/// Rows asked for a page: the most table storage answers. Fewer pages are fewer queries the
+/// service runs, whatever `pipeline.batchSize` the rows are then handed over in.
+const PAGE_SIZE: usize = 1000;
 
 /// Where the table has been read to, stored in the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,23 +53,21 @@ struct WadCursor {
     rereads_until: Option<DateTime<Utc>>,
 }
 
-/// A query in progress: its filter must stay the same while its continuation is followed.
+/// A page as a slice's reader hands it over: unparsed, so that the reader's next request is in
+/// flight while this one is parsed and delivered; `last` ends the slice's query.
 #[derive(Debug)]
-struct Running {
-    filter: String,
-    continuation: Option<Continuation>,
+struct SlicePage {
+    page: TablePage,
+    last: bool,
 }
 
-/// Pages a slice's reader hands over; each holds up to `batchSize` rows.
-type SlicePage = Result<Vec<Row>, crate::azure::ApiError>;
-
-/// A slice of a backlog window `[from, end)` read ahead by its own task. Its pages are delivered
-/// only once every slice before it is; dropping it stops the task.
+/// One query over `[cursor.from, end)` (the whole table, for the first scan), read by its own task
+/// one page ahead. Slices follow one another without gaps: each begins where the one before it
+/// ended. Dropping one stops its task.
 #[derive(Debug)]
 struct Slice {
-    from: DateTime<Utc>,
     end: DateTime<Utc>,
-    pages: mpsc::Receiver<SlicePage>,
+    pages: mpsc::Receiver<Result<SlicePage, crate::azure::ApiError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -78,18 +77,27 @@ impl Drop for Slice {
     }
 }
 
+/// Rows of a page read but not yet handed over: a page holds up to 1000 rows, a batch up to
+/// `pipeline.batchSize`.
+#[derive(Debug, Default)]
+struct Held {
+    rows: std::vec::IntoIter<Row>,
+    /// The end of the window, when the page was its last.
+    window_done: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug)]
 pub struct Wad {
     client: Arc<TableClient>,
     table: String,
     late_arrival: TimeDelta,
     poll_interval: TimeDelta,
-    page_size: usize,
+    batch_size: usize,
     parallel: usize,
     cursor: WadCursor,
-    running: Option<Running>,
-    /// Slices of a backlog being read ahead, in order; the cursor is inside the first.
+    /// The queries being read, in order; the cursor is inside the first.
     slices: VecDeque<Slice>,
+    held: Held,
     metrics: Arc<Metrics>,
 }
 
@@ -135,19 +143,34 @@ impl Wad {
             table: config.table.clone(),
             late_arrival,
             poll_interval: TimeDelta::from_std(poll_interval).unwrap_or(TimeDelta::MAX),
-            page_size: batch_size.clamp(1, MAX_PAGE),
+            batch_size: batch_size.max(1),
             parallel: config.parallel_queries.max(1),
             cursor,
-            running: None,
             slices: VecDeque::new(),
+            held: Held::default(),
             metrics,
         })
     }
 
     async fn next(&mut self) -> Result<Fetch, SourceError> {
-        if !self.slices.is_empty() {
-            return self.next_of_slices().await;
+        if self.held.rows.len() == 0 {
+            if self.slices.is_empty() && !self.plan() {
+                return Ok(Fetch::CaughtUp);
+            }
+            self.receive().await?;
         }
+        let rows: Vec<Row> = self.held.rows.by_ref().take(self.batch_size).collect();
+        let window_done = if self.held.rows.len() == 0 {
+            self.held.window_done.take()
+        } else {
+            None
+        };
+        self.batch(rows, window_done)
+    }
+
+    /// Starts the queries that go on from the cursor: the window (or first scan) in progress, the
+    /// next window, or a backlog cut into parallel slices. False when caught up.
+    fn plan(&mut self) -> bool {
         let end = match self.cursor.window_end {
             Some(end) => end,
             None if self.cursor.scanning => self.cursor.from,
@@ -155,47 +178,21 @@ impl Wad {
                 let end = Utc::now() - self.late_arrival;
                 let behind = end - self.cursor.from;
                 if behind < self.poll_interval {
-                    return Ok(Fetch::CaughtUp);
+                    return false;
                 }
                 if self.parallel > 1 && behind > self.poll_interval * 2 {
                     self.read_ahead(end);
-                    return self.next_of_slices().await;
+                    return true;
                 }
                 self.cursor.window_end = Some(end);
                 end
             }
         };
-        // A query keeps its filter while its continuation is followed; a new one starts from the
-        // cursor.
-        let filter = self.running.is_none().then(|| {
-            let from = (!self.cursor.scanning).then_some(self.cursor.from);
-            filter(from, end, self.cursor.after.as_ref())
-        });
-        let running = self.running.get_or_insert_with(|| Running {
-            filter: filter.unwrap_or_default(),
-            continuation: None,
-        });
-        let (rows, next) = self
-            .client
-            .query(
-                &self.table,
-                &running.filter,
-                self.page_size,
-                running.continuation.as_ref(),
-                rows_of_page,
-            )
-            .await?;
-        let done = match next {
-            Some(next) => {
-                running.continuation = Some(next);
-                false
-            }
-            None => {
-                self.running = None;
-                true
-            }
-        };
-        self.batch(rows, done.then_some(end))
+        let from = (!self.cursor.scanning).then_some(self.cursor.from);
+        let filter = filter(from, end, self.cursor.after.as_ref());
+        let slice = self.slice(filter, end);
+        self.slices.push_back(slice);
+        true
     }
 
     /// Cuts the backlog `[cursor.from, end)` into slices and starts reading them all.
@@ -207,45 +204,53 @@ impl Wad {
         for i in 0..count {
             let start = from + step * i;
             let stop = if i + 1 == count { end } else { start + step };
-            let (tx, pages) = mpsc::channel(1);
-            let task = tokio::spawn(read_slice(
-                self.client.clone(),
-                self.table.clone(),
-                filter(Some(start), stop, None),
-                self.page_size,
-                tx,
-                self.metrics.clone(),
-            ));
-            self.slices.push_back(Slice {
-                from: start,
-                end: stop,
-                pages,
-                task,
-            });
+            let slice = self.slice(filter(Some(start), stop, None), stop);
+            self.slices.push_back(slice);
         }
     }
 
-    /// The next page of the first slice; when it is done, an empty batch that moves the cursor
-    /// to the next one. On an error the slices are dropped: the cursor says where the first one
-    /// stands, and the next call resumes it with one query.
-    async fn next_of_slices(&mut self) -> Result<Fetch, SourceError> {
+    fn slice(&self, filter: String, end: DateTime<Utc>) -> Slice {
+        let (tx, pages) = mpsc::channel(1);
+        let task = tokio::spawn(read_slice(
+            self.client.clone(),
+            self.table.clone(),
+            filter,
+            tx,
+            self.metrics.clone(),
+        ));
+        Slice { end, pages, task }
+    }
+
+    /// Takes the next page of the first slice into `held`. On an error the slices are dropped:
+    /// the cursor says where the first one stands, and the next call resumes it with one query.
+    async fn receive(&mut self) -> Result<(), SourceError> {
         let Some(slice) = self.slices.front_mut() else {
-            return Ok(Fetch::CaughtUp);
+            return Ok(());
         };
-        if self.cursor.window_end.is_none() {
-            self.cursor.from = slice.from;
+        if self.cursor.window_end.is_none() && !self.cursor.scanning {
             self.cursor.window_end = Some(slice.end);
         }
-        match slice.pages.recv().await {
-            Some(Ok(rows)) => self.batch(rows, None),
-            Some(Err(e)) => {
+        let end = slice.end;
+        let page = match slice.pages.recv().await {
+            Some(page) => page,
+            // The reader hands over its last page or its error before it ends.
+            None => unreachable!("a table reader ended without its last page"),
+        };
+        let read = page.and_then(|p| Ok((p.page.parse(rows_of_page)?, p.last)));
+        match read {
+            Ok((rows, last)) => {
+                if last {
+                    self.slices.pop_front();
+                }
+                self.held = Held {
+                    rows: rows.into_iter(),
+                    window_done: last.then_some(end),
+                };
+                Ok(())
+            }
+            Err(e) => {
                 self.slices.clear();
                 Err(e.into())
-            }
-            None => {
-                let end = slice.end;
-                self.slices.pop_front();
-                self.batch(Vec::new(), Some(end))
             }
         }
     }
@@ -328,14 +333,13 @@ fn filter(
     clauses.join(" and ")
 }
 
-/// Reads one slice's query to its end, handing over each page; stops at the first error (handed
-/// over too) or when nobody takes the pages any more.
+/// Reads one slice's query to its end, handing over each page as it arrives and asking for the
+/// next at once; stops at the first error (handed over too) or when nobody takes the pages any more.
 async fn read_slice(
     client: Arc<TableClient>,
     table: String,
     filter: String,
-    page_size: usize,
-    pages: mpsc::Sender<SlicePage>,
+    pages: mpsc::Sender<Result<SlicePage, crate::azure::ApiError>>,
     metrics: Arc<Metrics>,
 ) {
     // Counted down on return and when the task is aborted mid-query alike.
@@ -349,25 +353,25 @@ async fn read_slice(
     let _in_flight = InFlight(metrics);
     let mut continuation = None;
     loop {
-        let page = client
-            .query(
-                &table,
-                &filter,
-                page_size,
-                continuation.as_ref(),
-                rows_of_page,
-            )
-            .await;
-        let next = match page {
-            Ok((rows, next)) => pages.send(Ok(rows)).await.ok().and(next),
-            Err(e) => {
-                let _ = pages.send(Err(e)).await;
-                None
-            }
+        let (page, next) = match client
+            .query(&table, &filter, PAGE_SIZE, continuation.as_ref())
+            .await
+        {
+            Ok((page, next)) => (
+                Ok(SlicePage {
+                    page,
+                    last: next.is_none(),
+                }),
+                next,
+            ),
+            Err(e) => (Err(e), None),
         };
+        if pages.send(page).await.is_err() {
+            return;
+        }
         match next {
             Some(next) => continuation = Some(next),
-            None => break,
+            None => return,
         }
     }
 }
