@@ -108,6 +108,35 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, reqwest::header::Head
 }
 
 #[tokio::test]
+async fn arm_reads_beyond_the_subscription_bucket_are_throttled_until_it_refills() {
+    let (azure, http) = setup().await;
+    let token = token(&azure, &http, ARM).await;
+    let url = activity_url(&azure, "eventTimestamp ge '2026-01-01T00:00:00Z'");
+    let (status, headers, _) = get(&http, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["x-ms-ratelimit-remaining-subscription-reads"],
+        "249"
+    );
+    azure.set_remaining_reads(SUB, 0.0);
+    let (status, headers, body) = get(&http, &url, Some(&token)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "SubscriptionRequestsThrottled");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(headers["x-ms-ratelimit-remaining-subscription-reads"], "0");
+    // 25 reads come back a second.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, headers, _) = get(&http, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    let remaining: i64 = headers["x-ms-ratelimit-remaining-subscription-reads"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("number");
+    assert!((3..=5).contains(&remaining), "{remaining}");
+}
+
+#[tokio::test]
 async fn the_activity_log_pages_with_next_link_newest_first() {
     let (azure, http) = setup().await;
     azure.set_page_size(200);

@@ -169,6 +169,33 @@ fn activity_source(start: chrono::DateTime<Utc>, late: &str) -> String {
     )
 }
 
+/// Kills the collector with SIGKILL once more than `delivered` events are in the files, and starts
+/// it again.
+fn kill_once_some_are_delivered(s: &Setup, collector: &mut Collector, delivered: usize) {
+    wait_until(WAIT, "some events delivered", || {
+        (file_output_ids(&s.out()).len() > delivered).then_some(())
+    });
+    collector.signal(libc::SIGKILL);
+    collector.wait(WAIT);
+    collector.spawn();
+}
+
+/// Once `sub` was read fresh up to now, Azure indexes an event of two seconds ago: the settled
+/// read of its window must deliver it, once.
+fn deliver_late_event(s: &Setup, collector: &Collector, sub: &str, expected: &mut HashSet<String>) {
+    wait_until(WAIT, "the fresh pass to reach now", || {
+        let cp = collector.checkpoint()?;
+        let fresh = cp["cursor"]["streams"][sub]["fresh"].as_str()?.to_owned();
+        (chrono::DateTime::parse_from_rfc3339(&fresh).ok()? > Utc::now() - TimeDelta::seconds(1))
+            .then_some(())
+    });
+    let id = format!("late-{sub}");
+    s.azure
+        .push_activity(sub, activity(sub, &id, Utc::now() - TimeDelta::seconds(2)));
+    expected.insert(id);
+    wait_for_exactly(&s.out(), expected, "the late event");
+}
+
 #[test]
 fn activity_log_events_arrive_once_across_pages_subscriptions_and_kill_9() {
     let s = setup();
@@ -191,27 +218,11 @@ fn activity_log_events_arrive_once_across_pages_subscriptions_and_kill_9() {
     let yaml = s.config(&activity_source(now - TimeDelta::hours(2), "4s"));
     let mut collector = s.start(&yaml);
     for _ in 0..2 {
-        wait_until(WAIT, "some events delivered", || {
-            (file_output_ids(&s.out()).len() > 100).then_some(())
-        });
-        collector.signal(libc::SIGKILL);
-        collector.wait(WAIT);
-        collector.spawn();
+        kill_once_some_are_delivered(&s, &mut collector, 100);
     }
     wait_for_exactly(&s.out(), &expected, "all 800 events, once each");
-
-    // A late event: indexed after the collector read past its time, still delivered, once.
-    wait_until(WAIT, "the fresh pass to reach now", || {
-        let cp = collector.checkpoint()?;
-        let fresh = cp["cursor"]["streams"][SUB_A]["fresh"].as_str()?.to_owned();
-        (chrono::DateTime::parse_from_rfc3339(&fresh).ok()? > Utc::now() - TimeDelta::seconds(1))
-            .then_some(())
-    });
-    let late_time = Utc::now() - TimeDelta::seconds(2);
-    s.azure
-        .push_activity(SUB_A, activity(SUB_A, "late-1", late_time));
-    expected.insert("late-1".into());
-    wait_for_exactly(&s.out(), &expected, "the late event");
+    // Indexed after the collector read past its time: still delivered, once.
+    deliver_late_event(&s, &collector, SUB_A, &mut expected);
     assert!(
         s.metric("azlog_events_duplicate_total", &[]) > 0.0,
         "re-reads were recognised"
@@ -222,6 +233,90 @@ fn activity_log_events_arrive_once_across_pages_subscriptions_and_kill_9() {
     assert_eq!(streams.len(), 2, "one position per subscription: {cp}");
     collector.signal(libc::SIGTERM);
     assert!(collector.wait(WAIT).success());
+}
+
+#[test]
+fn a_90_day_backfill_asks_few_queries_and_delivers_a_sparse_history_once_through_kill_9() {
+    let s = setup();
+    s.azure.set_page_size(20);
+    let now = Utc::now();
+    let mut expected = HashSet::new();
+    for (i, sub) in [SUB_A, SUB_B].into_iter().enumerate() {
+        // Far apart over 90 days, then a busy last 2 hours: 12 pages of 20 an hour.
+        let old = [88, 61, 30, 9, 2].map(|days| now - TimeDelta::days(days));
+        let recent = (0..480).map(|n| now - TimeDelta::seconds(7200 - n * 15));
+        for (n, time) in old.into_iter().chain(recent).enumerate() {
+            let id = format!("{i}-{n:04}");
+            s.azure.push_activity(sub, activity(sub, &id, time));
+            expected.insert(id);
+        }
+    }
+    let source = format!(
+        "  activityLog:\n    subscriptions: [{SUB_A}, {SUB_B}]\n    startAt: Earliest\n    lateArrival: 4s"
+    );
+    let mut collector = s.start(&s.config(&source));
+    kill_once_some_are_delivered(&s, &mut collector, 300);
+    wait_for_exactly(&s.out(), &expected, "the whole history, once");
+    // Indexed late: delivered once by the settled read of its window.
+    deliver_late_event(&s, &collector, SUB_B, &mut expected);
+
+    // The backfill's requests: those for windows that began before the last 10 minutes (after
+    // that, the count grows with every poll). Hour windows would have asked 2,160 queries a
+    // subscription for 90 days. Wide windows cost one each, cutting one down to an hour costs a
+    // few, each busy hour costs its 12 pages, and the kill -9 a re-read of the window it
+    // interrupted.
+    let backfill_start = (now - TimeDelta::minutes(10)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let backfill: Vec<_> = s
+        .azure
+        .served()
+        .into_iter()
+        .filter(|served| served.api == Api::ActivityLog)
+        .filter(|served| {
+            served
+                .query
+                .split_once("eventTimestamp ge '")
+                .is_some_and(|(_, rest)| rest[..20] < *backfill_start)
+        })
+        .collect();
+    // 59 a subscription when measured; 80 leaves room for where the kill lands.
+    assert!(
+        backfill.len() <= 2 * 80,
+        "{} requests for 2 subscriptions",
+        backfill.len()
+    );
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success());
+}
+
+#[test]
+fn subscriptions_are_read_at_once_but_never_two_queries_of_one_subscription() {
+    let s = setup();
+    let subs: Vec<String> = (0..6)
+        .map(|n| format!("00000000-0000-4000-8000-{n:012}"))
+        .collect();
+    for sub in &subs {
+        s.azure.add_subscription(sub, TENANT);
+        s.azure.grant_reader(CLIENT, sub);
+    }
+    // Answers take as long as over the internet, so requests overlap if they are sent together.
+    s.azure.set_latency(Duration::from_millis(100));
+    let source = format!(
+        "  activityLog:\n    subscriptions: [{}]\n    resourceGroups: [web, data]\n    startAt: Earliest",
+        subs.join(", ")
+    );
+    let _collector = s.start(&s.config(&source));
+    wait_until(WAIT, "every subscription's backfill under way", || {
+        let reached: HashSet<String> = s
+            .azure
+            .served()
+            .into_iter()
+            .filter_map(|served| served.subscription)
+            .collect();
+        (reached.len() == subs.len()).then_some(())
+    });
+    let (of_one, in_all) = s.azure.most_listings_in_flight();
+    assert_eq!(of_one, 1, "two queries of one subscription at once");
+    assert!(in_all >= 2, "subscriptions were read one at a time");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Deserialize;
 
-use super::listing::Listing;
+use super::listing::{Listing, Query};
 use super::window::{Position, Windows};
 use crate::azure::client::Api;
 use crate::azure::{Audience, encode_query};
@@ -94,6 +94,13 @@ impl Listing for ActivityLog {
         API
     }
 
+    /// A subscription's resource groups share its read budget.
+    fn scope<'a>(&self, stream: &'a str) -> &'a str {
+        stream
+            .split_once("/resourceGroups/")
+            .map_or(stream, |(subscription, _)| subscription)
+    }
+
     fn start(&self, _stream: &str, now: DateTime<Utc>) -> Position {
         self.windows.start(self.start_at, now)
     }
@@ -103,7 +110,7 @@ impl Listing for ActivityLog {
         stream: &str,
         position: &Position,
         now: DateTime<Utc>,
-    ) -> Option<(String, Position)> {
+    ) -> Option<Query<Position>> {
         let window = self.windows.next(position, now)?;
         let (subscription, group) = match stream.split_once("/resourceGroups/") {
             Some((sub, group)) => (sub, Some(group)),
@@ -122,7 +129,7 @@ impl Listing for ActivityLog {
             self.resource_manager,
             encode_query(&filter)
         );
-        Some((url, window.then))
+        Some(window.query(url))
     }
 
     fn record(&self, _stream: &str, _position: &Position, raw: RawJson) -> Option<RawRecord> {
@@ -174,9 +181,10 @@ mod tests {
             .expect("time")
             .with_timezone(&Utc);
         let position = s.start("sub", now - TimeDelta::minutes(5));
-        let (url, _) = s
+        let url = s
             .plan("sub-1/resourceGroups/prod-web", &position, now)
-            .expect("due");
+            .expect("due")
+            .url;
         assert_eq!(
             url,
             "https://management.azure.com/subscriptions/sub-1/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter=eventTimestamp%20ge%20%272026-11-22T11%3A55%3A00Z%27%20and%20eventTimestamp%20le%20%272026-11-22T12%3A00%3A00Z%27%20and%20resourceGroupName%20eq%20%27prod-web%27"

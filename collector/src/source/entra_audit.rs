@@ -7,7 +7,7 @@ pub mod sign_in;
 use crate::json::RawJson;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-use super::listing::Listing;
+use super::listing::{Listing, Query};
 use super::window::{Position, Windows};
 use crate::azure::client::Api;
 use crate::azure::{Audience, encode_query};
@@ -83,7 +83,7 @@ impl Listing for EntraAudit {
         stream: &str,
         position: &Position,
         now: DateTime<Utc>,
-    ) -> Option<(String, Position)> {
+    ) -> Option<Query<Position>> {
         let window = self.windows.next(position, now)?;
         let field = match log_of(stream) {
             EntraLog::DirectoryAudits => "activityDateTime",
@@ -100,7 +100,7 @@ impl Listing for EntraAudit {
             self.graph,
             encode_query(&filter)
         );
-        Some((url, window.then))
+        Some(window.query(url))
     }
 
     fn record(&self, stream: &str, _position: &Position, raw: RawJson) -> Option<RawRecord> {
@@ -139,12 +139,12 @@ mod tests {
             .expect("time")
             .with_timezone(&Utc);
         let p = s.start("signIns", now - TimeDelta::minutes(1));
-        let (url, _) = s.plan("signIns", &p, now).expect("due");
+        let url = s.plan("signIns", &p, now).expect("due").url;
         assert_eq!(
             url,
             "https://graph.microsoft.com/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202026-11-22T11%3A59%3A00Z%20and%20createdDateTime%20le%202026-11-22T12%3A00%3A00Z&$top=999"
         );
-        let (url, _) = s.plan("directoryAudits", &p, now).expect("due");
+        let url = s.plan("directoryAudits", &p, now).expect("due").url;
         assert!(url.contains("auditLogs/directoryAudits?$filter=activityDateTime%20ge%20"));
     }
 }

@@ -1,9 +1,12 @@
 //! The engine shared by the REST sources: streams (a subscription, a resource group, an Entra log),
-//! each with its own position; one query at a time, followed page by page through `nextLink`, handed
-//! to the pipeline in batches.
+//! each with its own position; a query per stream at a time, followed page by page through
+//! `nextLink`, handed to the pipeline in batches. Streams of different scopes (subscriptions: each
+//! has its own ARM read budget) are read concurrently, up to [`CONCURRENT_QUERIES`].
 //!
 //! A page's cursor is the position before its query until the query's last page: the `nextLink` of a
-//! listing expires, so a restart re-runs the query and dedup hides what was delivered already.
+//! listing expires, so a restart re-runs the query and dedup hides what was delivered already. A
+//! stream's position moves only once every record of its query is in a batch handed over, so the
+//! cursor of any batch holds only queries wholly delivered by then, whichever stream it is from.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Batch, Fetch, Malformed, Source, SourceError};
 use crate::azure::client::Api;
+use crate::azure::client::Page;
 use crate::azure::{ApiError, AzureClient};
 use crate::normalise::RawRecord;
 
@@ -28,18 +32,52 @@ pub trait Listing: Send + Sync + 'static {
     fn api(&self, stream: &str) -> Api;
     /// Where a stream without a checkpoint begins.
     fn start(&self, stream: &str, now: DateTime<Utc>) -> Self::Position;
-    /// The next query of a stream (its first page's URL) and the position once it is delivered;
-    /// None when nothing is due.
+    /// The next query of a stream; None when nothing is due.
     fn plan(
         &self,
         stream: &str,
         position: &Self::Position,
         now: DateTime<Utc>,
-    ) -> Option<(String, Self::Position)>;
+    ) -> Option<Query<Self::Position>>;
     /// Turns a listed record into a record for the pipeline; None drops it (client-side filters).
     fn record(&self, stream: &str, position: &Self::Position, raw: RawJson) -> Option<RawRecord>;
     /// As [`Source::reread_span`].
     fn reread_span(&self) -> Option<std::time::Duration>;
+    /// What a stream's requests count against (its subscription): streams of one scope are never
+    /// read at the same time.
+    fn scope<'a>(&self, stream: &'a str) -> &'a str {
+        stream
+    }
+}
+
+/// Queries of different scopes read at once. ARM budgets reads per subscription; a handful of
+/// requests in flight hides its latency without making one collector a burden on the service.
+pub const CONCURRENT_QUERIES: usize = 8;
+
+/// A query a listing asks for, and where the stream stands after it.
+#[derive(Debug, Clone)]
+pub struct Query<P> {
+    /// Its first page.
+    pub url: String,
+    /// The position once every record of it is delivered.
+    pub then: P,
+    /// The position instead when it came back in one page.
+    pub then_if_one_page: P,
+    /// When its first page is not its last: the position to plan from instead, dropping that page
+    /// before anything of the query is delivered.
+    pub narrower: Option<P>,
+}
+
+impl<P: Clone> Query<P> {
+    /// A query whose size does not change what comes next.
+    pub fn new(url: String, then: P) -> Query<P> {
+        Query {
+            url,
+            then_if_one_page: then.clone(),
+            then,
+            narrower: None,
+        }
+    }
 }
 
 /// A query whose `nextLink` keeps failing with a 4xx this many times in a row is started over
@@ -48,6 +86,9 @@ const LINK_FAILURES_BEFORE_RESTART: u32 = 3;
 
 struct Running<P> {
     stream: usize,
+    /// The page being fetched, by its own task so that it goes on while other streams' records
+    /// are handed over.
+    fetch: Option<Fetching>,
     /// The query's first page, where it starts over.
     first_url: String,
     next_url: Option<String>,
@@ -56,11 +97,26 @@ struct Running<P> {
     /// A foreign nextLink was dead-lettered for this query already.
     foreign_reported: bool,
     then: P,
+    then_if_one_page: P,
+    narrower: Option<P>,
+    pages: u32,
     buffered: VecDeque<RawRecord>,
     malformed: Vec<Malformed>,
     malformed_attempts: u32,
     records: u64,
     started: std::time::Instant,
+}
+
+/// A page request in its own task; dropping it stops the task.
+struct Fetching {
+    url: String,
+    task: tokio::task::JoinHandle<Result<Page, ApiError>>,
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A source over a [`Listing`].
@@ -71,7 +127,7 @@ pub struct Listed<L: Listing> {
     streams: Vec<String>,
     positions: BTreeMap<String, L::Position>,
     next_stream: usize,
-    running: Option<Running<L::Position>>,
+    running: Vec<Running<L::Position>>,
 }
 
 impl<L: Listing> std::fmt::Debug for Listed<L> {
@@ -121,7 +177,7 @@ impl<L: Listing> Listed<L> {
             streams,
             positions,
             next_stream: 0,
-            running: None,
+            running: Vec::new(),
         })
     }
 
@@ -131,24 +187,39 @@ impl<L: Listing> Listed<L> {
             .map_err(|e| SourceError::Cursor(e.to_string()))
     }
 
-    /// Picks the next stream with a query due, round robin so one busy stream cannot starve others.
+    /// Picks the next stream with a query due whose scope is not being read, round robin so one
+    /// busy stream cannot starve others.
     fn plan(&mut self) -> Option<Running<L::Position>> {
         let now = Utc::now();
         let count = self.streams.len();
         for k in 0..count {
             let index = (self.next_stream + k) % count;
             let stream = &self.streams[index];
-            let position = self.positions.get(stream)?;
-            if let Some((url, then)) = self.listing.plan(stream, position, now) {
+            let scope = self.listing.scope(stream);
+            if self
+                .running
+                .iter()
+                .any(|run| self.listing.scope(&self.streams[run.stream]) == scope)
+            {
+                continue;
+            }
+            let Some(position) = self.positions.get(stream) else {
+                continue;
+            };
+            if let Some(query) = self.listing.plan(stream, position, now) {
                 self.next_stream = (index + 1) % count;
-                tracing::debug!(stream = %stream, url = %url, "querying");
+                tracing::debug!(stream = %stream, url = %query.url, "querying");
                 return Some(Running {
                     stream: index,
-                    first_url: url.clone(),
-                    next_url: Some(url),
+                    fetch: None,
+                    first_url: query.url.clone(),
+                    next_url: Some(query.url),
                     link_failures: 0,
                     foreign_reported: false,
-                    then,
+                    then: query.then,
+                    then_if_one_page: query.then_if_one_page,
+                    narrower: query.narrower,
+                    pages: 0,
                     buffered: VecDeque::new(),
                     malformed: Vec::new(),
                     malformed_attempts: 0,
@@ -162,113 +233,178 @@ impl<L: Listing> Listed<L> {
 
     async fn next(&mut self) -> Result<Fetch, SourceError> {
         loop {
-            let Some(run) = self.running.as_mut() else {
-                match self.plan() {
-                    Some(run) => {
-                        self.running = Some(run);
-                        continue;
-                    }
-                    None => return Ok(Fetch::CaughtUp),
-                }
-            };
-            let stream = &self.streams[run.stream];
-            if run.buffered.is_empty()
-                && run.malformed.is_empty()
-                && let Some(url) = run.next_url.clone()
+            while self.running.len() < CONCURRENT_QUERIES
+                && let Some(run) = self.plan()
             {
-                let api = self.listing.api(stream);
-                match self.client.get_page(&url, api).await {
-                    Ok(page) => {
-                        run.malformed_attempts = 0;
-                        run.link_failures = 0;
-                        run.next_url = page.next_link;
-                        let position = self.positions.get(stream);
-                        for raw in page.records {
-                            run.records += 1;
-                            if let Some(position) = position
-                                && let Some(record) = self.listing.record(stream, position, raw)
-                            {
-                                run.buffered.push_back(record);
-                            }
-                        }
+                self.running.push(run);
+            }
+            if self.running.is_empty() {
+                return Ok(Fetch::CaughtUp);
+            }
+            // Records at hand go first; every query without any asks for its next page meanwhile.
+            for run in &mut self.running {
+                if run.buffered.is_empty()
+                    && run.malformed.is_empty()
+                    && run.fetch.is_none()
+                    && let Some(url) = run.next_url.clone()
+                {
+                    let (client, api) = (
+                        self.client.clone(),
+                        self.listing.api(&self.streams[run.stream]),
+                    );
+                    let target = url.clone();
+                    let task = tokio::spawn(async move { client.get_page(&target, api).await });
+                    run.fetch = Some(Fetching { url, task });
+                }
+            }
+            if let Some(index) = self.running.iter().position(|run| {
+                !run.buffered.is_empty() || !run.malformed.is_empty() || run.next_url.is_none()
+            }) {
+                return self.hand_over(index);
+            }
+            let (index, url, fetched) = self.first_page().await;
+            self.take_page(index, url, fetched)?;
+        }
+    }
+
+    /// The first page to arrive among the queries' requests: its query's index, its URL and what
+    /// came.
+    async fn first_page(&mut self) -> (usize, String, Result<Page, ApiError>) {
+        let waiting = self.running.iter_mut().enumerate().filter_map(|(i, run)| {
+            run.fetch
+                .as_mut()
+                .map(|f| Box::pin(async move { (i, (&mut f.task).await) }))
+        });
+        let ((index, joined), _, _) = futures::future::select_all(waiting).await;
+        let fetching = self.running[index].fetch.take();
+        let url = fetching.map(|f| f.url.clone()).unwrap_or_default();
+        let fetched = joined.unwrap_or_else(|e| {
+            // A page request's task only ends early if it panicked: fail loudly, as a source would.
+            std::panic::resume_unwind(e.into_panic())
+        });
+        (index, url, fetched)
+    }
+
+    /// Takes what a query's page request brought; an error leaves the query where it can retry.
+    fn take_page(
+        &mut self,
+        index: usize,
+        url: String,
+        fetched: Result<Page, ApiError>,
+    ) -> Result<(), SourceError> {
+        let run = &mut self.running[index];
+        let stream = &self.streams[run.stream];
+        match fetched {
+            Ok(page) => {
+                run.malformed_attempts = 0;
+                run.link_failures = 0;
+                run.pages += 1;
+                if run.pages == 1
+                    && page.next_link.is_some()
+                    && let Some(narrower) = run.narrower.take()
+                {
+                    // Nothing of the query is delivered yet: ask a narrower one instead.
+                    tracing::debug!(stream = %stream, "the window holds more than a page; narrowing it");
+                    self.positions.insert(stream.clone(), narrower);
+                    self.running.remove(index);
+                    return Ok(());
+                }
+                run.next_url = page.next_link;
+                let position = self.positions.get(stream);
+                for raw in page.records {
+                    run.records += 1;
+                    if let Some(position) = position
+                        && let Some(record) = self.listing.record(stream, position, raw)
+                    {
+                        run.buffered.push_back(record);
                     }
-                    Err(ApiError::Malformed {
+                }
+                Ok(())
+            }
+            Err(ApiError::Malformed {
+                api,
+                url,
+                reason,
+                body,
+            }) => {
+                run.malformed_attempts += 1;
+                if run.malformed_attempts > 1 {
+                    return Err(ApiError::Malformed {
                         api,
                         url,
                         reason,
                         body,
-                    }) => {
-                        run.malformed_attempts += 1;
-                        if run.malformed_attempts > 1 {
-                            return Err(ApiError::Malformed {
-                                api,
-                                url,
-                                reason,
-                                body,
-                            }
-                            .into());
-                        }
-                        // Kept once for whoever investigates. The page is asked for again (with
-                        // backoff) until Azure answers properly: skipping it would lose the events
-                        // in it and every page after it, since its nextLink is unreadable.
-                        run.malformed.push(Malformed {
-                            origin: url,
-                            reason: format!("{api} page is not a listing: {reason}"),
-                            payload: body,
-                        });
                     }
-                    Err(e @ ApiError::ForeignLink { .. }) => {
-                        // Never fetched. Kept once for whoever investigates; the query starts over
-                        // (dedup hides what its first pages deliver again), with backoff.
-                        if !run.foreign_reported
-                            && let ApiError::ForeignLink { api, url, expected } = &e
-                        {
-                            run.foreign_reported = true;
-                            run.malformed.push(Malformed {
-                                origin: url.clone(),
-                                reason: format!(
-                                    "{api} sent a nextLink outside {expected}; not followed"
-                                ),
-                                payload: String::new(),
-                            });
-                        }
-                        run.next_url = Some(run.first_url.clone());
-                        return Err(e.into());
-                    }
-                    Err(e @ ApiError::Status { api, status, .. })
-                        if (400..500).contains(&status) && url != run.first_url =>
-                    {
-                        run.link_failures += 1;
-                        if run.link_failures >= LINK_FAILURES_BEFORE_RESTART {
-                            tracing::warn!(
-                                api,
-                                status,
-                                "a nextLink keeps failing; starting the query over"
-                            );
-                            run.link_failures = 0;
-                            run.next_url = Some(run.first_url.clone());
-                        }
-                        return Err(e.into());
-                    }
-                    Err(e) => return Err(e.into()),
+                    .into());
                 }
-                continue;
+                // Kept once for whoever investigates. The page is asked for again (with
+                // backoff) until Azure answers properly: skipping it would lose the events
+                // in it and every page after it, since its nextLink is unreadable.
+                run.malformed.push(Malformed {
+                    origin: url,
+                    reason: format!("{api} page is not a listing: {reason}"),
+                    payload: body,
+                });
+                Ok(())
             }
-            let take = run.buffered.len().min(self.batch_size);
-            let records: Vec<RawRecord> = run.buffered.drain(..take).collect();
-            let malformed = std::mem::take(&mut run.malformed);
-            if run.buffered.is_empty() && run.next_url.is_none() {
-                tracing::debug!(stream = %stream, records = run.records, took = ?run.started.elapsed(), "query complete");
-                self.positions.insert(stream.clone(), run.then.clone());
-                self.running = None;
+            Err(e @ ApiError::ForeignLink { .. }) => {
+                // Never fetched. Kept once for whoever investigates; the query starts over
+                // (dedup hides what its first pages deliver again), with backoff.
+                if !run.foreign_reported
+                    && let ApiError::ForeignLink { api, url, expected } = &e
+                {
+                    run.foreign_reported = true;
+                    run.malformed.push(Malformed {
+                        origin: url.clone(),
+                        reason: format!("{api} sent a nextLink outside {expected}; not followed"),
+                        payload: String::new(),
+                    });
+                }
+                run.next_url = Some(run.first_url.clone());
+                Err(e.into())
             }
-            return Ok(Fetch::Batch(Batch {
-                records,
-                malformed,
-                cursor: self.cursor()?,
-                offsets: Offsets::new(),
-            }));
+            Err(e @ ApiError::Status { api, status, .. })
+                if (400..500).contains(&status) && url != run.first_url =>
+            {
+                run.link_failures += 1;
+                if run.link_failures >= LINK_FAILURES_BEFORE_RESTART {
+                    tracing::warn!(
+                        api,
+                        status,
+                        "a nextLink keeps failing; starting the query over"
+                    );
+                    run.link_failures = 0;
+                    run.next_url = Some(run.first_url.clone());
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// A batch of the records query `index` holds; when they are its last, its stream moves on.
+    fn hand_over(&mut self, index: usize) -> Result<Fetch, SourceError> {
+        let run = &mut self.running[index];
+        let stream = &self.streams[run.stream];
+        let take = run.buffered.len().min(self.batch_size);
+        let records: Vec<RawRecord> = run.buffered.drain(..take).collect();
+        let malformed = std::mem::take(&mut run.malformed);
+        if run.buffered.is_empty() && run.next_url.is_none() {
+            tracing::debug!(stream = %stream, records = run.records, took = ?run.started.elapsed(), "query complete");
+            let then = if run.pages <= 1 {
+                run.then_if_one_page.clone()
+            } else {
+                run.then.clone()
+            };
+            self.positions.insert(stream.clone(), then);
+            self.running.remove(index);
+        }
+        Ok(Fetch::Batch(Batch {
+            records,
+            malformed,
+            cursor: self.cursor()?,
+            offsets: Offsets::new(),
+        }))
     }
 }
 

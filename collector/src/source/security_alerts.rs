@@ -10,7 +10,7 @@ use crate::json::RawJson;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::listing::Listing;
+use super::listing::{Listing, Query};
 use crate::azure::Audience;
 use crate::azure::client::Api;
 use crate::config::{SecurityAlertsConfig, StartAt};
@@ -112,7 +112,7 @@ impl Listing for SecurityAlerts {
         stream: &str,
         position: &AlertsPosition,
         now: DateTime<Utc>,
-    ) -> Option<(String, AlertsPosition)> {
+    ) -> Option<Query<AlertsPosition>> {
         if position
             .listed
             .is_some_and(|listed| now - listed < self.poll_interval)
@@ -123,7 +123,7 @@ impl Listing for SecurityAlerts {
             "{}/subscriptions/{stream}/providers/Microsoft.Security/alerts?api-version={API_VERSION}",
             self.resource_manager
         );
-        Some((
+        Some(Query::new(
             url,
             AlertsPosition {
                 since: position.since,
@@ -176,7 +176,8 @@ mod tests {
         let config: SecurityAlertsConfig = crate::config::from_yaml("{}").expect("config");
         let s = SecurityAlerts::new(&config, "https://arm", std::time::Duration::from_secs(60));
         let now = Utc::now();
-        let (url, listed) = s.plan("sub-1", &s.start("sub-1", now), now).expect("due");
+        let query = s.plan("sub-1", &s.start("sub-1", now), now).expect("due");
+        let (url, listed) = (query.url, query.then);
         assert_eq!(
             url,
             "https://arm/subscriptions/sub-1/providers/Microsoft.Security/alerts?api-version=2022-01-01"

@@ -46,6 +46,9 @@ struct Args {
     /// Items per page on every paged API.
     #[arg(long, default_value_t = 200)]
     page_size: usize,
+    /// How long every ARM and Graph answer takes, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 #[tokio::main]
@@ -61,6 +64,7 @@ async fn main() -> Result<(), String> {
     azure.add_client_secret(&args.tenant_id, &args.client_id, &args.client_secret);
     azure.grant_directory_reader(&args.client_id);
     azure.set_page_size(args.page_size);
+    azure.set_latency(std::time::Duration::from_millis(args.latency_ms));
     let weight = |kind: &str, weight: u32| {
         if args.kinds.iter().any(|k| k == kind) {
             weight

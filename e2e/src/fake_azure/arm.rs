@@ -6,6 +6,7 @@
 
 use azlog_collector::azure::encode_query;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -103,11 +104,7 @@ pub(super) fn authorize(
     Ok(client_id)
 }
 
-fn with_read_budget(shared: &Shared, subscription: &str, mut response: Response) -> Response {
-    let remaining = super::lock(shared)
-        .subscriptions
-        .get(subscription)
-        .map(|s| s.remaining_reads.max(0));
+fn with_read_budget(remaining: Option<i64>, mut response: Response) -> Response {
     if let Some(remaining) = remaining
         && let Ok(value) = HeaderValue::from_str(&remaining.to_string())
     {
@@ -116,6 +113,22 @@ fn with_read_budget(shared: &Shared, subscription: &str, mut response: Response)
             .insert("x-ms-ratelimit-remaining-subscription-reads", value);
     }
     response
+}
+
+/// ARM's answer to a read beyond the subscription's budget.
+fn throttled(subscription: &str, client_id: &str, wait: Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = arm_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "SubscriptionRequestsThrottled",
+        &format!(
+            "Number of 'read' requests for subscription '{subscription}' actor '{client_id}' exceeded. Please try again after '{seconds}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling for additional information."
+        ),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert("retry-after", value);
+    }
+    with_read_budget(Some(0), response)
 }
 
 /// A page of `{"value": [...], "nextLink": ...}`, from a snapshot taken at the first page.
@@ -174,6 +187,41 @@ const SECURITY_ALERTS: Listing = Listing {
     path: "providers/Microsoft.Security/alerts",
 };
 
+/// A per-subscription listing request being answered, counted while it is.
+struct Answering<'a> {
+    shared: &'a Shared,
+    subscription: &'a str,
+}
+
+impl<'a> Answering<'a> {
+    fn start(shared: &'a Shared, subscription: &'a str) -> Answering<'a> {
+        let mut state = super::lock(shared);
+        *state
+            .listing_in_flight
+            .entry(subscription.to_owned())
+            .or_default() += 1;
+        let one = state.listing_in_flight[subscription];
+        let all = state.listing_in_flight.values().sum();
+        let (most_one, most_all) = state.most_in_flight;
+        state.most_in_flight = (most_one.max(one), most_all.max(all));
+        Answering {
+            shared,
+            subscription,
+        }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = super::lock(self.shared)
+            .listing_in_flight
+            .get_mut(self.subscription)
+        {
+            *n -= 1;
+        }
+    }
+}
+
 /// The common shape of a per-subscription listing: scripted fault, api-version, authorization,
 /// paging, the read-budget header, and the request log. `first` computes the whole listing.
 async fn serve_listing(
@@ -186,19 +234,36 @@ async fn serve_listing(
     first: impl FnOnce() -> Result<Vec<Value>, Response>,
 ) -> Response {
     let raw_query = super::query_text(query);
+    let record = |response| {
+        super::record_for(
+            shared,
+            listing.api,
+            Some(subscription),
+            &raw_query,
+            response,
+        )
+    };
+    let _answering = Answering::start(shared, subscription);
     if let Some(response) = super::fault(shared, listing.api).await {
-        return super::record(shared, listing.api, &raw_query, response);
+        return record(response);
     }
     let response = (|| {
         if let Some(response) = require_api_version(query) {
             return response;
         }
-        if let Err(response) = authorize(shared, headers, subscription, Some(listing.action)) {
-            return response;
-        }
-        if let Some(sub) = super::lock(shared).subscriptions.get_mut(subscription) {
-            sub.remaining_reads -= 1;
-        }
+        let client_id = match authorize(shared, headers, subscription, Some(listing.action)) {
+            Ok(client_id) => client_id,
+            Err(response) => return response,
+        };
+        let budget = super::lock(shared)
+            .subscriptions
+            .get_mut(subscription)
+            .map(|sub| sub.reads.take());
+        let remaining = match budget {
+            Some(Ok(remaining)) => Some(remaining),
+            Some(Err(wait)) => return throttled(subscription, &client_id, wait),
+            None => None,
+        };
         let base = format!(
             "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
             super::base_url(shared),
@@ -211,9 +276,9 @@ async fn serve_listing(
             ),
         );
         let response = paged(shared, query, &base, first);
-        with_read_budget(shared, subscription, response)
+        with_read_budget(remaining, response)
     })();
-    super::record(shared, listing.api, &raw_query, response)
+    record(response)
 }
 
 pub async fn activity_log(

@@ -90,7 +90,14 @@ fn authenticate(
 
 /// The scripted fault for this request, if any, as the response to send instead.
 async fn fault(shared: &Shared, api: Api) -> Option<Response> {
-    let fault = lock(shared).take_fault(api)?;
+    let (fault, latency) = {
+        let mut state = lock(shared);
+        (state.take_fault(api), state.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = fault?;
     match fault {
         Fault::Delay(wait) => {
             tokio::time::sleep(wait).await;
@@ -147,10 +154,22 @@ async fn fault(shared: &Shared, api: Api) -> Option<Response> {
 }
 
 fn record(shared: &Shared, api: Api, query: &str, response: Response) -> Response {
+    record_for(shared, api, None, query, response)
+}
+
+/// Records an answer of a per-subscription listing.
+fn record_for(
+    shared: &Shared,
+    api: Api,
+    subscription: Option<&str>,
+    query: &str,
+    response: Response,
+) -> Response {
     lock(shared).served.push(Served {
         api,
         status: response.status().as_u16(),
         query: query.to_owned(),
+        subscription: subscription.map(str::to_owned),
         at: Instant::now(),
     });
     response
@@ -316,7 +335,6 @@ impl FakeAzure {
                 Subscription {
                     display_name: format!("Subscription {subscription_id}"),
                     tenant_id: tenant_id.to_owned(),
-                    remaining_reads: state::SUBSCRIPTION_READS_PER_HOUR,
                     ..Subscription::default()
                 },
             );
@@ -419,6 +437,26 @@ impl FakeAzure {
         self.with(|s| s.token_lifetime = lifetime);
     }
 
+    /// Every ARM and Graph answer from now on takes `latency` (the public endpoints take tens to
+    /// hundreds of milliseconds).
+    pub fn set_latency(&self, latency: Duration) {
+        self.with(|s| s.latency = latency);
+    }
+
+    /// Leaves `reads` in the subscription's ARM read bucket.
+    pub fn set_remaining_reads(&self, subscription_id: &str, reads: f64) {
+        self.with_subscription(subscription_id, |sub| sub.reads.set(reads));
+    }
+
+    /// Changes subscription `id`, if there is one.
+    fn with_subscription(&self, id: &str, change: impl FnOnce(&mut Subscription)) {
+        self.with(|s| {
+            if let Some(sub) = s.subscriptions.get_mut(id) {
+                change(sub);
+            }
+        });
+    }
+
     pub fn set_page_size(&self, size: usize) {
         self.with(|s| s.page_size = size.max(1));
     }
@@ -428,29 +466,19 @@ impl FakeAzure {
     }
 
     pub fn push_activity(&self, subscription_id: &str, event: Value) {
-        self.with(|s| {
-            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
-                sub.activity.push(event);
-            }
-        });
+        self.with_subscription(subscription_id, |sub| sub.activity.push(event));
     }
 
     pub fn push_alert(&self, subscription_id: &str, alert: Value) {
-        self.with(|s| {
-            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
-                sub.alerts.push(alert);
-            }
-        });
+        self.with_subscription(subscription_id, |sub| sub.alerts.push(alert));
     }
 
     /// Changes the status of the subscription's alert named `name` (Active → Resolved), as Defender
     /// for Cloud does in place.
     pub fn set_alert_status(&self, subscription_id: &str, name: &str, status: &str) {
-        self.with(|s| {
-            if let Some(sub) = s.subscriptions.get_mut(subscription_id) {
-                for alert in sub.alerts.iter_mut().filter(|a| a["name"] == name) {
-                    alert["properties"]["status"] = Value::from(status);
-                }
+        self.with_subscription(subscription_id, |sub| {
+            for alert in sub.alerts.iter_mut().filter(|a| a["name"] == name) {
+                alert["properties"]["status"] = Value::from(status);
             }
         });
     }
@@ -474,6 +502,12 @@ impl FakeAzure {
     }
 
     /// How many requests `api` served.
+    /// The most per-subscription listing requests answered at once: of one subscription, and in
+    /// all.
+    pub fn most_listings_in_flight(&self) -> (usize, usize) {
+        self.with(|s| s.most_in_flight)
+    }
+
     pub fn calls(&self, api: Api) -> usize {
         self.with(|s| s.served.iter().filter(|r| r.api == api).count())
     }

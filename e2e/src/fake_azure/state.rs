@@ -125,7 +125,52 @@ pub struct Subscription {
     pub activity: Vec<Value>,
     pub alerts: Vec<Value>,
     /// ARM's per-subscription read budget (`x-ms-ratelimit-remaining-subscription-reads`).
-    pub remaining_reads: i64,
+    pub reads: ReadBudget,
+}
+
+/// ARM's read throttling since 2024: a token bucket per subscription (and principal) of 250 reads,
+/// refilled at 25 a second. A read finding it empty is answered 429 with Retry-After.
+#[derive(Debug, Clone)]
+pub struct ReadBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+/// ARM's subscription read bucket: its size and how many tokens come back each second.
+pub const SUBSCRIPTION_READ_BUCKET: f64 = 250.0;
+pub const SUBSCRIPTION_READ_REFILL_PER_SECOND: f64 = 25.0;
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        ReadBudget {
+            tokens: SUBSCRIPTION_READ_BUCKET,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl ReadBudget {
+    /// Takes a token: the reads left, or how long until one is back.
+    pub fn take(&mut self) -> Result<i64, Duration> {
+        let now = Instant::now();
+        let refilled =
+            now.duration_since(self.at).as_secs_f64() * SUBSCRIPTION_READ_REFILL_PER_SECOND;
+        self.tokens = (self.tokens + refilled).min(SUBSCRIPTION_READ_BUCKET);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / SUBSCRIPTION_READ_REFILL_PER_SECOND,
+            ));
+        }
+        self.tokens -= 1.0;
+        Ok(self.tokens as i64)
+    }
+
+    /// Sets the reads left, to try how a client behaves on a nearly spent budget.
+    pub fn set(&mut self, tokens: f64) {
+        self.tokens = tokens;
+        self.at = Instant::now();
+    }
 }
 
 /// One request as the fake saw it, for assertions on call counts and throttling behaviour.
@@ -134,6 +179,8 @@ pub struct Served {
     pub api: Api,
     pub status: u16,
     pub query: String,
+    /// The subscription of a per-subscription listing.
+    pub subscription: Option<String>,
     /// When the answer was sent.
     pub at: Instant,
 }
@@ -157,6 +204,12 @@ pub struct State {
     pub faults: VecDeque<(Api, Fault)>,
     /// Items per page on every paged API.
     pub page_size: usize,
+    /// How long every ARM and Graph answer takes, as over the internet (none by default).
+    pub latency: Duration,
+    /// Per-subscription listing requests being answered now, by subscription.
+    pub listing_in_flight: HashMap<String, usize>,
+    /// The most listing requests answered at once: of one subscription, and in all.
+    pub most_in_flight: (usize, usize),
     /// Repeat the last item of each page at the start of the next, as Azure sometimes does.
     pub duplicate_page_boundaries: bool,
     /// The rest of a listing and its page size, by skip token: pages come from a snapshot taken at
@@ -165,9 +218,6 @@ pub struct State {
     pub served: Vec<Served>,
     next_id: u64,
 }
-
-/// ARM's documented per-subscription read budget per hour.
-pub const SUBSCRIPTION_READS_PER_HOUR: i64 = 12_000;
 
 impl Default for State {
     fn default() -> Self {
@@ -184,6 +234,9 @@ impl Default for State {
             replicate_new_principals: true,
             faults: VecDeque::new(),
             page_size: 200,
+            latency: Duration::ZERO,
+            listing_in_flight: HashMap::new(),
+            most_in_flight: (0, 0),
             duplicate_page_boundaries: false,
             pages: HashMap::new(),
             served: Vec::new(),
