@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::azure::AzureClient;
 use crate::checkpoint::{ConfigMapStore, FileStore, Store};
-use crate::config::{Config, SourceConfig};
+use crate::config::{AlertChanges, Config, SourceConfig};
 use crate::health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, RunSummary};
@@ -14,7 +14,7 @@ use crate::source::activity_log::ActivityLog;
 use crate::source::diagnostic_logs::DiagnosticLogs;
 use crate::source::entra_audit::EntraAudit;
 use crate::source::listing::{Listed, Listing};
-use crate::source::security_alerts::SecurityAlerts;
+use crate::source::security_alerts::{SecurityAlerts, changes as alert_changes};
 use crate::source::simulate::Simulate;
 use crate::source::wad::Wad;
 
@@ -97,8 +97,26 @@ pub async fn run(
         }
         (SourceConfig::SecurityAlerts(c), Some(client)) => {
             let streams = subscriptions(&c.subscriptions);
-            let listing = SecurityAlerts::new(&c, &client.endpoints().resource_manager, poll);
-            run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+            match c.changes {
+                AlertChanges::ResourceGraph => {
+                    tracing::info!(source = "securityAlerts", streams = ?streams, "reading; Resource Graph finds what changed");
+                    Pipeline::new(config, store, metrics)
+                        .run(
+                            |cursor| {
+                                alert_changes::AlertChanges::new(
+                                    &c, client, streams, batch_size, poll, cursor,
+                                )
+                            },
+                            shutdown,
+                        )
+                        .await?
+                }
+                AlertChanges::Relist => {
+                    let listing =
+                        SecurityAlerts::new(&c, &client.endpoints().resource_manager, poll);
+                    run_listing(config, store, metrics, listing, client, streams, shutdown).await?
+                }
+            }
         }
         (SourceConfig::EntraAudit(c), Some(client)) => {
             let streams = EntraAudit::streams(&c);

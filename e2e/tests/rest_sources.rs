@@ -429,8 +429,9 @@ fn lost_access_surfaces_as_an_error_and_a_metric_and_collection_resumes_when_it_
     assert!(s.metric("azlog_source_errors_total", &["category=\"unauthorized\""]) >= 1.0);
 }
 
-#[test]
-fn security_alert_status_changes_are_delivered_but_relists_are_not() {
+/// 31 alerts in two subscriptions read by a collector whose `securityAlerts` has `extra` (YAML
+/// lines), until every one is delivered once.
+fn alerts_delivered(extra: &str) -> (Setup, Collector, HashSet<String>) {
     let s = setup();
     let now = Utc::now();
     for n in 0..30 {
@@ -452,19 +453,26 @@ fn security_alert_status_changes_are_delivered_but_relists_are_not() {
     );
     s.azure.set_page_size(8);
     let yaml = s.config(&format!(
-        "  securityAlerts:\n    subscriptions: [{SUB_A}, {SUB_B}]\n    startAt: {}",
+        "  securityAlerts:\n    subscriptions: [{SUB_A}, {SUB_B}]\n    startAt: {}{extra}",
         (now - TimeDelta::days(1)).to_rfc3339_opts(SecondsFormat::Secs, true)
     ));
-    let _collector = s.start(&yaml);
-    let mut expected: HashSet<String> = (0..30)
+    let collector = s.start(&yaml);
+    let expected: HashSet<String> = (0..30)
         .map(|n| format!("alert-{n}|Active"))
         .chain(["b-alert|Active".to_owned()])
         .collect();
     wait_for_exactly(&s.out(), &expected, "every alert once");
+    (s, collector, expected)
+}
+
+#[test]
+fn security_alert_status_changes_are_delivered_but_relists_are_not() {
+    let (s, _collector, mut expected) = alerts_delivered("\n    changes: Relist");
     let lists = s.azure.calls(Api::SecurityAlerts);
     wait_until(WAIT, "several more listings", || {
         (s.azure.calls(Api::SecurityAlerts) > lists + 8).then_some(())
     });
+    assert_eq!(s.azure.calls(Api::ResourceGraph), 0);
     s.azure.set_alert_status(SUB_A, "alert-3", "Resolved");
     expected.insert("alert-3|Resolved".into());
     wait_for_exactly(
@@ -472,6 +480,63 @@ fn security_alert_status_changes_are_delivered_but_relists_are_not() {
         &expected,
         "the resolved alert as a new event, nothing else",
     );
+}
+
+#[test]
+fn resource_graph_finds_alert_changes_and_only_changed_alerts_are_read_again() {
+    let (s, mut collector, mut expected) = alerts_delivered("");
+    // The first listing took 4 pages of 8 in one subscription and 1 in the other.
+    let listed = s.azure.calls(Api::SecurityAlerts);
+    wait_until(WAIT, "several polls of Resource Graph", || {
+        (s.azure.calls(Api::ResourceGraph) >= 5).then_some(())
+    });
+    assert_eq!(
+        s.azure.calls(Api::SecurityAlerts),
+        listed,
+        "alerts were listed again though none changed"
+    );
+    s.azure.set_alert_status(SUB_A, "alert-3", "Resolved");
+    s.azure
+        .push_alert(SUB_B, alert(SUB_B, "b-new", Utc::now(), "Active"));
+    expected.extend(["alert-3|Resolved".to_owned(), "b-new|Active".to_owned()]);
+    wait_for_exactly(&s.out(), &expected, "the change and the new alert, once");
+    let polls = s.azure.calls(Api::ResourceGraph);
+    wait_until(WAIT, "more polls", || {
+        (s.azure.calls(Api::ResourceGraph) >= polls + 3).then_some(())
+    });
+    assert_eq!(
+        s.azure.calls(Api::SecurityAlerts),
+        listed + 2,
+        "only the two changed alerts were read again"
+    );
+
+    // After a restart every subscription is listed once, in case something changed meanwhile.
+    collector.signal(libc::SIGKILL);
+    collector.wait(WAIT);
+    s.azure.set_alert_status(SUB_A, "alert-7", "Dismissed");
+    expected.insert("alert-7|Dismissed".into());
+    collector.spawn();
+    wait_for_exactly(
+        &s.out(),
+        &expected,
+        "the change made while it was down, once",
+    );
+
+    // Resource Graph refusing (a cloud without it, a policy) goes back to listing.
+    s.azure.inject(
+        Api::ResourceGraph,
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+        },
+    );
+    let lists = s.azure.calls(Api::SecurityAlerts);
+    wait_until(WAIT, "a whole listing instead", || {
+        (s.azure.calls(Api::SecurityAlerts) >= lists + 5).then_some(())
+    });
+    s.azure.set_alert_status(SUB_B, "b-alert", "Resolved");
+    expected.insert("b-alert|Resolved".into());
+    wait_for_exactly(&s.out(), &expected, "changes still delivered once");
 }
 
 #[test]

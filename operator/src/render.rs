@@ -438,6 +438,7 @@ fn source_config(
             SourceConfig::SecurityAlerts(SecurityAlertsConfig {
                 subscriptions: alerts.subscriptions.clone(),
                 start_at,
+                ..SecurityAlertsConfig::default()
             })
         }),
         spec.entra_audit.as_ref().map(|entra| {

@@ -181,7 +181,18 @@ impl<L: Listing> Listed<L> {
         })
     }
 
-    fn cursor(&self) -> Result<serde_json::Value, SourceError> {
+    /// The listing it runs.
+    pub fn listing(&self) -> &L {
+        &self.listing
+    }
+
+    /// Where `stream` stands.
+    pub fn position(&self, stream: &str) -> Option<&L::Position> {
+        self.positions.get(stream)
+    }
+
+    /// Every stream's position, as a batch's cursor.
+    pub fn cursor(&self) -> Result<serde_json::Value, SourceError> {
         serde_json::to_value(&self.positions)
             .map(|streams| serde_json::json!({ "streams": streams }))
             .map_err(|e| SourceError::Cursor(e.to_string()))

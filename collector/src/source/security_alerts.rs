@@ -4,7 +4,9 @@
 //! Each alert's id for dedup is its name and status, so a status change (Active → Resolved) is
 //! delivered as a new event while a re-list of the same status is not.
 
+pub mod changes;
 pub mod record;
+mod resource_graph;
 
 use crate::json::RawJson;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -17,9 +19,9 @@ use crate::config::{SecurityAlertsConfig, StartAt};
 use crate::event::EventKind;
 use crate::normalise::RawRecord;
 
-const API_VERSION: &str = "2022-01-01";
+pub(crate) const API_VERSION: &str = "2022-01-01";
 
-const API: Api = Api {
+pub(crate) const API: Api = Api {
     name: "securityAlerts",
     audience: Audience::ResourceManager,
     forbidden_hint: "give the collector's identity the Reader (or Security Reader) role on the subscription (a SubscriptionAuthorization grants it; its status names what is missing)",
@@ -33,6 +35,13 @@ pub struct AlertsPosition {
     since: Option<DateTime<Utc>>,
     /// When the last complete listing started.
     listed: Option<DateTime<Utc>>,
+}
+
+impl AlertsPosition {
+    /// Whether an alert generated at `time` is delivered.
+    pub fn delivers(&self, time: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|since| time >= since)
+    }
 }
 
 #[derive(Debug)]
@@ -133,9 +142,7 @@ impl Listing for SecurityAlerts {
     }
 
     fn record(&self, _stream: &str, position: &AlertsPosition, raw: RawJson) -> Option<RawRecord> {
-        if let (Some(since), Some(time)) = (position.since, generated(&raw))
-            && time < since
-        {
+        if generated(&raw).is_some_and(|time| !position.delivers(time)) {
             return None;
         }
         // Alerts whose time cannot be read are kept: the normaliser dead-letters them.

@@ -14,6 +14,21 @@ pub struct SecurityAlertsConfig {
     pub subscriptions: Vec<String>,
     /// Alerts generated before this are not delivered (the API cannot filter; azlog filters).
     pub start_at: StartAt,
+    /// How alerts that are new or changed status are found between polls.
+    pub changes: AlertChanges,
+}
+
+/// How the `securityAlerts` source finds what changed since its last poll. The alerts API cannot
+/// filter, and an alert has no time of its last change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertChanges {
+    /// Azure Resource Graph lists every alert's id and status across all the subscriptions (one
+    /// request per 1,000 alerts); only alerts new or changed are read in full, by id. After a
+    /// start, and whenever Resource Graph refuses, every subscription is listed once instead.
+    #[default]
+    ResourceGraph,
+    /// Every poll lists every alert of every subscription; dedup hides what was delivered.
+    Relist,
 }
 
 impl SecurityAlertsConfig {

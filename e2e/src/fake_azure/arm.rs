@@ -131,6 +131,20 @@ fn throttled(subscription: &str, client_id: &str, wait: Duration) -> Response {
     with_read_budget(Some(0), response)
 }
 
+/// The page after skip token `token`, or ARM's answer to a token it does not know.
+pub(super) fn next_page(
+    shared: &Shared,
+    token: &str,
+) -> Result<(Vec<Value>, Option<String>), Response> {
+    super::lock(shared).next_page(token).ok_or_else(|| {
+        arm_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidSkipToken",
+            "The skip token is invalid or has expired.",
+        )
+    })
+}
+
 /// A page of `{"value": [...], "nextLink": ...}`, from a snapshot taken at the first page.
 fn paged(
     shared: &Shared,
@@ -139,15 +153,9 @@ fn paged(
     first: impl FnOnce() -> Result<Vec<Value>, Response>,
 ) -> Response {
     let page = match query.get("$skipToken") {
-        Some(token) => match super::lock(shared).next_page(token) {
-            Some(page) => page,
-            None => {
-                return arm_error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidSkipToken",
-                    "The skip token is invalid or has expired.",
-                );
-            }
+        Some(token) => match next_page(shared, token) {
+            Ok(page) => page,
+            Err(response) => return response,
         },
         None => match first() {
             Ok(items) => {
@@ -233,6 +241,33 @@ async fn serve_listing(
     extra_query: &str,
     first: impl FnOnce() -> Result<Vec<Value>, Response>,
 ) -> Response {
+    serve_read(shared, listing, subscription, query, headers, || {
+        let base = format!(
+            "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
+            super::base_url(shared),
+            listing.path,
+            encode_query(
+                query
+                    .get("api-version")
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            ),
+        );
+        paged(shared, query, &base, first)
+    })
+    .await
+}
+
+/// A read of one subscription's `listing` data: scripted fault, api-version, authorization, the
+/// read budget and its header, and the request log around what `answer` answers.
+async fn serve_read(
+    shared: &Shared,
+    listing: &Listing,
+    subscription: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    answer: impl FnOnce() -> Response,
+) -> Response {
     let raw_query = super::query_text(query);
     let record = |response| {
         super::record_for(
@@ -264,19 +299,7 @@ async fn serve_listing(
             Some(Err(wait)) => return throttled(subscription, &client_id, wait),
             None => None,
         };
-        let base = format!(
-            "{}/subscriptions/{subscription}/{}?api-version={}{extra_query}",
-            super::base_url(shared),
-            listing.path,
-            encode_query(
-                query
-                    .get("api-version")
-                    .map(String::as_str)
-                    .unwrap_or_default()
-            ),
-        );
-        let response = paged(shared, query, &base, first);
-        with_read_budget(remaining, response)
+        with_read_budget(remaining, answer())
     })();
     record(response)
 }
@@ -406,4 +429,44 @@ pub async fn subscriptions(
             .into_response()
     })();
     super::record(&shared, Api::Subscriptions, &raw_query, response)
+}
+
+/// One Defender for Cloud alert, by its id.
+pub async fn security_alert(
+    State(shared): State<Shared>,
+    Path((subscription, _group, _location, name)): Path<(String, String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    serve_read(
+        &shared,
+        &SECURITY_ALERTS,
+        &subscription,
+        &query,
+        &headers,
+        || {
+            let alert = super::lock(&shared)
+                .subscriptions
+                .get(&subscription)
+                .and_then(|s| {
+                    s.alerts
+                        .iter()
+                        .find(|a| {
+                            a["name"]
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                        })
+                        .cloned()
+                });
+            match alert {
+                Some(alert) => axum::Json(alert).into_response(),
+                None => arm_error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFound",
+                    &format!("The alert '{name}' was not found."),
+                ),
+            }
+        },
+    )
+    .await
 }

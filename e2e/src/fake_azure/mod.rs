@@ -22,6 +22,7 @@ mod directory;
 mod entra;
 mod filter;
 mod graph;
+mod resource_graph;
 mod state;
 pub(crate) mod tls;
 
@@ -217,6 +218,8 @@ impl FakeAzure {
             .route("/subscriptions", get(arm::subscriptions))
             .route("/subscriptions/{subscription}/providers/Microsoft.Insights/eventtypes/management/values", get(arm::activity_log))
             .route("/subscriptions/{subscription}/providers/Microsoft.Security/alerts", get(arm::security_alerts))
+            .route("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Security/locations/{location}/alerts/{name}", get(arm::security_alert))
+            .route("/providers/Microsoft.ResourceGraph/resources", post(resource_graph::resources))
             .route("/v1.0/auditLogs/directoryAudits", get(graph::directory_audits))
             .route("/v1.0/auditLogs/signIns", get(graph::sign_ins))
             .route(

@@ -13,6 +13,8 @@ pub enum Api {
     Subscriptions,
     ActivityLog,
     SecurityAlerts,
+    /// Azure Resource Graph queries.
+    ResourceGraph,
     DirectoryAudits,
     SignIns,
     /// ARM `roleAssignments`, `roleDefinitions` and `permissions`.

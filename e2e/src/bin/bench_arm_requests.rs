@@ -1,11 +1,17 @@
-//! What an Activity Log backfill from `startAt: Earliest` costs: ARM requests and wall time until
-//! every subscription's reads reach the present, for an empty 90-day history on 1 and on 20
-//! subscriptions, against the fake Azure with ARM's read throttling (a bucket of 250 reads per
-//! subscription, 25 back a second) and a latency on every answer. Then a history that is not empty
-//! (3,000 events over the last 4 hours on 2 subscriptions, and events indexed late) must arrive
-//! whole and once. Loopback only; every process started here is stopped here.
+//! What the REST sources cost in ARM requests, against the fake Azure with ARM's read throttling (a
+//! bucket of 250 reads per subscription, 25 back a second) and a latency on every answer:
 //!
-//!   e2e/scripts/bench-backfill [--latency-ms 50] [--collector PATH] [--subscriptions 1,20]
+//! - an Activity Log backfill from `startAt: Earliest`: requests and wall time until every
+//!   subscription's reads reach the present, for an empty 90-day history on 1 and on 20
+//!   subscriptions; then a history that is not empty (3,000 events over the last 4 hours on 2
+//!   subscriptions, and events indexed late) must arrive whole and once;
+//! - 300 Defender for Cloud alerts polled every 10 s while one changes status every 10 s and a new
+//!   one comes every 30 s: requests and alerts listed again (hidden by dedup) per poll, and every
+//!   change delivered once.
+//!
+//! Loopback only; every process started here is stopped here.
+//!
+//!   e2e/scripts/bench-arm-requests [--latency-ms 50] [--collector PATH] [--subscriptions 1,20] [--alert-minutes 2]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +41,9 @@ struct Args {
     /// Subscription counts of the empty backfills.
     #[arg(long, value_delimiter = ',', default_value = "1,20")]
     subscriptions: Vec<usize>,
+    /// How long alerts are polled for changes.
+    #[arg(long, default_value_t = 2)]
+    alert_minutes: u64,
 }
 
 /// The collector as a child process, stopped when dropped.
@@ -114,13 +123,27 @@ fn start(
     subs: &[String],
     tuning: &str,
 ) -> Running {
+    let source = format!(
+        "  activityLog:\n    subscriptions: [{}]\n    startAt: Earliest\n{tuning}",
+        subs.join(", ")
+    );
+    start_source(collector, dir, azure, &source, "{listen: null}")
+}
+
+/// Starts the collector on `source` (YAML under `source:`, and what follows it) with `health`.
+fn start_source(
+    collector: &Path,
+    dir: &Path,
+    azure: &FakeAzure,
+    source: &str,
+    health: &str,
+) -> Running {
     std::fs::write(dir.join("ca.pem"), azure.ca_pem()).expect("ca");
     std::fs::write(dir.join("secret"), SECRET).expect("secret");
     let url = azure.url();
     let d = dir.display();
     let yaml = format!(
-        "name: bench\nsource:\n  activityLog:\n    subscriptions: [{}]\n    startAt: Earliest\n{tuning}azure:\n  endpoints: {{authorityHost: \"{url}\", resourceManager: \"{url}\"}}\n  caFile: {d}/ca.pem\n  credential:\n    clientSecret: {{tenantId: {TENANT}, clientId: {CLIENT}, secretFile: {d}/secret}}\noutputs:\n  - file: {{directory: {d}/out, maxFileAge: 1s}}\nstateDir: {d}/state\nhealth: {{listen: null}}\n",
-        subs.join(", ")
+        "name: bench\nsource:\n{source}azure:\n  endpoints: {{authorityHost: \"{url}\", resourceManager: \"{url}\"}}\n  caFile: {d}/ca.pem\n  credential:\n    clientSecret: {{tenantId: {TENANT}, clientId: {CLIENT}, secretFile: {d}/secret}}\noutputs:\n  - file: {{directory: {d}/out, maxFileAge: 1s}}\nstateDir: {d}/state\nhealth: {health}\n"
     );
     let config = dir.join("collector.yaml");
     std::fs::write(&config, yaml).expect("config");
@@ -260,6 +283,103 @@ fn history(runtime: &tokio::runtime::Runtime, args: &Args) {
     );
 }
 
+fn alert(sub: &str, name: &str, time: DateTime<Utc>, status: &str) -> Value {
+    json!({
+        "id": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Security/locations/westeurope/alerts/{name}"),
+        "name": name,
+        "type": "Microsoft.Security/Locations/alerts",
+        "properties": {
+            "status": status,
+            "timeGeneratedUtc": iso(time),
+            "startTimeUtc": iso(time),
+            "endTimeUtc": iso(time),
+            "alertType": "VM_EICAR",
+            "alertDisplayName": "Azure Security Center test alert (not a threat)",
+            "severity": "High",
+            "description": "This is a test alert.",
+            "compromisedEntity": "vm1",
+            "resourceIdentifiers": [{"type": "AzureResource", "azureResourceId": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1")}],
+        },
+    })
+}
+
+/// 300 alerts over 2 subscriptions, polled every 10 s for `minutes` while one alert changes
+/// status every 10 s and a new one comes every 30 s.
+fn alerts(runtime: &tokio::runtime::Runtime, args: &Args) {
+    let (azure, subs) = runtime.block_on(fake(2, Duration::from_millis(args.latency_ms)));
+    let now = Utc::now();
+    let mut expected = HashSet::new();
+    for n in 0..300usize {
+        let sub = &subs[n % 2];
+        let name = format!("alert-{n:03}");
+        azure.push_alert(
+            sub,
+            alert(sub, &name, now - TimeDelta::minutes(n as i64 * 7), "Active"),
+        );
+        expected.insert(format!("{name}|Active"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health = azlog_test_support::ports::free_port();
+    let source = format!(
+        "  securityAlerts:\n    subscriptions: [{}]\n    startAt: Earliest\npipeline: {{pollInterval: 10s}}\n",
+        subs.join(", ")
+    );
+    let _running = start_source(
+        &args.collector,
+        dir.path(),
+        &azure,
+        &source,
+        &format!("{{listen: \"127.0.0.1:{health}\"}}"),
+    );
+    let out = dir.path().join("out");
+    wait_for_exactly(
+        &out,
+        &expected,
+        Duration::from_secs(120),
+        "the 300 alerts, once",
+    );
+    let metric =
+        |name: &str, labels: &[&str]| azlog_test_support::metrics::metric(health, name, labels);
+    let requests = || azure.calls(Api::SecurityAlerts) + azure.calls(Api::ResourceGraph);
+    let (requests_before, relisted_before) =
+        (requests(), metric("azlog_events_duplicate_total", &[]));
+    let started = Instant::now();
+    let mut changes = 0usize;
+    while started.elapsed() < Duration::from_secs(args.alert_minutes * 60) {
+        std::thread::sleep(Duration::from_secs(10));
+        let n = changes * 7 % 300;
+        let name = format!("alert-{n:03}");
+        let status = ["Resolved", "Dismissed", "InProgress"][changes % 3];
+        azure.set_alert_status(&subs[n % 2], &name, status);
+        expected.insert(format!("{name}|{status}"));
+        if changes % 3 == 2 {
+            let sub = &subs[changes % 2];
+            let name = format!("new-{changes:03}");
+            azure.push_alert(sub, alert(sub, &name, Utc::now(), "Active"));
+            expected.insert(format!("{name}|Active"));
+        }
+        changes += 1;
+    }
+    wait_for_exactly(
+        &out,
+        &expected,
+        Duration::from_secs(60),
+        "every change and new alert, once",
+    );
+    let polls = started.elapsed().as_secs_f64() / 10.0;
+    let requests = requests() - requests_before;
+    let relisted = metric("azlog_events_duplicate_total", &[]) - relisted_before;
+    println!(
+        "300 alerts polled every 10 s for {} min, {changes} changes: {:.1} requests a poll ({} alerts API, {} Resource Graph in all), {:.1} alerts listed again a poll; {} events delivered, each once",
+        args.alert_minutes,
+        requests as f64 / polls,
+        azure.calls(Api::SecurityAlerts),
+        azure.calls(Api::ResourceGraph),
+        relisted / polls,
+        file_output_ids(&out).len()
+    );
+}
+
 fn main() {
     azlog_collector::install_crypto_provider();
     let args = Args::parse();
@@ -276,4 +396,5 @@ fn main() {
         empty_backfill(&runtime, &args, count);
     }
     history(&runtime, &args);
+    alerts(&runtime, &args);
 }
