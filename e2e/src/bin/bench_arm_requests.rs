@@ -5,13 +5,14 @@
 //!   subscription's reads reach the present, for an empty 90-day history on 1 and on 20
 //!   subscriptions; then a history that is not empty (3,000 events over the last 4 hours on 2
 //!   subscriptions, and events indexed late) must arrive whole and once;
-//! - 300 Defender for Cloud alerts polled every 10 s while one changes status every 10 s and a new
+//! - 300 Defender for Cloud alerts (in 10 subscriptions) polled every 10 s while one changes status every 10 s and a new
 //!   one comes every 30 s: requests and alerts listed again (hidden by dedup) per poll, and every
 //!   change delivered once.
 //!
 //! Loopback only; every process started here is stopped here.
 //!
-//!   e2e/scripts/bench-arm-requests [--latency-ms 50] [--collector PATH] [--subscriptions 1,20] [--alert-minutes 2]
+//!   e2e/scripts/bench-arm-requests [--latency-ms 50] [--collector PATH] [--subscriptions 1,20]
+//!                                  [--alert-minutes 2] [--scenarios backfill,history,alerts]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,12 @@ struct Args {
     /// How long alerts are polled for changes.
     #[arg(long, default_value_t = 2)]
     alert_minutes: u64,
+    /// How many subscriptions the 300 alerts are spread over.
+    #[arg(long, default_value_t = 10)]
+    alert_subscriptions: usize,
+    /// Which scenarios to run: backfill, history, alerts.
+    #[arg(long, value_delimiter = ',', default_value = "backfill,history,alerts")]
+    scenarios: Vec<String>,
 }
 
 /// The collector as a child process, stopped when dropped.
@@ -303,14 +310,15 @@ fn alert(sub: &str, name: &str, time: DateTime<Utc>, status: &str) -> Value {
     })
 }
 
-/// 300 alerts over 2 subscriptions, polled every 10 s for `minutes` while one alert changes
-/// status every 10 s and a new one comes every 30 s.
+/// 300 alerts over `--alert-subscriptions`, polled every 10 s for `--alert-minutes` while one
+/// alert changes status every 10 s and a new one comes every 30 s.
 fn alerts(runtime: &tokio::runtime::Runtime, args: &Args) {
-    let (azure, subs) = runtime.block_on(fake(2, Duration::from_millis(args.latency_ms)));
+    let count = args.alert_subscriptions.max(1);
+    let (azure, subs) = runtime.block_on(fake(count, Duration::from_millis(args.latency_ms)));
     let now = Utc::now();
     let mut expected = HashSet::new();
     for n in 0..300usize {
-        let sub = &subs[n % 2];
+        let sub = &subs[n % count];
         let name = format!("alert-{n:03}");
         azure.push_alert(
             sub,
@@ -350,10 +358,10 @@ fn alerts(runtime: &tokio::runtime::Runtime, args: &Args) {
         let n = changes * 7 % 300;
         let name = format!("alert-{n:03}");
         let status = ["Resolved", "Dismissed", "InProgress"][changes % 3];
-        azure.set_alert_status(&subs[n % 2], &name, status);
+        azure.set_alert_status(&subs[n % count], &name, status);
         expected.insert(format!("{name}|{status}"));
         if changes % 3 == 2 {
-            let sub = &subs[changes % 2];
+            let sub = &subs[changes % count];
             let name = format!("new-{changes:03}");
             azure.push_alert(sub, alert(sub, &name, Utc::now(), "Active"));
             expected.insert(format!("{name}|Active"));
@@ -370,7 +378,7 @@ fn alerts(runtime: &tokio::runtime::Runtime, args: &Args) {
     let requests = requests() - requests_before;
     let relisted = metric("azlog_events_duplicate_total", &[]) - relisted_before;
     println!(
-        "300 alerts polled every 10 s for {} min, {changes} changes: {:.1} requests a poll ({} alerts API, {} Resource Graph in all), {:.1} alerts listed again a poll; {} events delivered, each once",
+        "300 alerts in {count} subscriptions polled every 10 s for {} min, {changes} changes: {:.1} requests a poll ({} alerts API, {} Resource Graph in all), {:.1} alerts listed again a poll; {} events delivered, each once",
         args.alert_minutes,
         requests as f64 / polls,
         azure.calls(Api::SecurityAlerts),
@@ -392,9 +400,16 @@ fn main() {
         "fake ARM: {} ms a request, a read bucket of 250 per subscription refilled at 25/s",
         args.latency_ms
     );
-    for &count in &args.subscriptions {
-        empty_backfill(&runtime, &args, count);
+    let runs = |scenario: &str| args.scenarios.iter().any(|s| s == scenario);
+    if runs("backfill") {
+        for &count in &args.subscriptions {
+            empty_backfill(&runtime, &args, count);
+        }
     }
-    history(&runtime, &args);
-    alerts(&runtime, &args);
+    if runs("history") {
+        history(&runtime, &args);
+    }
+    if runs("alerts") {
+        alerts(&runtime, &args);
+    }
 }
