@@ -68,14 +68,14 @@ impl AlertChanges {
         poll_interval: Duration,
         cursor: Option<serde_json::Value>,
     ) -> Result<AlertChanges, SourceError> {
-        let mut source = AlertChanges {
+        Ok(AlertChanges {
             listed: listing(
                 config,
                 &client,
                 &subscriptions,
                 batch_size,
                 poll_interval,
-                None,
+                cursor.map(listed_long_ago),
             )?,
             config: config.clone(),
             client,
@@ -84,28 +84,19 @@ impl AlertChanges {
             poll_interval,
             mode: Mode::Listing(Statuses::new()),
             pending: VecDeque::new(),
-        };
-        source.list_everything(cursor)?;
-        Ok(source)
+        })
     }
 
-    /// Lists every subscription once more, from `cursor`, whenever each was listed last.
-    fn list_everything(&mut self, cursor: Option<serde_json::Value>) -> Result<(), SourceError> {
-        let cursor = cursor.map(|mut cursor| {
-            if let Some(streams) = cursor["streams"].as_object_mut() {
-                for position in streams.values_mut() {
-                    position["listed"] = serde_json::Value::Null;
-                }
-            }
-            cursor
-        });
+    /// Lists every subscription once more, now, from where the cursor stands.
+    fn list_everything(&mut self) -> Result<(), SourceError> {
+        let cursor = listed_long_ago(self.listed.cursor()?);
         self.listed = listing(
             &self.config,
             &self.client,
             &self.subscriptions,
             self.batch_size,
             self.poll_interval,
-            cursor,
+            Some(cursor),
         )?;
         self.mode = Mode::Listing(Statuses::new());
         Ok(())
@@ -148,8 +139,7 @@ impl AlertChanges {
                 }
                 Mode::Changes { .. } => {
                     if !self.read_changes().await? {
-                        let cursor = self.listed.cursor()?;
-                        self.list_everything(Some(cursor))?;
+                        self.list_everything()?;
                     }
                 }
             }
@@ -160,7 +150,8 @@ impl AlertChanges {
     async fn read_changes(&mut self) -> Result<bool, SourceError> {
         let rows = match resource_graph::alert_statuses(&self.client, &self.subscriptions).await {
             Ok(rows) => rows,
-            Err(e @ (ApiError::Forbidden { .. } | ApiError::Status { .. })) => {
+            // Refused outright (not throttled, not failing): listing works without it.
+            Err(e) if refused(&e) => {
                 tracing::warn!(error = %e, "Resource Graph refused; listing every subscription instead");
                 return Ok(false);
             }
@@ -267,6 +258,24 @@ impl AlertChanges {
         let position = self.listed.position(&stream)?;
         self.listed.listing().record(&stream, position, raw)
     }
+}
+
+fn refused(e: &ApiError) -> bool {
+    match e {
+        ApiError::Forbidden { .. } => true,
+        ApiError::Status { status, .. } => (400..500).contains(status),
+        _ => false,
+    }
+}
+
+/// `cursor` with every subscription due for a listing.
+fn listed_long_ago(mut cursor: serde_json::Value) -> serde_json::Value {
+    if let Some(streams) = cursor["streams"].as_object_mut() {
+        for position in streams.values_mut() {
+            position["listed"] = serde_json::Value::Null;
+        }
+    }
+    cursor
 }
 
 fn listing(
