@@ -14,7 +14,8 @@ use crate::source::activity_log::ActivityLog;
 use crate::source::diagnostic_logs::DiagnosticLogs;
 use crate::source::entra_audit::EntraAudit;
 use crate::source::listing::{Listed, Listing};
-use crate::source::security_alerts::{SecurityAlerts, changes as alert_changes};
+use crate::source::security_alerts::SecurityAlerts;
+use crate::source::security_alerts::changes::ChangedAlerts;
 use crate::source::simulate::Simulate;
 use crate::source::wad::Wad;
 
@@ -103,9 +104,7 @@ pub async fn run(
                     Pipeline::new(config, store, metrics)
                         .run(
                             |cursor| {
-                                alert_changes::AlertChanges::new(
-                                    &c, client, streams, batch_size, poll, cursor,
-                                )
+                                ChangedAlerts::new(&c, client, streams, batch_size, poll, cursor)
                             },
                             shutdown,
                         )

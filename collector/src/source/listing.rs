@@ -89,16 +89,14 @@ struct Running<P> {
     /// The page being fetched, by its own task so that it goes on while other streams' records
     /// are handed over.
     fetch: Option<Fetching>,
-    /// The query's first page, where it starts over.
-    first_url: String,
+    /// The query as planned: its first page, where it starts over, and where it leads.
+    query: Query<P>,
+    /// The page to ask for (being asked for, while `fetch` is some); None once all were read.
     next_url: Option<String>,
     /// 4xx answers to the current nextLink in a row.
     link_failures: u32,
     /// A foreign nextLink was dead-lettered for this query already.
     foreign_reported: bool,
-    then: P,
-    then_if_one_page: P,
-    narrower: Option<P>,
     pages: u32,
     buffered: VecDeque<RawRecord>,
     malformed: Vec<Malformed>,
@@ -108,14 +106,11 @@ struct Running<P> {
 }
 
 /// A page request in its own task; dropping it stops the task.
-struct Fetching {
-    url: String,
-    task: tokio::task::JoinHandle<Result<Page, ApiError>>,
-}
+struct Fetching(tokio::task::JoinHandle<Result<Page, ApiError>>);
 
 impl Drop for Fetching {
     fn drop(&mut self) {
-        self.task.abort();
+        self.0.abort();
     }
 }
 
@@ -223,13 +218,10 @@ impl<L: Listing> Listed<L> {
                 return Some(Running {
                     stream: index,
                     fetch: None,
-                    first_url: query.url.clone(),
-                    next_url: Some(query.url),
+                    next_url: Some(query.url.clone()),
+                    query,
                     link_failures: 0,
                     foreign_reported: false,
-                    then: query.then,
-                    then_if_one_page: query.then_if_one_page,
-                    narrower: query.narrower,
                     pages: 0,
                     buffered: VecDeque::new(),
                     malformed: Vec::new(),
@@ -263,9 +255,8 @@ impl<L: Listing> Listed<L> {
                         self.client.clone(),
                         self.listing.api(&self.streams[run.stream]),
                     );
-                    let target = url.clone();
-                    let task = tokio::spawn(async move { client.get_page(&target, api).await });
-                    run.fetch = Some(Fetching { url, task });
+                    let task = tokio::spawn(async move { client.get_page(&url, api).await });
+                    run.fetch = Some(Fetching(task));
                 }
             }
             if let Some(index) = self.running.iter().position(|run| {
@@ -273,34 +264,31 @@ impl<L: Listing> Listed<L> {
             }) {
                 return self.hand_over(index);
             }
-            let (index, url, fetched) = self.first_page().await;
-            self.take_page(index, url, fetched)?;
+            let (index, fetched) = self.first_page().await;
+            self.take_page(index, fetched)?;
         }
     }
 
-    /// The first page to arrive among the queries' requests: its query's index, its URL and what
-    /// came.
-    async fn first_page(&mut self) -> (usize, String, Result<Page, ApiError>) {
+    /// The first page to arrive among the queries' requests: its query's index and what came.
+    async fn first_page(&mut self) -> (usize, Result<Page, ApiError>) {
         let waiting = self.running.iter_mut().enumerate().filter_map(|(i, run)| {
             run.fetch
                 .as_mut()
-                .map(|f| Box::pin(async move { (i, (&mut f.task).await) }))
+                .map(|f| Box::pin(async move { (i, (&mut f.0).await) }))
         });
         let ((index, joined), _, _) = futures::future::select_all(waiting).await;
-        let fetching = self.running[index].fetch.take();
-        let url = fetching.map(|f| f.url.clone()).unwrap_or_default();
+        self.running[index].fetch = None;
         let fetched = joined.unwrap_or_else(|e| {
             // A page request's task only ends early if it panicked: fail loudly, as a source would.
             std::panic::resume_unwind(e.into_panic())
         });
-        (index, url, fetched)
+        (index, fetched)
     }
 
     /// Takes what a query's page request brought; an error leaves the query where it can retry.
     fn take_page(
         &mut self,
         index: usize,
-        url: String,
         fetched: Result<Page, ApiError>,
     ) -> Result<(), SourceError> {
         let run = &mut self.running[index];
@@ -312,7 +300,7 @@ impl<L: Listing> Listed<L> {
                 run.pages += 1;
                 if run.pages == 1
                     && page.next_link.is_some()
-                    && let Some(narrower) = run.narrower.take()
+                    && let Some(narrower) = run.query.narrower.take()
                 {
                     // Nothing of the query is delivered yet: ask a narrower one instead.
                     tracing::debug!(stream = %stream, "the window holds more than a page; narrowing it");
@@ -371,11 +359,12 @@ impl<L: Listing> Listed<L> {
                         payload: String::new(),
                     });
                 }
-                run.next_url = Some(run.first_url.clone());
+                run.next_url = Some(run.query.url.clone());
                 Err(e.into())
             }
             Err(e @ ApiError::Status { api, status, .. })
-                if (400..500).contains(&status) && url != run.first_url =>
+                if (400..500).contains(&status)
+                    && run.next_url.as_ref() != Some(&run.query.url) =>
             {
                 run.link_failures += 1;
                 if run.link_failures >= LINK_FAILURES_BEFORE_RESTART {
@@ -385,7 +374,7 @@ impl<L: Listing> Listed<L> {
                         "a nextLink keeps failing; starting the query over"
                     );
                     run.link_failures = 0;
-                    run.next_url = Some(run.first_url.clone());
+                    run.next_url = Some(run.query.url.clone());
                 }
                 Err(e.into())
             }
@@ -403,9 +392,9 @@ impl<L: Listing> Listed<L> {
         if run.buffered.is_empty() && run.next_url.is_none() {
             tracing::debug!(stream = %stream, records = run.records, took = ?run.started.elapsed(), "query complete");
             let then = if run.pages <= 1 {
-                run.then_if_one_page.clone()
+                run.query.then_if_one_page.clone()
             } else {
-                run.then.clone()
+                run.query.then.clone()
             };
             self.positions.insert(stream.clone(), then);
             self.running.remove(index);

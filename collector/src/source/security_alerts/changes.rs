@@ -38,7 +38,7 @@ enum Mode {
     Changes { known: Statuses, next_poll: Instant },
 }
 
-pub struct AlertChanges {
+pub struct ChangedAlerts {
     listed: Listed<SecurityAlerts>,
     config: SecurityAlertsConfig,
     client: Arc<AzureClient>,
@@ -50,16 +50,16 @@ pub struct AlertChanges {
     pending: VecDeque<RawRecord>,
 }
 
-impl std::fmt::Debug for AlertChanges {
+impl std::fmt::Debug for ChangedAlerts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlertChanges")
+        f.debug_struct("ChangedAlerts")
             .field("listed", &self.listed)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
 
-impl AlertChanges {
+impl ChangedAlerts {
     pub fn new(
         config: &SecurityAlertsConfig,
         client: Arc<AzureClient>,
@@ -67,8 +67,8 @@ impl AlertChanges {
         batch_size: usize,
         poll_interval: Duration,
         cursor: Option<serde_json::Value>,
-    ) -> Result<AlertChanges, SourceError> {
-        Ok(AlertChanges {
+    ) -> Result<ChangedAlerts, SourceError> {
+        Ok(ChangedAlerts {
             listed: listing(
                 config,
                 &client,
@@ -196,7 +196,7 @@ impl AlertChanges {
                     known.remove(&id.to_ascii_lowercase());
                 }
             }
-            if let Some(record) = alert.and_then(|raw| self.record(raw)) {
+            if let Some(record) = alert.and_then(|raw| self.record(&id, raw)) {
                 self.pending.push_back(record);
             }
         }
@@ -209,8 +209,7 @@ impl AlertChanges {
     /// Whether the alert of `row` is delivered at all: those older than `startAt` are not, and
     /// neither are their changes. One whose time cannot be read is (the normaliser reports it).
     fn delivers(&self, row: &Row) -> bool {
-        let Some(position) = subscription_of_id(&row.id).and_then(|s| self.listed.position(s))
-        else {
+        let Some(position) = subscription_of(&row.id).and_then(|s| self.listed.position(s)) else {
             return false;
         };
         chrono::DateTime::parse_from_rfc3339(&row.generated).map_or(true, |time| {
@@ -252,11 +251,11 @@ impl AlertChanges {
             .map_err(|e| malformed(&url, e.to_string(), text))
     }
 
-    /// The alert as a record of its subscription's stream, unless it is older than `startAt`.
-    fn record(&self, raw: RawJson) -> Option<RawRecord> {
-        let stream = subscription_of(raw.get())?;
-        let position = self.listed.position(&stream)?;
-        self.listed.listing().record(&stream, position, raw)
+    /// Alert `id` as a record of its subscription's stream, unless it is older than `startAt`.
+    fn record(&self, id: &str, raw: RawJson) -> Option<RawRecord> {
+        let stream = subscription_of(id)?;
+        let position = self.listed.position(stream)?;
+        self.listed.listing().record(stream, position, raw)
     }
 }
 
@@ -328,17 +327,12 @@ fn id_and_status(raw: &RawJson) -> Option<(String, String)> {
 }
 
 /// The subscription an alert belongs to, from its id (`/subscriptions/<id>/…`).
-fn subscription_of(alert: &str) -> Option<String> {
-    let alert: IdAndStatus = serde_json::from_str(alert).ok()?;
-    subscription_of_id(&alert.id?).map(str::to_owned)
-}
-
-fn subscription_of_id(id: &str) -> Option<&str> {
+fn subscription_of(id: &str) -> Option<&str> {
     let (_, rest) = id.split_once("/subscriptions/")?;
     rest.split('/').next()
 }
 
-impl Source for AlertChanges {
+impl Source for ChangedAlerts {
     const KIND: &'static str = SecurityAlerts::KIND;
 
     /// As the listing's: an alert may be listed again at the next start, as long as Azure keeps it.
@@ -367,7 +361,12 @@ mod tests {
             "/subscriptions/sub-1/resourcegroups/rg/providers/microsoft.security/locations/westeurope/alerts/a1"
         );
         assert_eq!(status, "Resolved");
-        assert_eq!(subscription_of(raw.get()).as_deref(), Some("SUB-1"));
+        assert_eq!(
+            subscription_of(
+                "/subscriptions/SUB-1/resourceGroups/rg/providers/Microsoft.Security/locations/westeurope/alerts/A1"
+            ),
+            Some("SUB-1")
+        );
         let no_status = RawJson::parse(r#"{"id":"/subscriptions/s/x"}"#.into()).expect("json");
         assert_eq!(id_and_status(&no_status), None);
     }
