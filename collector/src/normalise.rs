@@ -37,6 +37,18 @@ pub struct RawRecord {
     /// it wrote the row, so that the row is not parsed a second time. Without them the row is
     /// parsed from `raw`.
     pub wad_columns: Option<Box<WadColumns>>,
+    pub schema: Schema,
+}
+
+/// How a record's fields are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// As the source's REST API returns them.
+    Api,
+    /// Azure Monitor's common schema, in which diagnostic settings stream and archive records:
+    /// `time`, `category`, `operationName`, `resultType`, …, and for Entra ID logs the API's own
+    /// record under `properties`. The source supplies the id (`id_hint`).
+    Streamed,
 }
 
 /// Why a record could not be normalised. The message ends up in the dead-letter file.
@@ -107,13 +119,36 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
     let fields = if raw.get().starts_with('{') {
         match record.kind {
             EventKind::Wad => wad::row::normalise(&raw, record.wad_columns, ctx),
-            EventKind::ActivityLog => activity_log::record::normalise(&raw, ctx),
+            EventKind::ActivityLog => match record.schema {
+                Schema::Api => activity_log::record::normalise(&raw, ctx),
+                Schema::Streamed => diagnostic_logs::record::normalise(
+                    EventKind::ActivityLog,
+                    &raw,
+                    record.id_hint,
+                    ctx,
+                ),
+            },
             EventKind::SecurityAlert => security_alerts::record::normalise(&raw, ctx),
-            EventKind::DirectoryAudit => entra_audit::directory_audit::normalise(&raw, ctx),
-            EventKind::DiagnosticLog => {
-                diagnostic_logs::record::normalise(&raw, record.id_hint, ctx)
-            }
-            EventKind::SignIn => entra_audit::sign_in::normalise(&raw, ctx),
+            EventKind::DirectoryAudit => match record.schema {
+                Schema::Api => entra_audit::directory_audit::normalise(&raw, ctx),
+                Schema::Streamed => {
+                    streamed(EventKind::DirectoryAudit, &raw, record.id_hint, |p| {
+                        entra_audit::directory_audit::normalise(p, ctx)
+                    })
+                }
+            },
+            EventKind::DiagnosticLog => diagnostic_logs::record::normalise(
+                EventKind::DiagnosticLog,
+                &raw,
+                record.id_hint,
+                ctx,
+            ),
+            EventKind::SignIn => match record.schema {
+                Schema::Api => entra_audit::sign_in::normalise(&raw, ctx),
+                Schema::Streamed => streamed(EventKind::SignIn, &raw, record.id_hint, |p| {
+                    entra_audit::sign_in::normalise(p, ctx)
+                }),
+            },
         }
     } else {
         Err(NormaliseError::NotAnObject)
@@ -128,6 +163,29 @@ pub fn normalise(record: RawRecord, ctx: &NormaliseContext) -> Result<Event, Rej
             payload: raw,
         }),
     }
+}
+
+/// A streamed Entra ID record: the API's record under `properties`, normalised as the API's, with
+/// the id the source gave it (where in the stream it was).
+fn streamed(
+    kind: EventKind,
+    raw: &RawJson,
+    id: Option<String>,
+    normalise_api: impl FnOnce(&RawJson) -> Result<Event, NormaliseError>,
+) -> Result<Event, NormaliseError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        properties: &'a serde_json::value::RawValue,
+    }
+    let envelope: Envelope = parse(kind, raw)?;
+    let properties = RawJson::from(envelope.properties);
+    let mut event = normalise_api(&properties)?;
+    event.id = id.ok_or(NormaliseError::Missing {
+        kind: kind.as_str(),
+        what: "position (the source must supply one)",
+    })?;
+    Ok(event)
 }
 
 pub(crate) fn parse<'a, T: Deserialize<'a>>(
@@ -213,6 +271,7 @@ mod tests {
             raw: RawJson::parse(json.to_owned()).expect("test json"),
             id_hint: None,
             wad_columns: None,
+            schema: Schema::Api,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::pipeline::{Pipeline, PipelineError, RunSummary};
 use crate::source::activity_log::ActivityLog;
 use crate::source::diagnostic_logs::DiagnosticLogs;
 use crate::source::entra_audit::EntraAudit;
+use crate::source::event_hubs::EventHubs;
 use crate::source::listing::{Listed, Listing};
 use crate::source::security_alerts::SecurityAlerts;
 use crate::source::security_alerts::changes::ChangedAlerts;
@@ -135,6 +136,17 @@ pub async fn run(
             tracing::info!(account = %c.account, "reading archived resource logs");
             Pipeline::new(config, store, metrics)
                 .run(|cursor| DiagnosticLogs::new(&c, client, cursor), shutdown)
+                .await?
+        }
+        (SourceConfig::EventHubs(c), Some(client)) => {
+            let ca_file = config.azure.as_ref().and_then(|a| a.ca_file.clone());
+            Pipeline::new(config, store, metrics)
+                .run(
+                    |cursor| {
+                        EventHubs::new(&c, client, ca_file.as_deref(), batch_size, poll, cursor)
+                    },
+                    shutdown,
+                )
                 .await?
         }
         (source, None) => {

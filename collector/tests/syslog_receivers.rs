@@ -367,6 +367,7 @@ async fn windows_event_xml_bodies_reach_rsyslog_well_formed() {
         raw: RawJson::parse(row.to_owned()).expect("raw"),
         id_hint: None,
         wad_columns: None,
+        schema: azlog_collector::normalise::Schema::Api,
     };
     let wad = azlog_collector::normalise::normalise(record, &ctx).expect("normalises");
     for (framing, e) in [

@@ -196,6 +196,7 @@ pub enum Audience {
     ResourceManager,
     Graph,
     Storage,
+    EventHubs,
 }
 
 /// The resolved endpoints and token scopes for one collector.
@@ -206,6 +207,8 @@ pub struct Endpoints {
     pub graph: String,
     /// Storage account host suffix: `<account>.table.<suffix>`, `<account>.blob.<suffix>`.
     pub storage_suffix: String,
+    /// Event Hubs namespace host suffix: `<namespace>.<suffix>`.
+    pub event_hubs_suffix: String,
     resource_manager_scope: String,
     graph_scope: String,
 }
@@ -214,24 +217,27 @@ impl Endpoints {
     /// The cloud's endpoints with any overrides applied. Scopes always follow the cloud: a proxy or
     /// test service in front of ARM still issues tokens for ARM.
     pub fn resolve(config: &AzureConfig) -> Endpoints {
-        let (authority, arm, graph, storage) = match config.cloud {
+        let (authority, arm, graph, storage, event_hubs) = match config.cloud {
             Cloud::AzureCloud => (
                 "https://login.microsoftonline.com",
                 "https://management.azure.com",
                 "https://graph.microsoft.com",
                 "core.windows.net",
+                "servicebus.windows.net",
             ),
             Cloud::AzureUSGovernment => (
                 "https://login.microsoftonline.us",
                 "https://management.usgovcloudapi.net",
                 "https://graph.microsoft.us",
                 "core.usgovcloudapi.net",
+                "servicebus.usgovcloudapi.net",
             ),
             Cloud::AzureChinaCloud => (
                 "https://login.chinacloudapi.cn",
                 "https://management.chinacloudapi.cn",
                 "https://microsoftgraph.chinacloudapi.cn",
                 "core.chinacloudapi.cn",
+                "servicebus.chinacloudapi.cn",
             ),
         };
         let pick = |over: &Option<String>, default: &str| {
@@ -246,6 +252,7 @@ impl Endpoints {
             resource_manager: pick(&o.resource_manager, arm),
             graph: pick(&o.graph, graph),
             storage_suffix: storage.to_owned(),
+            event_hubs_suffix: event_hubs.to_owned(),
             resource_manager_scope: format!("{arm}/.default"),
             graph_scope: format!("{graph}/.default"),
         }
@@ -257,6 +264,8 @@ impl Endpoints {
             Audience::Graph => &self.graph_scope,
             // Storage has one audience in every cloud.
             Audience::Storage => "https://storage.azure.com/.default",
+            // So has Event Hubs.
+            Audience::EventHubs => "https://eventhubs.azure.net/.default",
         }
     }
 }

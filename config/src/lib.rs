@@ -39,6 +39,7 @@ pub use pipeline::PipelineConfig;
 pub use source::activity_log::ActivityLogConfig;
 pub use source::diagnostic_logs::DiagnosticLogsConfig;
 pub use source::entra_audit::{EntraAuditConfig, EntraLog};
+pub use source::event_hubs::EventHubsConfig;
 pub use source::security_alerts::{AlertChanges, SecurityAlertsConfig};
 pub use source::simulate::{SimulateConfig, SimulateMix};
 pub use source::wad::{MAX_PARALLEL_QUERIES, WadConfig};

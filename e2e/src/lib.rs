@@ -4,6 +4,7 @@
 
 pub mod azurite;
 pub mod fake_azure;
+pub mod fake_event_hubs;
 pub mod fault_proxy;
 pub mod host_collector;
 pub mod kube_cluster;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use azlog_e2e::fake_azure::{Api, FakeAzure, Fault};
 use azlog_test_support::collector::{Collector, file_output_ids};
+use azlog_test_support::examples::first_record;
 use azlog_test_support::http::http_get;
 use azlog_test_support::metrics::metric;
 use azlog_test_support::ports::free_port;
@@ -103,22 +104,13 @@ fn http_get_ok(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").0 == 200
 }
 
-fn example(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../collector/testdata/azure-examples")
-        .join(name);
-    let text = std::fs::read_to_string(&path).expect("example");
-    let value: Value = serde_json::from_str(&text).expect("example JSON");
-    value["responses"]["200"]["body"]["value"][0].clone()
-}
-
 fn iso(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// An Activity Log event shaped like the public example, with its own id and time.
 fn activity(sub: &str, id: &str, time: chrono::DateTime<Utc>) -> Value {
-    let mut event = example("activitylog_GetActivityLogsFiltered.json");
+    let mut event = first_record("activitylog_GetActivityLogsFiltered.json");
     event["eventDataId"] = json!(id);
     event["eventTimestamp"] = json!(iso(time));
     event["submissionTimestamp"] = json!(iso(time + TimeDelta::seconds(40)));
@@ -130,7 +122,7 @@ fn activity(sub: &str, id: &str, time: chrono::DateTime<Utc>) -> Value {
 }
 
 fn alert(sub: &str, name: &str, time: chrono::DateTime<Utc>, status: &str) -> Value {
-    let mut alert = example("security_GetAlertsSubscription_example.json");
+    let mut alert = first_record("security_GetAlertsSubscription_example.json");
     alert["name"] = json!(name);
     alert["id"] = json!(format!(
         "/subscriptions/{sub}/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/alerts/{name}"
@@ -142,7 +134,7 @@ fn alert(sub: &str, name: &str, time: chrono::DateTime<Utc>, status: &str) -> Va
 }
 
 fn directory_audit(id: &str, time: chrono::DateTime<Utc>) -> Value {
-    let mut audit = example("graph_directoryAudits_list_example1.json");
+    let mut audit = first_record("graph_directoryAudits_list_example1.json");
     audit["id"] = json!(id);
     audit["activityDateTime"] = json!(iso(time));
     audit

@@ -3,6 +3,7 @@
 //! install scripts put in the cache. Test code only; nothing here ships.
 
 pub mod collector;
+pub mod examples;
 pub mod http;
 pub mod install;
 pub mod metrics;

@@ -195,8 +195,10 @@ impl AzureClient {
         let endpoint = match api.audience {
             Audience::ResourceManager => &self.endpoints.resource_manager,
             Audience::Graph => &self.endpoints.graph,
-            // Storage is read through its own client, never listed here: nothing matches.
+            // Storage and Event Hubs are read through their own clients, never listed here:
+            // nothing matches.
             Audience::Storage => &self.endpoints.storage_suffix,
+            Audience::EventHubs => &self.endpoints.event_hubs_suffix,
         };
         if !same_origin(url, endpoint) {
             return Err(ApiError::ForeignLink {

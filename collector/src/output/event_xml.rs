@@ -133,6 +133,7 @@ mod tests {
             raw: crate::json::RawJson::parse(json.to_owned()).expect("json"),
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         };
         normalise(record, &ctx).expect("normalises")
     }

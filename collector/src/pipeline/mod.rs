@@ -442,6 +442,7 @@ mod tests {
             .expect("json"),
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         }
     }
 
@@ -553,6 +554,7 @@ mod tests {
                 .expect("json"),
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         };
         let summary = run(
             dir.path(),

@@ -153,6 +153,7 @@ impl Listing for ActivityLog {
             raw,
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         })
     }
 }

@@ -442,6 +442,7 @@ fn lines(
                 raw,
                 id_hint: Some(id),
                 wad_columns: None,
+                schema: crate::normalise::Schema::Streamed,
             }),
             Ok(_) => malformed.push(Malformed {
                 origin: id,
@@ -477,6 +478,7 @@ fn records_object(
                     raw: raw.into(),
                     id_hint: Some(format!("{origin}#{i}")),
                     wad_columns: None,
+                    schema: crate::normalise::Schema::Streamed,
                 });
             }
         }

@@ -113,6 +113,7 @@ impl Listing for EntraAudit {
             raw,
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         })
     }
 }

@@ -7,6 +7,7 @@
 pub mod activity_log;
 pub mod diagnostic_logs;
 pub mod entra_audit;
+pub mod event_hubs;
 pub mod listing;
 pub mod security_alerts;
 pub mod simulate;

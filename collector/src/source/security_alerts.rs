@@ -151,6 +151,7 @@ impl Listing for SecurityAlerts {
             raw,
             id_hint: None,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         })
     }
 }

@@ -132,6 +132,7 @@ impl Simulate {
             raw: RawJson::parse(json).unwrap_or_else(|_| RawJson::null()),
             id_hint,
             wad_columns: None,
+            schema: crate::normalise::Schema::Api,
         }
     }
 }

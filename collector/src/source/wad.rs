@@ -272,6 +272,7 @@ impl Wad {
                         raw,
                         id_hint: None,
                         wad_columns: Some(columns),
+                        schema: crate::normalise::Schema::Api,
                     });
                 }
                 Row::Refused { payload, reason } => malformed.push(Malformed {

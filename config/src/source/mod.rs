@@ -10,6 +10,7 @@ use crate::text::is_guid;
 pub mod activity_log;
 pub mod diagnostic_logs;
 pub mod entra_audit;
+pub mod event_hubs;
 pub mod security_alerts;
 pub mod simulate;
 pub mod storage;
@@ -18,6 +19,7 @@ pub mod wad;
 use activity_log::ActivityLogConfig;
 use diagnostic_logs::DiagnosticLogsConfig;
 use entra_audit::EntraAuditConfig;
+use event_hubs::EventHubsConfig;
 use security_alerts::SecurityAlertsConfig;
 use simulate::SimulateConfig;
 use wad::WadConfig;
@@ -38,13 +40,17 @@ pub enum SourceConfig {
     Wad(WadConfig),
     /// Resource logs that diagnostic settings archive to a storage account (PT1H.json blobs).
     DiagnosticLogs(DiagnosticLogsConfig),
+    /// Records that diagnostic settings and Entra ID stream to an event hub (Activity Log, resource
+    /// logs, sign-ins, audit logs).
+    EventHubs(EventHubsConfig),
 }
 
 impl SourceConfig {
     /// The kinds of source, as the config and the LogSource name them.
-    pub const KINDS: [&str; 6] = [
+    pub const KINDS: [&str; 7] = [
         "wad",
         "diagnosticLogs",
+        "eventHubs",
         "activityLog",
         "securityAlerts",
         "entraAudit",
@@ -70,6 +76,7 @@ impl SourceConfig {
             SourceConfig::EntraAudit(_) => "entraAudit",
             SourceConfig::Wad(_) => "wad",
             SourceConfig::DiagnosticLogs(_) => "diagnosticLogs",
+            SourceConfig::EventHubs(_) => "eventHubs",
         }
     }
 
@@ -81,6 +88,7 @@ impl SourceConfig {
             SourceConfig::EntraAudit(c) => c.validate(at, problems),
             SourceConfig::Wad(c) => c.validate(at, context, problems),
             SourceConfig::DiagnosticLogs(c) => c.validate(at, context, problems),
+            SourceConfig::EventHubs(c) => c.validate(at, context, problems),
         }
     }
 }

@@ -32,12 +32,14 @@ struct ResourceLogRecord<'a> {
     level: Option<Cow<'a, str>>,
 }
 
+/// A record in the common schema as an event of `kind`: resource logs, and the Activity Log as
+/// diagnostic settings stream it.
 pub(crate) fn normalise(
+    kind: EventKind,
     raw: &RawJson,
     id_hint: Option<String>,
     ctx: &NormaliseContext,
 ) -> Result<Event, NormaliseError> {
-    let kind = EventKind::DiagnosticLog;
     let rec: ResourceLogRecord = parse(kind, raw)?;
     let id = id_hint.ok_or(NormaliseError::Missing {
         kind: kind.as_str(),

@@ -407,6 +407,7 @@ mod tests {
             raw,
             id_hint: None,
             wad_columns: Some(columns),
+            schema: crate::normalise::Schema::Api,
         };
         let event = normalise(record, &ctx).expect("normalised");
         assert_eq!(event.message(), "bad \u{FFFD} end");
@@ -434,6 +435,7 @@ mod tests {
             raw: raw.clone(),
             id_hint: None,
             wad_columns,
+            schema: crate::normalise::Schema::Api,
         };
         let mut decoded = normalise(record(Some(columns)), &ctx).expect("decoded while read");
         let parsed = normalise(record(None), &ctx).expect("parsed by the normaliser");

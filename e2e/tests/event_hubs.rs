@@ -1,0 +1,299 @@
+//! The eventHubs source as the real collector binary against the fake Event Hubs namespace (AMQP
+//! 1.0 over TLS): envelopes of every kind of record, kill -9 mid-stream, dropped connections,
+//! server-busy detaches and expired tokens. Every test asserts on what the file output holds.
+// Runs Linux processes and signals; the Windows build has its own smoke test.
+#![cfg(unix)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use azlog_e2e::fake_event_hubs::FakeEventHubs;
+use azlog_test_support::collector::{Collector, file_output_ids};
+use azlog_test_support::examples::first_record;
+use azlog_test_support::http::http_get;
+use azlog_test_support::ports::free_port;
+use azlog_test_support::wait::wait_until;
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+const HUB: &str = "insights-logs";
+const SUB: &str = "089bd33f-d4ec-47fe-8ba5-0753aa5c5b33";
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Setup {
+    hub: FakeEventHubs,
+    dir: tempfile::TempDir,
+    health: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn setup(partitions: usize) -> Setup {
+    azlog_collector::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let hub = runtime
+        .block_on(FakeEventHubs::start(HUB, partitions))
+        .expect("fake Event Hubs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), hub.ca_pem()).expect("ca");
+    std::fs::write(
+        dir.path().join("connection-string"),
+        format!("{}\n", hub.connection_string()),
+    )
+    .expect("connection string");
+    Setup {
+        hub,
+        dir,
+        health: free_port(),
+        _runtime: runtime,
+    }
+}
+
+impl Setup {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    fn config(&self, start_at: &str, batch: usize) -> String {
+        let dir = self.path().display();
+        format!(
+            "name: hub\nsource:\n  eventHubs:\n    endpoint: {endpoint}\n    hub: {HUB}\n    startAt: {start_at}\n    connectionStringFile: {dir}/connection-string\nazure:\n  caFile: {dir}/ca.pem\noutputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 200ms\n  batchSize: {batch}\n  maxInFlightEvents: {inflight}\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: 127.0.0.1:{health}\n",
+            endpoint = self.hub.endpoint(),
+            inflight = batch * 4,
+            health = self.health,
+        )
+    }
+
+    fn start(&self, yaml: &str) -> Collector {
+        let collector = Collector::start(self.path(), yaml);
+        wait_until(WAIT, "the collector's health endpoint", || {
+            (std::net::TcpStream::connect(("127.0.0.1", self.health)).is_ok()
+                && http_get(self.health, "/healthz").0 == 200)
+                .then_some(())
+        });
+        collector
+    }
+}
+
+fn iso(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The kinds of record diagnostic settings and Entra ID stream, in Azure Monitor's common schema:
+/// the Activity Log (fields of the public REST example), a Key Vault resource log, and Entra ID
+/// sign-ins and audit logs with the Graph record under `properties`.
+struct Records {
+    activity: Value,
+    audit: Value,
+}
+
+impl Records {
+    fn new() -> Records {
+        Records {
+            activity: first_record("activitylog_GetActivityLogsFiltered.json"),
+            audit: first_record("graph_directoryAudits_list_example1.json"),
+        }
+    }
+
+    fn record(&self, n: usize, time: chrono::DateTime<Utc>) -> Value {
+        let time = iso(time);
+        match n % 5 {
+            0 => json!({
+                "time": time, "category": "Administrative", "level": "Information",
+                "resourceId": format!("/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/MSSUPPORTGROUP/PROVIDERS/MICROSOFT.SUPPORT/SUPPORTTICKETS/{n}"),
+                "operationName": self.activity["operationName"]["value"],
+                "resultType": "Success", "resultSignature": "Succeeded.OK",
+                "callerIpAddress": "203.0.113.7",
+                "correlationId": self.activity["correlationId"],
+                "identity": {"authorization": self.activity["authorization"], "claims": self.activity["claims"]},
+                "properties": {"statusCode": "OK", "serviceRequestId": null}
+            }),
+            1 => json!({
+                "time": time, "category": "AuditEvent", "level": "Informational",
+                "resourceId": format!("/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/SECURITY/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/CONTOSO-KV"),
+                "operationName": "SecretGet", "operationVersion": "7.4", "resultType": "Success",
+                "resultSignature": "OK", "durationMs": "12", "callerIpAddress": "10.1.2.3",
+                "identity": {"claim": {"appid": "1950a258-227b-4e31-a9cf-717495945fc2"}},
+                "properties": {"id": format!("https://contoso-kv.vault.azure.net/secrets/db-password/{n}"), "httpStatusCode": 200}
+            }),
+            2 | 3 => json!({
+                "time": time,
+                "category": if n % 5 == 2 { "SignInLogs" } else { "NonInteractiveUserSignInLogs" },
+                "operationName": "Sign-in activity", "resultType": "50126",
+                "resultDescription": "Invalid username or password.",
+                "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                "properties": {
+                    "id": format!("sign-in-{n}"), "createdDateTime": time,
+                    "userPrincipalName": "alice@contoso.com", "appDisplayName": "Azure Portal",
+                    "ipAddress": "203.0.113.7", "clientAppUsed": "Browser",
+                    "riskLevelDuringSignIn": "none",
+                    "status": {"errorCode": 50126, "failureReason": "Invalid username or password."}
+                }
+            }),
+            _ => {
+                let mut audit = self.audit.clone();
+                audit["id"] = json!(format!("audit-{n}"));
+                audit["activityDateTime"] = json!(time);
+                json!({
+                    "time": time, "category": "AuditLogs", "operationName": audit["activityDisplayName"],
+                    "resultType": "success", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                    "properties": audit
+                })
+            }
+        }
+    }
+
+    /// Sends `events` envelopes of `per_event` records to `partition`; returns their ids.
+    fn send(
+        &self,
+        hub: &FakeEventHubs,
+        partition: usize,
+        events: usize,
+        per_event: usize,
+    ) -> Vec<String> {
+        let first = hub.sizes()[partition];
+        let mut ids = Vec::with_capacity(events * per_event);
+        for sequence in first..first + events {
+            let records: Vec<Value> = (0..per_event)
+                .map(|i| {
+                    ids.push(format!("{partition}:{sequence}:{i}"));
+                    self.record(sequence * per_event + i, Utc::now() - TimeDelta::minutes(5))
+                })
+                .collect();
+            let body = serde_json::to_vec(&json!({ "records": records })).expect("json");
+            hub.send(partition, body);
+        }
+        ids
+    }
+}
+
+/// Kills the collector with SIGKILL once more than `delivered` records are in the files, and
+/// starts it again.
+fn kill_once_some_are_delivered(s: &Setup, collector: &mut Collector, delivered: usize) {
+    wait_until(WAIT, "some records delivered", || {
+        (file_output_ids(&s.out()).len() > delivered).then_some(())
+    });
+    collector.signal(libc::SIGKILL);
+    collector.wait(WAIT);
+    collector.spawn();
+}
+
+#[test]
+fn a_hundred_thousand_records_on_four_partitions_arrive_once_through_three_kill_9s() {
+    let s = setup(4);
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    for partition in 0..4 {
+        expected.extend(records.send(&s.hub, partition, 1250, 20));
+    }
+    assert_eq!(expected.len(), 100_000);
+    let mut collector = s.start(&s.config("Earliest", 1000));
+    for delivered in [15_000, 45_000, 75_000] {
+        kill_once_some_are_delivered(&s, &mut collector, delivered);
+    }
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "100,000 records, once each",
+    );
+
+    // Each kind went to its own folder, as the REST sources' records do.
+    for folder in [
+        "AzureResourceManagerJson",
+        "AzureDiagnosticLogsJson",
+        "AzureActiveDirectorySignInsJson",
+        "AzureActiveDirectoryJson",
+    ] {
+        assert!(
+            !file_output_ids(&s.out().join(folder)).is_empty(),
+            "{folder} holds records"
+        );
+    }
+    let cp = collector.checkpoint().expect("checkpoint");
+    let partitions = cp["cursor"]["partitions"].as_object().expect("partitions");
+    assert_eq!(partitions.len(), 4, "a position per partition: {cp}");
+    for (_, last) in partitions {
+        assert_eq!(last, 1249, "every partition read to its end: {cp}");
+    }
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success());
+}
+
+#[test]
+fn dropped_connections_server_busy_and_expired_tokens_are_retried_without_loss() {
+    let s = setup(2);
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    let mut collector = s.start(&s.config("Now", 100));
+    wait_until(WAIT, "receivers on both partitions", || {
+        (s.hub.seen().receivers >= 2).then_some(())
+    });
+    let send = |expected: &mut HashSet<String>| {
+        for partition in 0..2 {
+            expected.extend(records.send(&s.hub, partition, 50, 4));
+        }
+    };
+    send(&mut expected);
+    azlog_test_support::collector::wait_for_exactly(&s.out(), &expected, WAIT, "the first records");
+
+    s.hub.disconnect_all();
+    send(&mut expected);
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "records after a dropped connection",
+    );
+
+    let before = s.hub.seen();
+    s.hub.server_busy(3);
+    send(&mut expected);
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "records after server-busy detaches",
+    );
+    assert_eq!(s.hub.seen().busy_detaches - before.busy_detaches, 3);
+
+    let before = s.hub.seen();
+    s.hub.expire_tokens();
+    send(&mut expected);
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "records after the token expired",
+    );
+    let after = s.hub.seen();
+    assert!(
+        after.expired_detaches > before.expired_detaches,
+        "the expired token was noticed"
+    );
+    assert!(
+        after.tokens_put > before.tokens_put,
+        "a fresh token was put"
+    );
+    assert_eq!(
+        after.tokens_refused, 0,
+        "every token the collector made was valid"
+    );
+
+    let log = collector.log();
+    assert!(
+        !log.contains("SharedAccessKey="),
+        "the key never reaches the log"
+    );
+    assert!(!log.contains("sig="), "no signature reaches the log");
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success());
+}
