@@ -14,6 +14,7 @@ use crate::source::activity_log::ActivityLog;
 use crate::source::diagnostic_logs::DiagnosticLogs;
 use crate::source::entra_audit::EntraAudit;
 use crate::source::event_hubs::EventHubs;
+use crate::source::event_hubs::sharing::Sharing;
 use crate::source::listing::{Listed, Listing};
 use crate::source::security_alerts::SecurityAlerts;
 use crate::source::security_alerts::changes::ChangedAlerts;
@@ -34,6 +35,10 @@ pub enum ServiceError {
     Azure(String),
     #[error("failed to set up the checkpoint store: {0}")]
     Checkpoint(crate::checkpoint::CheckpointError),
+    #[error(
+        "source.eventHubs.sharing keeps its Leases in Kubernetes, which is not reachable: {0}; run in a pod or set KUBECONFIG"
+    )]
+    Sharing(String),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
@@ -140,14 +145,31 @@ pub async fn run(
         }
         (SourceConfig::EventHubs(c), Some(client)) => {
             let ca_file = config.azure.as_ref().and_then(|a| a.ca_file.clone());
-            Pipeline::new(config, store, metrics)
+            let pipeline = Pipeline::new(config, store, metrics);
+            let sharing = match &c.sharing {
+                Some(sharing) => {
+                    let kube = kube::Client::try_default()
+                        .await
+                        .map_err(|e| ServiceError::Sharing(e.to_string()))?;
+                    let identity = crate::lease::identity("azlog-collector");
+                    tracing::info!(group = %sharing.group, identity = %identity, "sharing the hub's partitions through Leases");
+                    Some(Sharing::new(kube, sharing, &identity, pipeline.committed()))
+                }
+                None => None,
+            };
+            let summary = pipeline
                 .run(
                     |cursor| {
-                        EventHubs::new(&c, client, ca_file.as_deref(), batch_size, poll, cursor)
+                        let ca = ca_file.as_deref();
+                        EventHubs::new(&c, client, ca, batch_size, poll, sharing.as_ref(), cursor)
                     },
                     shutdown,
                 )
-                .await?
+                .await;
+            if let Some(sharing) = &sharing {
+                sharing.finish().await;
+            }
+            summary?
         }
         (source, None) => {
             return Err(ServiceError::Azure(format!(

@@ -18,6 +18,7 @@ pub mod output;
 pub mod path;
 pub mod pipeline;
 pub mod report;
+pub mod sharing;
 pub mod source;
 pub mod text;
 
@@ -36,6 +37,7 @@ pub use output::windows_event_log::{WindowsEventBody, WindowsEventLogOutputConfi
 pub use output::{JsonFormat, OutputConfig, StdoutFormat, StdoutOutputConfig};
 pub use path::{AsWritten, At, FieldError, Files, Layout};
 pub use pipeline::PipelineConfig;
+pub use sharing::SharingConfig;
 pub use source::activity_log::ActivityLogConfig;
 pub use source::diagnostic_logs::DiagnosticLogsConfig;
 pub use source::entra_audit::{EntraAuditConfig, EntraLog};

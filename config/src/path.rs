@@ -42,6 +42,11 @@ impl At {
         self
     }
 
+    /// The part written at `field` of this one (`sharing` of `source.eventHubs`).
+    pub fn child(&self, field: &str) -> At {
+        At::new(self.path(field))
+    }
+
     /// The path of `field` (`account`, `subscriptions[2]`, `tls.caFile`) of this part.
     pub fn path(&self, field: &str) -> String {
         for (from, to) in &self.moved {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use azlog_e2e::fake_event_hubs::FakeEventHubs;
+use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_test_support::collector::{Collector, file_output_ids};
 use azlog_test_support::examples::first_record;
 use azlog_test_support::http::http_get;
@@ -296,4 +297,208 @@ fn dropped_connections_server_busy_and_expired_tokens_are_retried_without_loss()
     assert!(!log.contains("sig="), "no signature reaches the log");
     collector.signal(libc::SIGTERM);
     assert!(collector.wait(WAIT).success());
+}
+
+/// Every record id delivered below any of `outs`, failing at once on one delivered twice, by one
+/// replica or by two.
+fn delivered_once(outs: &[PathBuf]) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    for out in outs {
+        for id in file_output_ids(out) {
+            assert!(seen.insert(id.clone()), "{id} was delivered twice");
+        }
+    }
+    seen
+}
+
+/// Which replica holds each partition's Lease.
+fn holders(cluster: &Cluster) -> Vec<String> {
+    let text = cluster.kubectl(&[
+        "get",
+        "leases",
+        "-l",
+        "azlog.io/shares=hub",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}",
+    ]);
+    let mut held: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("-member-"))
+        .map(str::to_owned)
+        .collect();
+    held.sort();
+    held
+}
+
+/// A collector sharing the hub as `name`, with its own state and output below `name/`.
+fn start_replica(s: &Setup, cluster: &Cluster, name: &str) -> (Collector, PathBuf) {
+    let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
+    let dir = s.path().join(name);
+    std::fs::create_dir_all(&dir).expect("replica dir");
+    let health = free_port();
+    let yaml = format!(
+        "name: hub\nsource:\n  eventHubs:\n    endpoint: {endpoint}\n    hub: {HUB}\n    startAt: Earliest\n    connectionStringFile: {root}/connection-string\n    sharing:\n      namespace: default\n      group: hub\n      leaseDuration: 6s\nazure:\n  caFile: {root}/ca.pem\noutputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 200ms\n  batchSize: 100\n  maxInFlightEvents: 400\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: 127.0.0.1:{health}\n",
+        endpoint = s.hub.endpoint(),
+        root = s.path().display(),
+        dir = dir.display(),
+    );
+    let kubeconfig = kubeconfig.display().to_string();
+    let env = [("KUBECONFIG", kubeconfig.as_str()), ("POD_NAME", name)];
+    (
+        Collector::start_with_env(&dir, &yaml, &env),
+        dir.join("out"),
+    )
+}
+
+fn held_by(cluster: &Cluster, replica: &str) -> usize {
+    holders(cluster)
+        .iter()
+        .filter(|h| h.ends_with(&format!("={replica}")))
+        .count()
+}
+
+#[test]
+fn a_killed_replicas_partitions_are_taken_over_within_the_lease_duration_and_nothing_is_lost() {
+    let s = setup(4);
+    let cluster_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = s._runtime.block_on(Cluster::start(cluster_dir.path()));
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    let (mut r0, out0) = start_replica(&s, &cluster, "replica-0");
+    let (mut r1, out1) = start_replica(&s, &cluster, "replica-1");
+    wait_until(WAIT, "two replicas to hold two partitions each", || {
+        (held_by(&cluster, "replica-0") == 2 && held_by(&cluster, "replica-1") == 2).then_some(())
+    });
+    for partition in 0..4 {
+        expected.extend(records.send(&s.hub, partition, 100, 3));
+    }
+    wait_until(WAIT, "the first records", || {
+        let mut all: HashSet<String> = file_output_ids(&out0).into_iter().collect();
+        all.extend(file_output_ids(&out1));
+        (all.len() == expected.len()).then_some(())
+    });
+    r0.signal(libc::SIGKILL);
+    r0.wait(WAIT);
+    let killed = std::time::Instant::now();
+    for partition in 0..4 {
+        expected.extend(records.send(&s.hub, partition, 100, 3));
+    }
+    wait_until(WAIT, "the survivor to hold every partition", || {
+        (held_by(&cluster, "replica-1") == 4).then_some(())
+    });
+    // A Lease stands 6 s unrenewed before it is taken; the survivor looks every 2 s.
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    wait_until(WAIT, "every record, at least once", || {
+        let mut all: HashSet<String> = file_output_ids(&out0).into_iter().collect();
+        all.extend(file_output_ids(&out1));
+        expected.is_subset(&all).then_some(())
+    });
+    r1.signal(libc::SIGTERM);
+    assert!(r1.wait(WAIT).success());
+}
+
+#[test]
+fn replicas_divide_the_partitions_through_leases_and_scaling_2_3_1_delivers_every_record_once() {
+    let s = setup(4);
+    let cluster_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = s._runtime.block_on(Cluster::start(cluster_dir.path()));
+    let replica = |name: &str| start_replica(&s, &cluster, name);
+    // Events keep coming while replicas join and leave.
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    let mut send_some = |expected: &mut HashSet<String>| {
+        for partition in 0..4 {
+            expected.extend(records.send(&s.hub, partition, 5, 3));
+        }
+    };
+    let flow_until = |expected: &mut HashSet<String>,
+                      send: &mut dyn FnMut(&mut HashSet<String>),
+                      what: &str,
+                      done: &dyn Fn() -> bool| {
+        wait_until(WAIT, what, || {
+            send(expected);
+            std::thread::sleep(Duration::from_millis(200));
+            done().then_some(())
+        });
+    };
+
+    let (mut r0, out0) = replica("replica-0");
+    let (mut r1, out1) = replica("replica-1");
+    let outs = [out0.clone(), out1.clone(), s.path().join("replica-2/out")];
+    let split = |holders: &[String], counts: &[usize]| {
+        let mut found: Vec<usize> = ["replica-0", "replica-1", "replica-2"]
+            .iter()
+            .map(|r| {
+                holders
+                    .iter()
+                    .filter(|h| h.ends_with(&format!("={r}")))
+                    .count()
+            })
+            .collect();
+        found.truncate(counts.len());
+        let mut want = counts.to_vec();
+        found.sort_unstable();
+        want.sort_unstable();
+        found == want
+    };
+    flow_until(
+        &mut expected,
+        &mut send_some,
+        "two replicas to hold two partitions each and deliver",
+        &|| {
+            split(&holders(&cluster), &[2, 2])
+                && !file_output_ids(&out0).is_empty()
+                && !file_output_ids(&out1).is_empty()
+        },
+    );
+
+    let (mut r2, out2) = replica("replica-2");
+    flow_until(
+        &mut expected,
+        &mut send_some,
+        "the third replica to take a partition",
+        &|| split(&holders(&cluster), &[2, 1, 1]) && !file_output_ids(&out2).is_empty(),
+    );
+
+    // Two leave: their partitions go to the one left, each from where they were committed.
+    r0.signal(libc::SIGTERM);
+    r2.signal(libc::SIGTERM);
+    assert!(r0.wait(WAIT).success());
+    assert!(r2.wait(WAIT).success());
+    flow_until(
+        &mut expected,
+        &mut send_some,
+        "the last replica to hold every partition",
+        &|| {
+            holders(&cluster)
+                .iter()
+                .filter(|h| h.ends_with("=replica-1"))
+                .count()
+                == 4
+        },
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while delivered_once(&outs) != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let delivered = delivered_once(&outs);
+    let mut missing: Vec<&String> = expected.difference(&delivered).collect();
+    missing.sort();
+    let unexpected: Vec<&String> = delivered.difference(&expected).take(10).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{} of {} records missing ({:?}…), unexpected {unexpected:?}\nreplica-1:\n{}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(10)],
+        r1.log()
+    );
+    r1.signal(libc::SIGTERM);
+    assert!(r1.wait(WAIT).success());
+    assert!(
+        holders(&cluster).iter().all(|h| h.ends_with('=')),
+        "a stopped replica releases its partitions: {:?}",
+        holders(&cluster)
+    );
 }

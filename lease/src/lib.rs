@@ -8,6 +8,8 @@
 //! it last saw the Lease change, as client-go does: comparing the holder's renewTime with the local
 //! wall clock would let two machines' clock skew hand the Lease to a second leader.
 
+pub mod shares;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -41,11 +41,17 @@ pub struct Collector {
     pub dir: PathBuf,
     config: PathBuf,
     log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Collector {
     /// Writes `yaml` to `dir/collector.yaml` and starts `azlog-collector run` on it.
     pub fn start(dir: &Path, yaml: &str) -> Collector {
+        Collector::start_with_env(dir, yaml, &[])
+    }
+
+    /// As [`Collector::start`], with these environment variables set (again at every spawn).
+    pub fn start_with_env(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Collector {
         let config = dir.join("collector.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let mut collector = Collector {
@@ -53,6 +59,10 @@ impl Collector {
             dir: dir.to_owned(),
             config,
             log: dir.join("collector.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         collector.spawn();
         collector
@@ -68,6 +78,7 @@ impl Collector {
             .arg("run")
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

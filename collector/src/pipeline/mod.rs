@@ -82,6 +82,8 @@ pub struct Pipeline<C: CheckpointStore> {
     config: Config,
     store: C,
     metrics: Arc<Metrics>,
+    /// The cursor the checkpoint holds, after each commit.
+    committed: watch::Sender<serde_json::Value>,
 }
 
 impl<C: CheckpointStore> std::fmt::Debug for Pipeline<C> {
@@ -128,7 +130,14 @@ impl<C: CheckpointStore> Pipeline<C> {
             config,
             store,
             metrics,
+            committed: watch::Sender::new(serde_json::Value::Null),
         }
+    }
+
+    /// The cursor the checkpoint holds, updated after each commit (null before the first): what a
+    /// source sharing its parts with other collectors may hand on.
+    pub fn committed(&self) -> watch::Receiver<serde_json::Value> {
+        self.committed.subscribe()
     }
 
     /// Runs until the source is exhausted or `shutdown` turns true. `make_source` receives the stored
@@ -258,6 +267,9 @@ impl<C: CheckpointStore> Pipeline<C> {
                 expected: S::KIND.to_owned(),
             });
         }
+        if let Some(cp) = &stored {
+            self.committed.send_replace(cp.cursor.clone());
+        }
         let source = make_source(stored.as_ref().map(resume_cursor))?;
         match &stored {
             Some(cp) => {
@@ -327,6 +339,7 @@ impl<C: CheckpointStore> Pipeline<C> {
         match self.store.commit(&checkpoint).await {
             Ok(()) => {
                 ledger.commit_written();
+                self.committed.send_replace(checkpoint.cursor);
                 self.metrics.set_checkpoint_error(None);
                 self.metrics.in_flight_events.set(ledger.in_flight() as i64);
                 self.metrics.checkpoint_commits.inc();

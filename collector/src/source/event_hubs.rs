@@ -10,7 +10,9 @@
 //! output's recovery and dedup recognise them.
 
 mod link;
+mod reader;
 mod records;
+pub mod sharing;
 mod token;
 
 use std::collections::BTreeMap;
@@ -19,19 +21,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 
 use crate::azure::{ApiError, AzureClient};
-use crate::backoff::Backoff;
 use crate::config::{EventHubsConfig, StartAt, TlsConfig};
 use crate::source::{Batch, Fetch, Source, SourceError};
 pub use link::Start;
-use link::{Address, Link, Received};
+use link::{Address, Received};
+use reader::{Command, Reader};
+use sharing::{Reading, Sharing};
 use token::{ConnectionString, Credential};
 
-/// How often a connection puts a fresh token, well before the last one expires.
-const TOKEN_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// The AMQPS port.
 const AMQPS_PORT: u16 = 5671;
 
@@ -83,6 +83,8 @@ pub struct EventHubs {
     batch_size: usize,
     poll_interval: Duration,
     reader: tokio::task::JoinHandle<()>,
+    /// Keeps the reader's command channel open while the source lives.
+    _commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Drop for EventHubs {
@@ -98,6 +100,7 @@ impl EventHubs {
         tls: Option<&std::path::Path>,
         batch_size: usize,
         poll_interval: Duration,
+        sharing: Option<&Sharing>,
         cursor: Option<serde_json::Value>,
     ) -> Result<EventHubs, SourceError> {
         let (cursor, unsaved_start) = match cursor {
@@ -129,6 +132,9 @@ impl EventHubs {
         // A few events per partition's prefetch: enough to keep a batch filling while the
         // receivers' credit refills.
         let (sender, deliveries) = mpsc::channel(batch_size.clamp(64, 4096));
+        let positions = Arc::new(Mutex::new(cursor.clone()));
+        let (commands, command_queue) = mpsc::unbounded_channel();
+        let (partition_ids, partitions) = watch::channel(Vec::new());
         let reader = Reader {
             address,
             tls,
@@ -136,9 +142,20 @@ impl EventHubs {
             prefetch: config.prefetch,
             // Later readers win: a restarted collector takes its partitions from a stale one.
             epoch: Utc::now().timestamp_millis(),
-            positions: Arc::new(Mutex::new(cursor.clone())),
+            epochs: Default::default(),
+            positions: positions.clone(),
+            owned: sharing.map(|_| Default::default()),
+            commands: command_queue,
+            partition_ids,
             sender,
         };
+        if let Some(sharing) = sharing {
+            sharing.start(Reading {
+                partition_ids: partitions,
+                commands: commands.clone(),
+                positions,
+            });
+        }
         Ok(EventHubs {
             deliveries,
             cursor,
@@ -147,6 +164,7 @@ impl EventHubs {
             batch_size,
             poll_interval,
             reader: tokio::spawn(reader.run()),
+            _commands: commands,
         })
     }
 
@@ -251,99 +269,6 @@ fn connect_to(
         consumer_group: config.consumer_group.clone(),
     };
     Ok((address, credential))
-}
-
-/// Keeps a connection with a receiver on every partition, reconnecting after failures.
-struct Reader {
-    address: Address,
-    tls: Arc<rustls::ClientConfig>,
-    credential: Credential,
-    prefetch: u32,
-    epoch: i64,
-    /// The last sequence number handed to the source per partition: where a new connection's
-    /// receivers start, so nothing is handed over twice or skipped.
-    positions: Arc<Mutex<Cursor>>,
-    sender: mpsc::Sender<Delivery>,
-}
-
-impl Reader {
-    async fn run(self) {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-        loop {
-            let failure = match self.connection(&mut backoff).await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            let delay = failure
-                .retry_after()
-                .unwrap_or_else(|| backoff.next_delay());
-            tracing::warn!(error = %failure, retry_in = ?delay, "event hub connection failed; reconnecting");
-            if self.sender.send(Delivery::Failed(failure)).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// One connection, until it fails (Err) or the source is gone (Ok).
-    async fn connection(&self, backoff: &mut Backoff) -> Result<(), ApiError> {
-        let mut link = Link::open(&self.address, self.tls.clone(), &self.credential).await?;
-        let partitions = link.partitions(&self.credential).await?;
-        let mut receivers = JoinSet::new();
-        for partition in partitions {
-            let start = lock(&self.positions).start_of(&partition);
-            let receiver = link
-                .receiver(&partition, &start, self.epoch, self.prefetch)
-                .await?;
-            tracing::debug!(partition = %partition, ?start, "receiving");
-            receivers.spawn(forward(
-                receiver,
-                Arc::from(partition),
-                self.positions.clone(),
-                self.sender.clone(),
-            ));
-        }
-        backoff.reset();
-        let mut refresh = tokio::time::interval(TOKEN_REFRESH);
-        refresh.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                finished = receivers.join_next() => match finished {
-                    Some(Ok(Ok(()))) | None => break Ok(()),
-                    Some(Ok(Err(e))) => break Err(e),
-                    Some(Err(e)) => break Err(ApiError::Transport { api: link::API, message: format!("a partition receiver crashed: {e}") }),
-                },
-                _ = refresh.tick() => {
-                    if let Err(e) = link.authorise(&self.credential).await {
-                        break Err(e);
-                    }
-                }
-            }
-        };
-        receivers.abort_all();
-        link.close().await;
-        outcome
-    }
-}
-
-/// Hands one partition's events to the source, in order, until the link fails or the source is
-/// gone.
-async fn forward(
-    mut receiver: fe2o3_amqp::Receiver,
-    partition: Arc<str>,
-    positions: Arc<Mutex<Cursor>>,
-    sender: mpsc::Sender<Delivery>,
-) -> Result<(), ApiError> {
-    loop {
-        let event = link::receive(&mut receiver, &partition).await?;
-        let sequence = event.sequence;
-        if sender.send(Delivery::Event(event)).await.is_err() {
-            return Ok(());
-        }
-        lock(&positions)
-            .partitions
-            .insert(partition.to_string(), sequence);
-    }
 }
 
 fn lock(positions: &Mutex<Cursor>) -> std::sync::MutexGuard<'_, Cursor> {

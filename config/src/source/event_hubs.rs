@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, StartAt};
 use crate::path::{At, Problems};
+use crate::sharing::SharingConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -37,6 +38,11 @@ pub struct EventHubsConfig {
     /// partition (an event is at most 1 MiB).
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
+    /// Share the hub's partitions with the other collectors of a group through Kubernetes
+    /// Leases; absent, this collector reads every partition. The operator sets it for a LogSource
+    /// with more than one replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<SharingConfig>,
 }
 
 fn default_consumer_group() -> String {
@@ -62,6 +68,7 @@ impl EventHubsConfig {
             start_at: StartAt::default(),
             connection_string_file: None,
             prefetch: default_prefetch(),
+            sharing: None,
         }
     }
 
@@ -137,6 +144,9 @@ impl EventHubsConfig {
                 "startAt",
                 "is in the future; use Now to start from the first run",
             );
+        }
+        if let Some(sharing) = &self.sharing {
+            sharing.validate(&at.child("sharing"), problems);
         }
         if !(1..=10_000).contains(&self.prefetch) {
             problems.add(at, "prefetch", "must be between 1 and 10000");

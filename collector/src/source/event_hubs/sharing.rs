@@ -1,0 +1,232 @@
+//! Sharing a hub's partitions with the other collectors of a group (`source.eventHubs.sharing`):
+//! the balancing task takes and gives up partitions through the group's Leases
+//! ([`crate::lease::shares`]) and tells the reader which to read.
+//!
+//! A partition changes hands without loss or doubling: the collector giving it up stops its
+//! receiver, waits until every event it handed over from it is delivered and committed, and only
+//! then releases its Lease with that position; the next holder starts just after it. While held,
+//! a partition's Lease records the committed position at every renewal, so a collector that dies
+//! leaves a position at most one renewal old.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::reader::Command;
+use super::{Cursor, lock};
+use crate::config::SharingConfig;
+use crate::lease::shares::Shares;
+use crate::source::event_hubs::Start;
+
+/// What the service keeps to end the sharing when the pipeline has stopped.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    inner: Arc<Mutex<Option<Balance>>>,
+    finished: watch::Sender<bool>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+/// The balancing task's state until the source starts it.
+#[derive(Debug)]
+struct Balance {
+    shares: Shares,
+    every: Duration,
+    committed: watch::Receiver<serde_json::Value>,
+}
+
+/// A partition being given up: stopped, waiting for its last events to be committed.
+#[derive(Debug)]
+struct Release {
+    partition: String,
+    closed: oneshot::Receiver<()>,
+    /// The last sequence number handed over, once the receiver has stopped.
+    until: Option<Option<i64>>,
+}
+
+/// What the source hands the balancing task.
+#[derive(Debug)]
+pub(super) struct Reading {
+    pub partition_ids: watch::Receiver<Vec<String>>,
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub positions: Arc<Mutex<Cursor>>,
+}
+
+impl Sharing {
+    /// Sharing for `config` with this collector as `identity`; `committed` is the pipeline's
+    /// committed cursor.
+    pub fn new(
+        client: kube::Client,
+        config: &SharingConfig,
+        identity: &str,
+        committed: watch::Receiver<serde_json::Value>,
+    ) -> Sharing {
+        let shares = Shares::new(
+            client,
+            &config.namespace,
+            &config.group,
+            identity,
+            config.lease_duration,
+        );
+        Sharing {
+            inner: Arc::new(Mutex::new(Some(Balance {
+                shares,
+                every: config.lease_duration / 3,
+                committed,
+            }))),
+            finished: watch::Sender::new(false),
+            task: Arc::default(),
+        }
+    }
+
+    /// Starts balancing; the source calls this once it has a reader.
+    pub(super) fn start(&self, reading: Reading) {
+        let Some(balance) = lock_any(&self.inner).take() else {
+            return;
+        };
+        let finished = self.finished.subscribe();
+        *lock_any(&self.task) = Some(tokio::spawn(balance.run(reading, finished)));
+    }
+
+    /// After the pipeline stopped with everything delivered committed: releases every partition
+    /// at its committed position and leaves the group, so the others take over at once.
+    pub async fn finish(&self) {
+        self.finished.send_replace(true);
+        let task = lock_any(&self.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The committed sequence number of each partition.
+fn committed_positions(cursor: &serde_json::Value) -> BTreeMap<String, i64> {
+    serde_json::from_value::<Cursor>(cursor.clone())
+        .map(|c| c.partitions)
+        .unwrap_or_default()
+}
+
+impl Balance {
+    async fn run(mut self, reading: Reading, mut finished: watch::Receiver<bool>) {
+        let mut releasing: Option<Release> = None;
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = finished.wait_for(|done| *done) => break,
+            }
+            let committed = committed_positions(&self.committed.borrow());
+            if let Some(release) = releasing.as_mut()
+                && self.try_release(release, &committed, &reading).await
+            {
+                releasing = None;
+            }
+            let items = reading.partition_ids.borrow().clone();
+            let recorded = self
+                .shares
+                .held()
+                .iter()
+                .filter_map(|p| Some((p.clone(), committed.get(p)?.to_string())))
+                .collect();
+            let plan = match self.shares.round(&items, &recorded).await {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to read or renew the partition Leases; retrying");
+                    continue;
+                }
+            };
+            for partition in plan.lost {
+                tracing::warn!(partition = %partition, "another collector took the partition over; stopping it");
+                let (closed, _) = oneshot::channel();
+                let _ = reading.commands.send(Command::Close(partition, closed));
+            }
+            for taken in plan.taken {
+                let (partition, recorded) = (taken.item, taken.position);
+                let start = {
+                    let positions = lock(&reading.positions);
+                    let last = recorded
+                        .and_then(|p| p.parse::<i64>().ok())
+                        .max(positions.partitions.get(&partition).copied());
+                    match last {
+                        Some(sequence) => Start::After(sequence),
+                        None => positions.start_of(&partition),
+                    }
+                };
+                tracing::info!(partition = %partition, ?start, "took the partition");
+                let _ = reading
+                    .commands
+                    .send(Command::Open(partition, start, taken.generation));
+            }
+            if releasing.is_none()
+                && let Some(partition) = plan.give_up
+            {
+                tracing::info!(partition = %partition, "giving the partition up to balance the group");
+                let (closed, answer) = oneshot::channel();
+                let _ = reading
+                    .commands
+                    .send(Command::Close(partition.clone(), closed));
+                releasing = Some(Release {
+                    partition,
+                    closed: answer,
+                    until: None,
+                });
+            }
+        }
+        // The pipeline has stopped: what it committed is all this collector delivered.
+        let committed = committed_positions(&self.committed.borrow());
+        let held: Vec<String> = self.shares.held().iter().cloned().collect();
+        for partition in held {
+            let position = committed.get(&partition).map(i64::to_string);
+            if let Err(e) = self.shares.release(&partition, position).await {
+                tracing::warn!(partition = %partition, error = %e, "failed to release the partition; it expires by itself");
+            }
+        }
+        self.shares.leave().await;
+        tracing::info!("released every partition and left the group");
+    }
+
+    /// Releases a partition being given up once its receiver stopped and all it handed over is
+    /// committed; answers whether it is done.
+    async fn try_release(
+        &mut self,
+        release: &mut Release,
+        committed: &BTreeMap<String, i64>,
+        reading: &Reading,
+    ) -> bool {
+        if release.until.is_none() && release.closed.try_recv().is_ok() {
+            release.until = Some(
+                lock(&reading.positions)
+                    .partitions
+                    .get(&release.partition)
+                    .copied(),
+            );
+        }
+        let Some(until) = release.until else {
+            return false;
+        };
+        let done = committed.get(&release.partition).copied();
+        if until.is_some() && done < until {
+            return false;
+        }
+        match self
+            .shares
+            .release(&release.partition, done.map(|d| d.to_string()))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(partition = %release.partition, position = ?done, "released the partition");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(partition = %release.partition, error = %e, "failed to release the partition; retrying");
+                false
+            }
+        }
+    }
+}
