@@ -135,31 +135,46 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
         },
         ..ConfigMap::default()
     };
+    // Collectors sharing an event hub name their Leases after its partitions and their pods, so
+    // these cannot be listed by name; still only Leases, and only in this namespace.
+    let sharing = (rendered.replicas > 1).then(|| PolicyRule {
+        api_groups: Some(vec!["coordination.k8s.io".into()]),
+        resources: Some(vec!["leases".into()]),
+        verbs: ["get", "list", "create", "update", "delete"]
+            .map(String::from)
+            .to_vec(),
+        ..PolicyRule::default()
+    });
     let role = Role {
         metadata: meta.clone(),
-        rules: Some(vec![
-            PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["configmaps".into()]),
-                resource_names: Some(vec![checkpoint_name]),
-                verbs: vec!["get".into(), "update".into()],
-                ..PolicyRule::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec!["coordination.k8s.io".into()]),
-                resources: Some(vec!["leases".into()]),
-                resource_names: Some(vec![name.clone()]),
-                verbs: vec!["get".into(), "update".into()],
-                ..PolicyRule::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec!["azlog.io".into()]),
-                resources: Some(vec!["logsources/status".into()]),
-                resource_names: Some(vec![ls_name.clone()]),
-                verbs: vec!["patch".into()],
-                ..PolicyRule::default()
-            },
-        ]),
+        rules: Some(
+            vec![
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["configmaps".into()]),
+                    resource_names: Some(vec![checkpoint_name]),
+                    verbs: vec!["get".into(), "update".into()],
+                    ..PolicyRule::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec!["coordination.k8s.io".into()]),
+                    resources: Some(vec!["leases".into()]),
+                    resource_names: Some(vec![name.clone()]),
+                    verbs: vec!["get".into(), "update".into()],
+                    ..PolicyRule::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec!["azlog.io".into()]),
+                    resources: Some(vec!["logsources/status".into()]),
+                    resource_names: Some(vec![ls_name.clone()]),
+                    verbs: vec!["patch".into()],
+                    ..PolicyRule::default()
+                },
+            ]
+            .into_iter()
+            .chain(sharing)
+            .collect(),
+        ),
     };
     let role_binding = RoleBinding {
         metadata: meta.clone(),
@@ -184,9 +199,9 @@ pub fn build(source: &LogSource, rendered: &Rendered, defaults: &CollectorDefaul
     let deployment = Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
-            // One collector per LogSource, never two at once: two would read the same checkpoint
-            // and deliver every event twice.
-            replicas: Some(1),
+            // One collector per LogSource, never two at once, unless they share the source
+            // through Leases: two on one checkpoint would deliver every event twice.
+            replicas: Some(rendered.replicas),
             strategy: Some(DeploymentStrategy {
                 type_: Some("Recreate".into()),
                 ..DeploymentStrategy::default()
@@ -647,6 +662,44 @@ mod tests {
         let windows =
             children(serde_json::json!({"simulate": {}, "outputs": [{"windowsEventLog": {}}]}));
         assert!(restricted_violations(pod(&windows)).contains(&"host namespaces".to_owned()));
+    }
+
+    #[test]
+    fn replicas_of_an_event_hub_may_manage_leases_in_their_namespace_and_only_they() {
+        let spec = |replicas: i32| {
+            serde_json::json!({"eventHubs": {"namespace": "contoso-logs", "hub": "insights-logs",
+                                             "connectionString": {"name": "hub", "key": "listen"}},
+                               "replicas": replicas,
+                               "outputs": [{"syslog": {"address": "s:514"}}]})
+        };
+        let lease_verbs = |children: &Children| -> Vec<Vec<String>> {
+            let rules = children.role.rules.clone().unwrap_or_default();
+            rules
+                .into_iter()
+                .filter(|r| {
+                    r.resources == Some(vec!["leases".to_owned()]) && r.resource_names.is_none()
+                })
+                .map(|r| r.verbs)
+                .collect()
+        };
+        let three = children(spec(3));
+        let deployment = three.deployment.spec.as_ref().expect("spec");
+        assert_eq!(deployment.replicas, Some(3));
+        assert_eq!(
+            lease_verbs(&three),
+            [["get", "list", "create", "update", "delete"]
+                .map(String::from)
+                .to_vec()]
+        );
+        let one = children(spec(1));
+        assert_eq!(
+            one.deployment.spec.as_ref().and_then(|s| s.replicas),
+            Some(1)
+        );
+        assert!(
+            lease_verbs(&one).is_empty(),
+            "one collector names its one Lease"
+        );
     }
 
     #[test]

@@ -145,6 +145,21 @@ pub fn check(source: &LogSource, policy: &Policy) -> Vec<Refusal> {
             &format!("{}.table.{}", wad.account, cloud.storage_suffix),
         );
     }
+    if let Some(hub) = &spec.event_hubs {
+        // A namespace written as a host names where tokens go as much as an endpoint does.
+        let label = hub
+            .namespace
+            .as_deref()
+            .map(|n| n.split('.').next().unwrap_or_default());
+        let own = format!("{}.{}", label.unwrap_or_default(), cloud.event_hubs_suffix);
+        let as_host = hub.namespace.as_deref().filter(|n| n.contains('.'));
+        endpoint(
+            "spec.eventHubs.namespace",
+            as_host.map(|host| format!("amqps://{host}")).as_deref(),
+            &own,
+        );
+        endpoint("spec.eventHubs.endpoint", hub.endpoint.as_deref(), &own);
+    }
     if let Some(logs) = &spec.diagnostic_logs {
         endpoint(
             "spec.diagnosticLogs.endpoint",
@@ -240,6 +255,47 @@ mod tests {
         assert!(refusals[1].message.contains("policy.forwarderImages"));
         assert!(refusals[2].message.contains("namespace team-a"));
         assert!(refusals[3].message.contains("management.azure.com"));
+    }
+
+    #[test]
+    fn an_event_hub_is_read_only_in_the_clouds_namespaces_unless_the_policy_names_the_host() {
+        let hub = |fields: serde_json::Value| {
+            let mut hub = json!({"hub": "insights-logs"});
+            if let (Some(h), Some(f)) = (hub.as_object_mut(), fields.as_object()) {
+                h.extend(f.clone());
+            }
+            check(
+                &source(
+                    "team-a",
+                    json!({"eventHubs": hub, "outputs": outputs(json!({"syslog": {"address": "s:514"}}))}),
+                ),
+                &Policy {
+                    endpoint_hosts: vec!["*.privatelink.example".into()],
+                    ..Policy::default()
+                },
+            )
+        };
+        assert_eq!(hub(json!({"namespace": "contoso-logs"})), []);
+        assert_eq!(
+            hub(json!({"namespace": "contoso-logs.servicebus.windows.net"})),
+            []
+        );
+        assert_eq!(
+            hub(json!({"endpoint": "amqps://hub.privatelink.example:5671"})),
+            []
+        );
+        assert_eq!(
+            paths(&hub(
+                json!({"namespace": "contoso-logs.servicebus.windows.net.evil.example"})
+            )),
+            ["spec.eventHubs.namespace"]
+        );
+        assert_eq!(
+            paths(&hub(
+                json!({"namespace": "contoso-logs", "endpoint": "amqps://evil.example"})
+            )),
+            ["spec.eventHubs.endpoint"]
+        );
     }
 
     #[test]

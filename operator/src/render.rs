@@ -14,10 +14,10 @@ use std::time::Duration;
 use azlog_config::health::HEALTH_PORT;
 use azlog_config::{
     ActivityLogConfig, At, AzureConfig, CheckpointConfig, ClientSecretCredentialConfig, Config,
-    CredentialConfig, DiagnosticLogsConfig, EndpointOverrides, EntraAuditConfig, FieldError,
-    FileOutputConfig, HealthConfig, KubernetesCheckpointConfig, Layout,
+    CredentialConfig, DiagnosticLogsConfig, EndpointOverrides, EntraAuditConfig, EventHubsConfig,
+    FieldError, FileOutputConfig, HealthConfig, KubernetesCheckpointConfig, Layout,
     ManagedIdentityCredentialConfig, OutputConfig, PipelineConfig, Retention, SecurityAlertsConfig,
-    SimulateConfig, SourceConfig, StartAt, SyslogOutputConfig, TlsConfig, WadConfig,
+    SharingConfig, SimulateConfig, SourceConfig, StartAt, SyslogOutputConfig, TlsConfig, WadConfig,
     WindowsEventLogOutputConfig, WorkloadIdentityCredentialConfig, parse_duration,
 };
 
@@ -82,6 +82,8 @@ pub struct Rendered {
     pub windows: bool,
     /// The port of its health endpoints.
     pub health_port: u16,
+    /// How many collector pods run; more than one share the source through Leases.
+    pub replicas: i32,
 }
 
 /// The volume of one file output, mounted in the collector and in any forwarder reading it.
@@ -125,9 +127,24 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
         windows,
         used: BTreeMap::new(),
     };
-    let Some(source_config) = source_config(spec, &mut secrets, &mut errors) else {
+    let Some(mut source_config) = source_config(spec, &mut secrets, &mut errors) else {
         return Err(Invalid(errors.0));
     };
+    let replicas = spec.replicas.unwrap_or(1);
+    match &mut source_config {
+        _ if replicas < 1 => errors.add("spec.replicas", "must be at least 1"),
+        SourceConfig::EventHubs(hub) if replicas > 1 => {
+            hub.sharing = Some(SharingConfig::new(namespace.clone(), children_name(&name)));
+        }
+        other if replicas > 1 => errors.add(
+            "spec.replicas",
+            format!(
+                "only an eventHubs source is read by several collectors; the {} source has one reader, remove replicas",
+                other.type_name()
+            ),
+        ),
+        _ => {}
+    }
     let mut workload_identity = None;
     let azure = azure_config(spec, &mut secrets, &mut workload_identity, &mut errors);
 
@@ -213,8 +230,11 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
     let mut kubernetes = KubernetesCheckpointConfig::new(namespace, checkpoint_config_map(&name));
     kubernetes.lease = Some(children_name(&name));
     kubernetes.log_source = Some(name.clone());
+    // Collectors sharing a hub keep their own checkpoints in their state directories (an
+    // emptyDir outlives a restart of the container); the partitions' Leases carry positions from
+    // one to the next.
     let mut checkpoint = CheckpointConfig {
-        kubernetes: Some(kubernetes),
+        kubernetes: (replicas == 1).then_some(kubernetes),
         ..CheckpointConfig::default()
     };
     let collector = spec.collector.clone().unwrap_or_default();
@@ -264,6 +284,7 @@ pub fn render(source: &LogSource) -> Result<Rendered, Invalid> {
         workload_identity,
         windows,
         health_port,
+        replicas,
     })
 }
 
@@ -320,6 +341,11 @@ impl Layout for SpecLayout<'_> {
             .moved("lateArrival", "spec.lateArrival")
             .moved("accountKeyFile", format!("spec.{kind}.accountKey"))
             .moved("sasTokenFile", format!("spec.{kind}.sasToken"))
+            .moved(
+                "connectionStringFile",
+                format!("spec.{kind}.connectionString"),
+            )
+            .moved("sharing", "spec.replicas")
     }
     fn azure(&self) -> At {
         At::new("spec").moved("caFile", "spec.endpoints.ca").moved(
@@ -423,6 +449,17 @@ fn source_config(
             c.start_at = start_at;
             c.late_arrival = late_arrival(c.late_arrival);
             SourceConfig::DiagnosticLogs(c)
+        }),
+        spec.event_hubs.as_ref().map(|hub| {
+            window.unused("eventHubs", true, false, errors);
+            let mut c = EventHubsConfig::new(String::new(), hub.hub.clone());
+            c.namespace = hub.namespace.clone();
+            c.endpoint = hub.endpoint.clone();
+            c.consumer_group = hub.consumer_group.clone().unwrap_or(c.consumer_group);
+            c.connection_string_file = hub.connection_string.as_ref().map(|r| secrets.file(r));
+            c.prefetch = hub.prefetch.unwrap_or(c.prefetch);
+            c.start_at = start_at;
+            SourceConfig::EventHubs(c)
         }),
         spec.activity_log.as_ref().map(|activity| {
             let mut c = ActivityLogConfig::default();
@@ -774,6 +811,51 @@ mod tests {
     }
 
     #[test]
+    fn an_event_hub_read_by_three_replicas_shares_its_partitions_through_leases() {
+        let spec = |replicas: i32| {
+            json!({
+                "eventHubs": {"namespace": "contoso-logs", "hub": "insights-logs",
+                              "connectionString": {"name": "hub", "key": "listen"}},
+                "replicas": replicas,
+                "outputs": [{"syslog": {"address": "qradar.siem:514"}}]
+            })
+        };
+        let rendered = render(&log_source(spec(3))).expect("renders");
+        assert_eq!(rendered.replicas, 3);
+        let value: Value = serde_yaml::from_str(&rendered.config_yaml).expect("yaml");
+        let config: Config = serde_json::from_value(value).expect("a collector config");
+        let SourceConfig::EventHubs(hub) = &config.source else {
+            panic!("an eventHubs source: {}", rendered.config_yaml);
+        };
+        assert_eq!(
+            hub.sharing,
+            Some(SharingConfig::new(
+                "siem".into(),
+                "azlog-prod-activity".into()
+            ))
+        );
+        assert_eq!(
+            hub.connection_string_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/azlog/hub/listen"))
+        );
+        // Each replica keeps its own checkpoint; the Leases hand positions on.
+        assert_eq!(config.checkpoint.kubernetes, None);
+        let one = render(&log_source(spec(1))).expect("renders");
+        assert!(!one.config_yaml.contains("sharing"), "{}", one.config_yaml);
+
+        let mut other = spec(2);
+        other["activityLog"] = json!({});
+        other.as_object_mut().map(|o| o.remove("eventHubs"));
+        other["subscriptionId"] = json!("00000000-0000-0000-0000-000000000001");
+        assert_eq!(
+            problems(other),
+            [
+                "spec.replicas: only an eventHubs source is read by several collectors; the activityLog source has one reader, remove replicas"
+            ]
+        );
+    }
+
+    #[test]
     fn names_that_would_collide_or_overflow_a_child_are_refused() {
         let named = |name: &str, spec: Value| {
             let mut source = log_source(spec);
@@ -805,7 +887,7 @@ mod tests {
         assert_eq!(
             problems(json!({"outputs": [{"syslog": {"address": "s:514"}}]})),
             [
-                "spec: set one source: one of wad, diagnosticLogs, activityLog, securityAlerts, entraAudit, simulate"
+                "spec: set one source: one of wad, diagnosticLogs, eventHubs, activityLog, securityAlerts, entraAudit, simulate"
             ]
         );
         let both = problems(

@@ -14,8 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A LogSource reads one Azure log source and delivers its events to the outputs listed. The
-/// operator runs one collector pod for it; set exactly one of `wad`, `diagnosticLogs`,
-/// `activityLog`, `securityAlerts`, `entraAudit` or `simulate`.
+/// operator runs one collector pod for it (or `replicas` of them, for an event hub); set exactly
+/// one of `wad`, `diagnosticLogs`, `eventHubs`, `activityLog`, `securityAlerts`, `entraAudit` or
+/// `simulate`.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "azlog.io",
@@ -45,6 +46,10 @@ pub struct LogSourceSpec {
     /// `insights-logs-<category>` containers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostic_logs: Option<DiagnosticLogsSource>,
+    /// Records that diagnostic settings and Entra ID stream to an event hub: the Activity Log,
+    /// resource logs, all kinds of sign-ins and audit logs, within seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hubs: Option<EventHubsSource>,
     /// Activity Log events (the Azure Resource Manager control plane) of one or more subscriptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_log: Option<ActivityLogSource>,
@@ -94,6 +99,12 @@ pub struct LogSourceSpec {
     pub authorization_ref: Option<LocalObjectReference>,
     /// Where events go. At least one output.
     pub outputs: Vec<Output>,
+    /// How many collector pods read the source (default 1). Only an eventHubs source can be read
+    /// by more than one: its pods divide the hub's partitions between them through Leases, and
+    /// move them without losing or doubling an event when pods come and go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub replicas: Option<i32>,
     /// The collector pod: image, resources and placement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector: Option<CollectorSpec>,
@@ -171,6 +182,33 @@ pub struct DiagnosticLogsSource {
     /// Read only blobs of these resource groups; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventHubsSource {
+    /// The Event Hubs namespace, `contoso-logs` or `contoso-logs.servicebus.windows.net`; the
+    /// cloud gives the host suffix of a bare name. Give this or `endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The namespace's AMQP endpoint instead, `amqps://host[:port]` (private endpoints, test
+    /// services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The event hub the diagnostic settings stream to.
+    pub hub: String,
+    /// The consumer group to read as (default `$Default`). Give azlog its own: two readers of
+    /// one group take partitions from each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
+    /// A connection string of a shared access policy with Listen on the hub. Without it the
+    /// collector signs in with `credential`, which needs the Azure Event Hubs Data Receiver role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<SecretKeyRef>,
+    /// Events each partition may send ahead of delivery (default 100); memory holds at most this
+    /// many per partition, each up to 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
