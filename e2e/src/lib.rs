@@ -3,12 +3,14 @@
 //! Microsoft's own SDK to write to it; and a real Kubernetes control plane for the operator.
 
 pub mod azurite;
+pub mod event_hub_records;
 pub mod fake_azure;
 pub mod fake_event_hubs;
 pub mod fault_proxy;
 pub mod host_collector;
 pub mod kube_cluster;
 pub mod kube_node;
+pub mod process_stats;
 pub mod wad_rows;
 
 use std::path::PathBuf;

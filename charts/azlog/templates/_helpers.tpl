@@ -71,10 +71,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Each collector's Lease (one checkpoint writer at a time), an owned child like the others; get
-# and update are also what the collector's Role grants on it.
+# and update are also what the collector's Role grants on it. delete: the replicas of an eventHubs
+# LogSource divide its partitions through Leases they create, renew and delete, and their Role
+# grants that.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Whether a Secret a LogSource references exists: the operator reads its metadata only (a
 # PartialObjectMetadata GET). The one Secret value it reads is a SubscriptionAuthorization's admin
 # credential, and only from a Secret labelled azlog.io/admin-credential=true. RBAC cannot grant

@@ -32,6 +32,8 @@ use reader::{Command, Reader};
 use sharing::{Reading, Sharing};
 use token::{ConnectionString, Credential};
 
+/// Events handed over by the reader and not yet taken into a batch.
+const QUEUED_EVENTS: usize = 32;
 /// The AMQPS port.
 const AMQPS_PORT: u16 = 5671;
 
@@ -129,9 +131,9 @@ impl EventHubs {
         }))
         .map_err(SourceError::Setup)?;
         tracing::info!(host = %address.host, hub = %address.hub, consumer_group = %address.consumer_group, "reading an event hub");
-        // A few events per partition's prefetch: enough to keep a batch filling while the
-        // receivers' credit refills.
-        let (sender, deliveries) = mpsc::channel(batch_size.clamp(64, 4096));
+        // Events, not records: one may hold hundreds of records and up to 1 MiB, so the queue is
+        // short; the receivers' prefetch keeps it filled.
+        let (sender, deliveries) = mpsc::channel(QUEUED_EVENTS);
         let positions = Arc::new(Mutex::new(cursor.clone()));
         let (commands, command_queue) = mpsc::unbounded_channel();
         let (partition_ids, partitions) = watch::channel(Vec::new());

@@ -35,7 +35,7 @@ pub struct EventHubsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string_file: Option<PathBuf>,
     /// Events each partition may have sent ahead of delivery. Memory holds at most this many per
-    /// partition (an event is at most 1 MiB).
+    /// partition, and 32 more (an event is at most 1 MiB, usually a few KiB).
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
     /// Share the hub's partitions with the other collectors of a group through Kubernetes

@@ -68,20 +68,9 @@ impl Drop for Running {
 }
 
 impl Running {
-    /// CPU seconds the collector used so far (user + system, from /proc).
+    /// CPU seconds the collector used so far.
     fn cpu(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-            .sum();
-        ticks / 100.0
+        azlog_e2e::process_stats::cpu_seconds(self.child.id())
     }
 }
 

@@ -244,17 +244,8 @@ async fn main() {
         "  API requests per LogSource (watches excluded): {:.2}",
         total / count as f64
     );
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM")).map(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .unwrap_or("0")
-                    .parse::<f64>()
-                    .unwrap_or(0.0)
-                    / 1024.0
-            })
-        });
-    println!("  operator peak RSS: {:.1} MiB", rss.unwrap_or(0.0));
+    println!(
+        "  operator peak RSS: {:.1} MiB",
+        azlog_e2e::process_stats::peak_rss_mib(operator.pid())
+    );
 }
