@@ -74,7 +74,12 @@ struct State {
     busy: AtomicU32,
     attaches: AtomicU64,
     seen: Mutex<Seen>,
+    /// Answers whether Entra ID issued a token for Event Hubs to an identity with the Data
+    /// Receiver role; None: Entra tokens are refused.
+    entra: Mutex<Option<EntraCheck>>,
 }
+
+type EntraCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl State {
     fn seen(&self, f: impl FnOnce(&mut Seen)) {
@@ -121,6 +126,7 @@ impl FakeEventHubs {
             busy: AtomicU32::new(0),
             attaches: AtomicU64::new(0),
             seen: Mutex::default(),
+            entra: Mutex::default(),
         });
         let tls = tokio_rustls::TlsAcceptor::from(certificates.server.clone());
         let serving = state.clone();
@@ -201,6 +207,12 @@ impl FakeEventHubs {
     pub fn expire_tokens(&self) {
         self.state.token_generation.fetch_add(1, Ordering::SeqCst);
         self.state.pushed.notify_waiters();
+    }
+
+    /// Accepts Entra ID tokens (`jwt` on $cbs) that `check` vouches for: the fake Azure's, for an
+    /// identity the test gave the Azure Event Hubs Data Receiver role.
+    pub fn trust_entra(&self, check: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        *lock(&self.state.entra) = Some(Arc::new(check));
     }
 
     pub fn seen(&self) -> Seen {
@@ -447,7 +459,11 @@ async fn serve_requests(
                     Body::Value(AmqpValue(Value::String(token))) => token.clone(),
                     _ => String::new(),
                 };
-                match check_token(&state, &token) {
+                let checked = match property("type").as_deref() {
+                    Some("jwt") => check_entra_token(&state, &token),
+                    _ => check_token(&state, &token),
+                };
+                match checked {
                     Ok(expires) => {
                         lock(&authorised).token =
                             Some((state.token_generation.load(Ordering::SeqCst), expires));
@@ -462,7 +478,12 @@ async fn serve_requests(
             }
             "READ" if property("name").as_deref() == Some(state.hub.as_str()) => {
                 let token = property("security_token").unwrap_or_default();
-                if check_token(&state, &token).is_err() {
+                let checked = if token.starts_with("SharedAccessSignature ") {
+                    check_token(&state, &token)
+                } else {
+                    check_entra_token(&state, &token)
+                };
+                if checked.is_err() {
                     (401, Value::Null)
                 } else {
                     let mut map = OrderedMap::new();
@@ -516,6 +537,19 @@ async fn serve_requests(
         if let Some(sender) = sender {
             let _ = sender.send(reply);
         }
+    }
+}
+
+/// Checks an Entra ID token with the fake Azure that issued it; the connection holds it an hour
+/// (the fake Azure's tokens live that long unless a test says otherwise).
+fn check_entra_token(state: &State, token: &str) -> Result<i64, String> {
+    let check = lock(&state.entra).clone();
+    match check {
+        Some(check) if check(token) => Ok(chrono::Utc::now().timestamp() + 3600),
+        Some(_) => {
+            Err("Entra ID did not issue this token for Event Hubs to a Data Receiver".into())
+        }
+        None => Err("this namespace accepts shared access signatures only".into()),
     }
 }
 

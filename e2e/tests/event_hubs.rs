@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use azlog_e2e::event_hub_records::Records;
+use azlog_e2e::fake_azure::{Audience, FakeAzure};
 use azlog_e2e::fake_event_hubs::FakeEventHubs;
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_test_support::collector::{Collector, file_output_ids};
@@ -406,4 +407,72 @@ fn replicas_divide_the_partitions_through_leases_and_scaling_2_3_1_delivers_ever
         "a stopped replica releases its partitions: {:?}",
         holders(&cluster)
     );
+}
+
+#[test]
+fn an_entra_identity_with_the_data_receiver_role_reads_the_hub_and_a_revoked_token_is_replaced() {
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CLIENT: &str = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c";
+    let s = setup(2);
+    let azure = std::sync::Arc::new(s._runtime.block_on(FakeAzure::start()).expect("fake Azure"));
+    azure.add_client_secret(TENANT, CLIENT, "hub-reader-secret");
+    let issuer = azure.clone();
+    s.hub.trust_entra(move |token| {
+        issuer.token_holder(token, Audience::EventHubs).as_deref() == Some(CLIENT)
+    });
+    let root = s.path().display().to_string();
+    // One file trusts both fakes' CAs: Entra's HTTPS and the namespace's AMQPS.
+    std::fs::write(
+        s.path().join("ca.pem"),
+        format!("{}{}", s.hub.ca_pem(), azure.ca_pem()),
+    )
+    .expect("ca");
+    std::fs::write(s.path().join("client-secret"), "hub-reader-secret\n").expect("secret");
+    let yaml = s
+        .config("Earliest", 100)
+        .replace(&format!("    connectionStringFile: {root}/connection-string\n"), "")
+        .replace(
+            &format!("azure:\n  caFile: {root}/ca.pem\n"),
+            &format!(
+                "azure:\n  caFile: {root}/ca.pem\n  endpoints:\n    authorityHost: {url}\n  credential:\n    clientSecret:\n      tenantId: {TENANT}\n      clientId: {CLIENT}\n      secretFile: {root}/client-secret\n",
+                url = azure.url()
+            ),
+        );
+    assert!(
+        yaml.contains("clientSecret") && !yaml.contains("connectionStringFile"),
+        "{yaml}"
+    );
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    for partition in 0..2 {
+        expected.extend(records.send(&s.hub, partition, 20, 5));
+    }
+    let mut collector = s.start(&yaml);
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "records read with an Entra token",
+    );
+    assert!(s.hub.seen().tokens_put >= 1);
+
+    // Entra revokes the token and the namespace drops the connection: the collector is refused
+    // its cached token once, fetches a new one and reads on.
+    azure.revoke_tokens();
+    s.hub.expire_tokens();
+    for partition in 0..2 {
+        expected.extend(records.send(&s.hub, partition, 20, 5));
+    }
+    azlog_test_support::collector::wait_for_exactly(
+        &s.out(),
+        &expected,
+        WAIT,
+        "records after the token was revoked",
+    );
+    assert!(
+        s.hub.seen().tokens_refused >= 1,
+        "the revoked token was refused"
+    );
+    collector.signal(libc::SIGTERM);
+    assert!(collector.wait(WAIT).success());
 }

@@ -239,6 +239,14 @@ impl AzureClient {
             .map_err(ApiError::Credential)
     }
 
+    /// Drops the cached tokens: a service refused one before it expired (revoked, or the identity
+    /// changed), so the next request fetches a new one.
+    pub fn renew_token(&self) {
+        if let Some(tokens) = &self.tokens {
+            tokens.renew();
+        }
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -309,9 +317,7 @@ impl AzureClient {
             }
             500 if busy => self.throttled(api, status, answer.retry_after),
             401 => {
-                if let Some(tokens) = &self.tokens {
-                    tokens.renew();
-                }
+                self.renew_token();
                 ApiError::Unauthorized {
                     api: api.name,
                     code,

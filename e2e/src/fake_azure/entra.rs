@@ -42,6 +42,7 @@ fn audience_of(scope: &str) -> Option<Audience> {
         | "https://graph.microsoft.us"
         | "https://microsoftgraph.chinacloudapi.cn" => Some(Audience::Graph),
         "https://storage.azure.com" => Some(Audience::Storage),
+        "https://eventhubs.azure.net" => Some(Audience::EventHubs),
         _ => None,
     }
 }

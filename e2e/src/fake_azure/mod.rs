@@ -431,6 +431,16 @@ impl FakeAzure {
         self.with(|s| s.identities.get(client_id).map(|i| i.object_id.clone()))
     }
 
+    /// The client a token was issued to for `audience`, while it is valid.
+    pub fn token_holder(&self, token: &str, audience: Audience) -> Option<String> {
+        self.with(|s| {
+            s.tokens
+                .get(token)
+                .filter(|t| t.audience == audience && t.expires > std::time::Instant::now())
+                .map(|t| t.client_id.clone())
+        })
+    }
+
     /// Invalidates every token issued so far: the next call with one gets 401.
     pub fn revoke_tokens(&self) {
         self.with(|s| s.tokens.clear());

@@ -30,6 +30,8 @@ pub enum Audience {
     Graph,
     /// Azure Storage, which validates tokens itself (Azurite checks issuer, audience and expiry).
     Storage,
+    /// Event Hubs, whose fake asks this one whether it issued a token ([`crate::fake_azure::FakeAzure::token_holder`]).
+    EventHubs,
 }
 
 /// Something that goes wrong on purpose, once, for the next request to an API.

@@ -168,11 +168,14 @@ impl Link {
             )
             .await
             .map_err(|e| match e {
-                MgmtError::Status(status) if status.code.0.get() == 401 => ApiError::Unauthorized {
-                    api: API,
-                    code: "401".into(),
-                    message: status.description.unwrap_or_default(),
-                },
+                MgmtError::Status(status) if status.code.0.get() == 401 => {
+                    credential.refused();
+                    ApiError::Unauthorized {
+                        api: API,
+                        code: "401".into(),
+                        message: status.description.unwrap_or_default(),
+                    }
+                }
                 MgmtError::Status(status) => ApiError::Forbidden {
                     api: API,
                     code: status.code.0.get().to_string(),

@@ -106,6 +106,14 @@ impl ConnectionString {
 }
 
 impl Credential {
+    /// Event Hubs refused a token: an Entra token cached past its revocation is dropped, so the
+    /// next connection fetches a new one. A signature is made fresh every time anyway.
+    pub fn refused(&self) {
+        if let Credential::Entra(client) = self {
+            client.renew_token();
+        }
+    }
+
     /// A token for `audience` (`sb://<host>/<hub>`).
     pub async fn token(&self, audience: &str) -> Result<Token, ApiError> {
         match self {
