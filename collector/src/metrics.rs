@@ -28,6 +28,7 @@ pub struct Metrics {
     pub source_fetch_duration: Histogram,
     pub in_flight_events: IntGauge,
     pub source_queries_in_flight: IntGauge,
+    pub source_partitions: IntGauge,
     pub checkpoint_commits: IntCounter,
     pub checkpoint_errors: IntCounter,
     pub checkpoint_ids_lost: IntCounter,
@@ -221,6 +222,13 @@ impl Metrics {
                 "Slices of a backlog the source is reading at once (above 1 while it reads ahead in parallel).",
             ),
         );
+        let source_partitions = register(
+            r,
+            IntGauge::new(
+                "source_partitions",
+                "Event hub partitions this collector has a receiver on (its share when collectors share the hub).",
+            ),
+        );
         let checkpoint_commits = register(
             r,
             IntCounter::new("checkpoint_commits_total", "Checkpoints written."),
@@ -285,6 +293,7 @@ impl Metrics {
             source_fetch_duration,
             in_flight_events,
             source_queries_in_flight,
+            source_partitions,
             checkpoint_commits,
             checkpoint_errors,
             checkpoint_ids_lost,

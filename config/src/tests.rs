@@ -245,3 +245,51 @@ fn yaml_syntax_errors_carry_a_location() {
         other => panic!("expected a located parse error, got {other:?}"),
     }
 }
+
+#[test]
+fn an_event_hub_source_names_where_it_reads_and_how_it_signs_in() {
+    let hub = |fields: &str| {
+        format!("name: demo\nsource:\n  eventHubs:\n{fields}\noutputs:\n  - stdout: {{}}\n")
+    };
+    let paths = |yaml: &str| -> Vec<String> {
+        errors_of(yaml)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect()
+    };
+    let errors = paths(&hub("    hub: insights-logs"));
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("source.eventHubs.namespace: name the Event Hubs namespace"));
+    assert!(errors[1].starts_with("source.eventHubs.connectionStringFile: set a connection string file, or an azure credential"));
+    let errors = paths(&hub(
+        "    endpoint: http://10.0.0.4:5671\n    hub: insights logs\n    prefetch: 0\n    sharing:\n      namespace: siem\n      group: Hub_Readers",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("source.eventHubs.endpoint:") && e.contains("amqps://")),
+        "{errors:?}"
+    );
+    for field in ["hub", "prefetch", "sharing.group", "connectionStringFile"] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("source.eventHubs.{field}:"))),
+            "{field}: {errors:?}"
+        );
+    }
+    let config = Config::parse(
+        &format!(
+            "{}azure:\n  credential:\n    workloadIdentity: {{}}\n",
+            hub("    namespace: contoso-logs\n    hub: insights-logs")
+        ),
+        "t",
+    )
+    .expect("valid");
+    let SourceConfig::EventHubs(c) = config.source else {
+        panic!("an eventHubs source");
+    };
+    assert_eq!(c.consumer_group, "$Default");
+    assert_eq!(c.prefetch, 100);
+    assert_eq!(c.sharing, None);
+}

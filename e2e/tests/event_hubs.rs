@@ -125,6 +125,11 @@ fn a_hundred_thousand_records_on_four_partitions_arrive_once_through_three_kill_
             "{folder} holds records"
         );
     }
+    assert_eq!(
+        azlog_test_support::metrics::metric(s.health, "azlog_source_partitions", &[]),
+        4.0,
+        "a receiver on every partition"
+    );
     let cp = collector.checkpoint().expect("checkpoint");
     let partitions = cp["cursor"]["partitions"].as_object().expect("partitions");
     assert_eq!(partitions.len(), 4, "a position per partition: {cp}");
@@ -140,6 +145,10 @@ fn dropped_connections_server_busy_and_expired_tokens_are_retried_without_loss()
     let s = setup(2);
     let records = Records::new();
     let mut expected: HashSet<String> = HashSet::new();
+    // Enqueued before the first start: `startAt: Now` never delivers them.
+    for partition in 0..2 {
+        records.send(&s.hub, partition, 10, 4);
+    }
     let mut collector = s.start(&s.config("Now", 100));
     wait_until(WAIT, "receivers on both partitions", || {
         (s.hub.seen().receivers >= 2).then_some(())
@@ -150,7 +159,17 @@ fn dropped_connections_server_busy_and_expired_tokens_are_retried_without_loss()
         }
     };
     send(&mut expected);
+    // A body that is not JSON goes to the dead-letter file whole; what follows it is delivered.
+    s.hub.send(0, b"{\"records\": [{\"time\": ".to_vec());
+    let broken = s.hub.sizes()[0] - 1;
+    send(&mut expected);
     azlog_test_support::collector::wait_for_exactly(&s.out(), &expected, WAIT, "the first records");
+    let dead =
+        std::fs::read_to_string(s.path().join("state/dead-letter.ndjson")).expect("dead letters");
+    assert!(
+        dead.contains(&format!("partition 0 sequence {broken}")),
+        "{dead}"
+    );
 
     s.hub.disconnect_all();
     send(&mut expected);

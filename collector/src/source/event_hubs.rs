@@ -124,6 +124,7 @@ impl EventHubs {
                 (cursor, true)
             }
         };
+        let metrics = client.metrics().clone();
         let (address, credential) = connect_to(config, client)?;
         let tls = crate::tls::client_config(Some(&TlsConfig {
             ca_file: tls.map(std::path::Path::to_path_buf),
@@ -150,6 +151,7 @@ impl EventHubs {
             commands: command_queue,
             partition_ids,
             sender,
+            metrics,
         };
         if let Some(sharing) = sharing {
             sharing.start(Reading {

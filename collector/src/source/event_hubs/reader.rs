@@ -13,6 +13,7 @@ use super::token::Credential;
 use super::{Cursor, Delivery, lock};
 use crate::azure::ApiError;
 use crate::backoff::Backoff;
+use crate::metrics::Metrics;
 
 /// How often a connection puts a fresh token, well before the last one expires.
 const TOKEN_REFRESH: Duration = Duration::from_secs(15 * 60);
@@ -45,15 +46,25 @@ pub struct Reader {
     /// The hub's partitions, once a connection has read them.
     pub partition_ids: watch::Sender<Vec<String>>,
     pub sender: mpsc::Sender<Delivery>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// The receivers of one connection, each a task.
-#[derive(Default)]
+/// The receivers of one connection, each a task; `azlog_source_partitions` counts them.
 struct Receivers {
     tasks: HashMap<String, JoinHandle<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Receivers {
+    fn insert(&mut self, partition: String, task: JoinHandle<()>) {
+        self.tasks.insert(partition, task);
+        self.count();
+    }
+
+    fn count(&self) {
+        self.metrics.source_partitions.set(self.tasks.len() as i64);
+    }
+
     /// Stops a partition's receiver and waits until its task has ended: an event it was handing
     /// over is either handed over or not, never after this returns.
     async fn stop(&mut self, partition: &str) {
@@ -61,12 +72,14 @@ impl Receivers {
             task.abort();
             let _ = task.await;
         }
+        self.count();
     }
 
     fn stop_all(&mut self) {
         for (_, task) in self.tasks.drain() {
             task.abort();
         }
+        self.count();
     }
 }
 
@@ -96,7 +109,10 @@ impl Reader {
         self.partition_ids.send_replace(partitions.clone());
         // A receiver's task says how it ended: Some(error), or None when the source is gone.
         let (ended, mut endings) = mpsc::unbounded_channel();
-        let mut receivers = Receivers::default();
+        let mut receivers = Receivers {
+            tasks: HashMap::new(),
+            metrics: self.metrics.clone(),
+        };
         let outcome = async {
             for partition in partitions {
                 if self
@@ -171,7 +187,7 @@ impl Reader {
         let task = tokio::spawn(async move {
             let _ = ended.send(forwarding.await.err());
         });
-        receivers.tasks.insert(partition, task);
+        receivers.insert(partition, task);
         Ok(())
     }
 }
