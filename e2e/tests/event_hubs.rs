@@ -495,3 +495,57 @@ fn an_entra_identity_with_the_data_receiver_role_reads_the_hub_and_a_revoked_tok
     collector.signal(libc::SIGTERM);
     assert!(collector.wait(WAIT).success());
 }
+
+#[test]
+fn a_partition_taken_back_hands_on_where_it_was_taken_not_an_older_position_of_its_own() {
+    let s = setup(2);
+    let cluster_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = s._runtime.block_on(Cluster::start(cluster_dir.path()));
+    let records = Records::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    let send = |expected: &mut HashSet<String>| {
+        for partition in 0..2 {
+            expected.extend(records.send(&s.hub, partition, 20, 2));
+        }
+    };
+    let outs: Vec<PathBuf> = ["replica-0", "replica-1", "replica-2"]
+        .iter()
+        .map(|r| s.path().join(r).join("out"))
+        .collect();
+    let all_once = |expected: &HashSet<String>, what: &str| {
+        wait_until(WAIT, what, || {
+            (delivered_once(&outs) == *expected).then_some(())
+        });
+    };
+    // replica-0 reads both partitions and commits a position of each in its own checkpoint.
+    let (mut r0, _) = start_replica(&s, &cluster, "replica-0");
+    wait_until(WAIT, "replica-0 to hold both partitions", || {
+        (held_by(&cluster, "replica-0") == 2).then_some(())
+    });
+    send(&mut expected);
+    all_once(&expected, "the first records");
+    // replica-1 takes one partition over and reads on past replica-0's position of it.
+    let (mut r1, _) = start_replica(&s, &cluster, "replica-1");
+    wait_until(WAIT, "replica-1 to take a partition", || {
+        (held_by(&cluster, "replica-1") == 1).then_some(())
+    });
+    send(&mut expected);
+    all_once(&expected, "records read by both");
+    r1.signal(libc::SIGTERM);
+    assert!(r1.wait(WAIT).success());
+    // replica-0 takes it back, its own checkpoint still at the older position, and stops before
+    // anything new arrives: it must hand on where replica-1 left the partition.
+    wait_until(WAIT, "replica-0 to hold both partitions again", || {
+        (held_by(&cluster, "replica-0") == 2).then_some(())
+    });
+    r0.signal(libc::SIGTERM);
+    assert!(r0.wait(WAIT).success());
+    let (mut r2, _) = start_replica(&s, &cluster, "replica-2");
+    send(&mut expected);
+    all_once(
+        &expected,
+        "replica-2 to read on from the recorded positions, nothing twice",
+    );
+    r2.signal(libc::SIGTERM);
+    assert!(r2.wait(WAIT).success());
+}

@@ -34,6 +34,10 @@ struct Balance {
     shares: Shares,
     every: Duration,
     committed: watch::Receiver<serde_json::Value>,
+    /// The position each held partition was taken at. Until this collector commits past it, its
+    /// own checkpoint may hold an older position of the partition (from an earlier turn), which
+    /// must never be handed on.
+    taken_at: BTreeMap<String, i64>,
 }
 
 /// A partition being given up: stopped, waiting for its last events to be committed.
@@ -74,6 +78,7 @@ impl Sharing {
                 shares,
                 every: config.lease_duration / 3,
                 committed,
+                taken_at: BTreeMap::new(),
             }))),
             finished: watch::Sender::new(false),
             task: Arc::default(),
@@ -132,7 +137,7 @@ impl Balance {
                 .shares
                 .held()
                 .iter()
-                .filter_map(|p| Some((p.clone(), committed.get(p)?.to_string())))
+                .filter_map(|p| Some((p.clone(), self.done(&committed, p)?.to_string())))
                 .collect();
             let plan = match self.shares.round(&items, &recorded).await {
                 Ok(plan) => plan,
@@ -142,6 +147,7 @@ impl Balance {
                 }
             };
             for partition in plan.lost {
+                self.taken_at.remove(&partition);
                 tracing::warn!(partition = %partition, "another collector took the partition over; stopping it");
                 let (closed, _) = oneshot::channel();
                 let _ = reading.commands.send(Command::Close(partition, closed));
@@ -149,12 +155,17 @@ impl Balance {
             for taken in plan.taken {
                 let (partition, recorded) = (taken.item, taken.position);
                 let start = {
-                    let positions = lock(&reading.positions);
+                    let mut positions = lock(&reading.positions);
                     let last = recorded
                         .and_then(|p| p.parse::<i64>().ok())
                         .max(positions.partitions.get(&partition).copied());
                     match last {
-                        Some(sequence) => Start::After(sequence),
+                        Some(sequence) => {
+                            // A reconnect resumes the partition from here too.
+                            positions.partitions.insert(partition.clone(), sequence);
+                            self.taken_at.insert(partition.clone(), sequence);
+                            Start::After(sequence)
+                        }
                         None => positions.start_of(&partition),
                     }
                 };
@@ -182,13 +193,22 @@ impl Balance {
         let committed = committed_positions(&self.committed.borrow());
         let held: Vec<String> = self.shares.held().iter().cloned().collect();
         for partition in held {
-            let position = committed.get(&partition).map(i64::to_string);
+            let position = self.done(&committed, &partition).map(|p| p.to_string());
             if let Err(e) = self.shares.release(&partition, position).await {
                 tracing::warn!(partition = %partition, error = %e, "failed to release the partition; it expires by itself");
             }
         }
         self.shares.leave().await;
         tracing::info!("released every partition and left the group");
+    }
+
+    /// How far a held partition is delivered: what this collector committed of it, and never
+    /// less than where it took it.
+    fn done(&self, committed: &BTreeMap<String, i64>, partition: &str) -> Option<i64> {
+        committed
+            .get(partition)
+            .copied()
+            .max(self.taken_at.get(partition).copied())
     }
 
     /// Releases a partition being given up once its receiver stopped and all it handed over is
@@ -210,7 +230,7 @@ impl Balance {
         let Some(until) = release.until else {
             return false;
         };
-        let done = committed.get(&release.partition).copied();
+        let done = self.done(committed, &release.partition);
         if until.is_some() && done < until {
             return false;
         }
@@ -221,6 +241,7 @@ impl Balance {
         {
             Ok(()) => {
                 tracing::info!(partition = %release.partition, position = ?done, "released the partition");
+                self.taken_at.remove(&release.partition);
                 true
             }
             Err(e) => {
