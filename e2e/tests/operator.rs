@@ -1295,3 +1295,62 @@ async fn a_source_that_rereads_more_ids_than_dedup_remembers_says_so_in_its_stat
     let log = std::fs::read_to_string(&pod.log).expect("log");
     assert!(log.contains("raise dedupCapacity"), "{log}");
 }
+
+#[tokio::test]
+async fn an_event_hub_read_by_three_replicas_gets_three_pods_that_may_share_its_leases() {
+    let (dir, cluster) = start_cluster().await;
+    let client = cluster.client(ADMIN_TOKEN);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "hub-listen", "labels": {azlog_operator::policy::SECRET_ACCESS_LABEL: "true"}},
+        "stringData": {"connectionString": "Endpoint=sb://contoso-logs.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0"},
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    let _operator = start_operator(&cluster, dir.path()).await;
+    let sources: Api<LogSource> = Api::namespaced(client.clone(), NS);
+    sources
+        .create(
+            &PostParams::default(),
+            &log_source(
+                "streamed",
+                json!({
+                    "eventHubs": {"namespace": "contoso-logs", "hub": "insights-logs",
+                                  "connectionString": {"name": "hub-listen", "key": "connectionString"}},
+                    "replicas": 3,
+                    "outputs": [{"syslog": {"address": "siem:514"}}],
+                }),
+            ),
+        )
+        .await
+        .expect("create the LogSource");
+    // The operator holds the rights it grants (a Role cannot grant more than its creator holds):
+    // the Deployment comes only once the Role was created.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let deployment = collector_appears(&deployments, "azlog-streamed", "three collectors").await;
+    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), NS);
+    let role = roles
+        .get("azlog-streamed")
+        .await
+        .expect("the collectors' Role");
+    let shared = role.rules.unwrap_or_default().into_iter().any(|rule| {
+        rule.resources == Some(vec!["leases".to_owned()])
+            && rule.resource_names.is_none()
+            && rule.verbs.contains(&"list".to_owned())
+            && rule.verbs.contains(&"delete".to_owned())
+    });
+    assert!(shared, "the collectors may manage the group's Leases");
+    let configs: Api<ConfigMap> = Api::namespaced(client, NS);
+    let config = configs.get("azlog-streamed").await.expect("the config");
+    let yaml = config.data.unwrap_or_default()["collector.yaml"].clone();
+    assert!(yaml.contains("group: azlog-streamed"), "{yaml}");
+    assert!(
+        !yaml.contains("c2VjcmV0"),
+        "the key stays in its Secret: {yaml}"
+    );
+}
