@@ -1345,6 +1345,17 @@ async fn an_event_hub_read_by_three_replicas_gets_three_pods_that_may_share_its_
             && rule.verbs.contains(&"delete".to_owned())
     });
     assert!(shared, "the collectors may manage the group's Leases");
+    let collecting = eventually("the Collecting condition", || async {
+        let source = sources.get("streamed").await.ok()?;
+        source
+            .condition("Collecting")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    })
+    .await;
+    assert_eq!(
+        collecting,
+        ("Unknown".to_owned(), "SharedByReplicas".to_owned())
+    );
     let configs: Api<ConfigMap> = Api::namespaced(client, NS);
     let config = configs.get("azlog-streamed").await.expect("the config");
     let yaml = config.data.unwrap_or_default()["collector.yaml"].clone();

@@ -4,16 +4,34 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType, Recorder};
 
+/// A condition's status: True or False, or Unknown where the operator cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for Status {
+    fn from(value: bool) -> Status {
+        if value { Status::True } else { Status::False }
+    }
+}
+
 /// Sets a condition, keeping its transition time unless its status changes.
 pub fn set(
     conditions: &mut Vec<Condition>,
     type_: &str,
-    value: bool,
+    value: impl Into<Status>,
     reason: &str,
     message: &str,
     generation: Option<i64>,
 ) {
-    let value = if value { "True" } else { "False" };
+    let value = match value.into() {
+        Status::True => "True",
+        Status::False => "False",
+        Status::Unknown => "Unknown",
+    };
     let previous = conditions.iter().position(|c| c.type_ == type_);
     let transition = previous
         .map(|i| &conditions[i])

@@ -470,7 +470,19 @@ async fn reconcile_inner(source: &LogSource, ctx: &Context) -> Result<Action, Er
             generation,
         );
     }
+    let replicas = source.spec.replicas.unwrap_or(1);
     match status.collector.events_delivered.filter(|n| *n > 0) {
+        // Collectors sharing an event hub keep their own checkpoints; none reports here.
+        _ if replicas > 1 => set_condition(
+            &mut status,
+            "Collecting",
+            conditions::Status::Unknown,
+            "SharedByReplicas",
+            &format!(
+                "{replicas} collectors share the event hub and report their progress in their metrics (azlog_events_delivered_total, azlog_source_partitions), not here"
+            ),
+            generation,
+        ),
         // The count stays out of the message: the condition changes only when collecting starts
         // or stops, not at every progress report (eventsDelivered carries the number).
         Some(_) => set_condition(
@@ -835,7 +847,7 @@ fn contains(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
 fn set_condition(
     status: &mut LogSourceStatus,
     type_: &str,
-    value: bool,
+    value: impl Into<conditions::Status>,
     reason: &str,
     message: &str,
     generation: Option<i64>,
