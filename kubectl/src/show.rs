@@ -57,6 +57,7 @@ fn kind(source: &LogSource) -> String {
     let kinds = [
         (spec.wad.is_some(), "wad"),
         (spec.diagnostic_logs.is_some(), "diagnosticLogs"),
+        (spec.event_hubs.is_some(), "eventHubs"),
         (spec.activity_log.is_some(), "activityLog"),
         (spec.security_alerts.is_some(), "securityAlerts"),
         (spec.entra_audit.is_some(), "entraAudit"),

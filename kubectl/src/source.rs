@@ -23,6 +23,8 @@ pub enum Kind {
     Wad,
     /// Resource logs archived to blobs: ACCOUNT.
     DiagnosticLogs,
+    /// What diagnostic settings and Entra ID stream to an event hub: NAMESPACE HUB.
+    EventHubs,
     /// The Activity Log: SUBSCRIPTION....
     ActivityLog,
     /// Defender for Cloud alerts: SUBSCRIPTION....
@@ -40,7 +42,8 @@ pub struct AddArgs {
     /// The source type.
     #[arg(value_enum)]
     pub kind: Kind,
-    /// The storage account (wad, diagnostic-logs) or the subscription ids (activity-log, alerts).
+    /// The storage account (wad, diagnostic-logs), the namespace and hub (event-hubs) or the
+    /// subscription ids (activity-log, alerts).
     pub args: Vec<String>,
     /// wad: the table (default WADWindowsEventLogsTable).
     #[arg(long)]
@@ -57,6 +60,16 @@ pub struct AddArgs {
     /// sasToken).
     #[arg(long, value_name = "SECRET[/KEY]")]
     pub sas_secret: Option<String>,
+    /// event-hubs: the Secret holding a Listen connection string, as SECRET or SECRET/KEY (key
+    /// default connectionString); without it, the credential signs in.
+    #[arg(long, value_name = "SECRET[/KEY]")]
+    pub connection_string_secret: Option<String>,
+    /// event-hubs: the consumer group (default $Default; give azlog its own).
+    #[arg(long)]
+    pub consumer_group: Option<String>,
+    /// event-hubs: how many collectors divide the hub's partitions.
+    #[arg(long)]
+    pub replicas: Option<i32>,
     /// diagnostic-logs: only this category (repeat for more).
     #[arg(long = "category")]
     pub categories: Vec<String>,
@@ -164,6 +177,24 @@ fn log_source(args: &AddArgs, namespace: &str) -> Result<LogSource, Failure> {
                 spec.insert("diagnosticLogs".into(), source);
             }
         }
+        Kind::EventHubs => {
+            let [namespace, hub] = args.args.as_slice() else {
+                return usage(
+                    "give the namespace and the hub: kubectl azlog source add NAME event-hubs NAMESPACE HUB --connection-string-secret SECRET",
+                );
+            };
+            let mut source = json!({"namespace": namespace, "hub": hub});
+            if let Some(secret) = &args.connection_string_secret {
+                source["connectionString"] = secret_ref(secret, "connectionString");
+            }
+            if let Some(group) = &args.consumer_group {
+                source["consumerGroup"] = group.as_str().into();
+            }
+            spec.insert("eventHubs".into(), source);
+            if let Some(replicas) = args.replicas {
+                spec.insert("replicas".into(), replicas.into());
+            }
+        }
         Kind::ActivityLog | Kind::Alerts => {
             if args.args.is_empty() {
                 return usage(
@@ -191,7 +222,7 @@ fn log_source(args: &AddArgs, namespace: &str) -> Result<LogSource, Failure> {
     }
     if !matches!(
         args.kind,
-        Kind::Wad | Kind::DiagnosticLogs | Kind::ActivityLog | Kind::Alerts
+        Kind::Wad | Kind::DiagnosticLogs | Kind::EventHubs | Kind::ActivityLog | Kind::Alerts
     ) && !args.args.is_empty()
     {
         return usage(
@@ -391,6 +422,33 @@ mod tests {
         Wrapper::try_parse_from(std::iter::once("add").chain(line.split_whitespace()))
             .expect("arguments")
             .add
+    }
+
+    #[test]
+    fn an_event_hub_source_names_its_connection_string_by_reference_and_its_replicas() {
+        let source = log_source(
+            &parse(
+                "streamed event-hubs contoso-logs insights-logs --connection-string-secret hub --consumer-group azlog --replicas 3 --syslog siem:514",
+            ),
+            "siem",
+        )
+        .expect("valid");
+        let hub = source.spec.event_hubs.expect("eventHubs");
+        assert_eq!(hub.namespace.as_deref(), Some("contoso-logs"));
+        assert_eq!(hub.hub, "insights-logs");
+        assert_eq!(hub.consumer_group.as_deref(), Some("azlog"));
+        let secret = hub.connection_string.expect("a reference");
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("hub", "connectionString")
+        );
+        assert_eq!(source.spec.replicas, Some(3));
+        let Err(Failure(message)) =
+            log_source(&parse("streamed event-hubs contoso-logs --files"), "siem")
+        else {
+            panic!("a hub is required");
+        };
+        assert!(message.contains("NAMESPACE HUB"), "{message}");
     }
 
     #[test]
