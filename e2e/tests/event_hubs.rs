@@ -260,9 +260,10 @@ fn start_replica(s: &Setup, cluster: &Cluster, name: &str) -> (Collector, PathBu
     let kubeconfig = cluster.kubeconfig("admin", ADMIN_TOKEN);
     let dir = s.path().join(name);
     std::fs::create_dir_all(&dir).expect("replica dir");
-    let health = free_port();
+    // No health endpoint: a port picked free here could be taken by another test's process before
+    // the collector binds it, and the replica would exit.
     let yaml = format!(
-        "name: hub\nsource:\n  eventHubs:\n    endpoint: {endpoint}\n    hub: {HUB}\n    startAt: Earliest\n    connectionStringFile: {root}/connection-string\n    sharing:\n      namespace: default\n      group: hub\n      leaseDuration: 6s\nazure:\n  caFile: {root}/ca.pem\noutputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 200ms\n  batchSize: 100\n  maxInFlightEvents: 400\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: 127.0.0.1:{health}\n",
+        "name: hub\nsource:\n  eventHubs:\n    endpoint: {endpoint}\n    hub: {HUB}\n    startAt: Earliest\n    connectionStringFile: {root}/connection-string\n    sharing:\n      namespace: default\n      group: hub\n      leaseDuration: 6s\nazure:\n  caFile: {root}/ca.pem\noutputs:\n  - file:\n      directory: {dir}/out\n      maxFileAge: 1s\nstateDir: {dir}/state\npipeline:\n  pollInterval: 200ms\n  batchSize: 100\n  maxInFlightEvents: 400\ncheckpoint:\n  commitInterval: 100ms\nhealth:\n  listen: null\n",
         endpoint = s.hub.endpoint(),
         root = s.path().display(),
         dir = dir.display(),
@@ -291,9 +292,17 @@ fn a_killed_replicas_partitions_are_taken_over_within_the_lease_duration_and_not
     let mut expected: HashSet<String> = HashSet::new();
     let (mut r0, out0) = start_replica(&s, &cluster, "replica-0");
     let (mut r1, out1) = start_replica(&s, &cluster, "replica-1");
-    wait_until(WAIT, "two replicas to hold two partitions each", || {
-        (held_by(&cluster, "replica-0") == 2 && held_by(&cluster, "replica-1") == 2).then_some(())
-    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while !(held_by(&cluster, "replica-0") == 2 && held_by(&cluster, "replica-1") == 2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two replicas did not come to hold two partitions each: {:?}\nreplica-0:\n{}\nreplica-1:\n{}",
+            holders(&cluster),
+            r0.log(),
+            r1.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for partition in 0..4 {
         expected.extend(records.send(&s.hub, partition, 100, 3));
     }
