@@ -59,7 +59,6 @@ pub struct Seen {
     pub receivers: u64,
     pub busy_detaches: u64,
     pub expired_detaches: u64,
-    pub events_sent: u64,
 }
 
 struct State {
@@ -791,7 +790,6 @@ async fn serve_partition(
         if sender.send(sendable).await.is_err() {
             return;
         }
-        state.seen(|s| s.events_sent += 1);
         next += 1;
     }
 }

@@ -13,7 +13,7 @@ use azlog_e2e::fake_azure::{Audience, FakeAzure};
 use azlog_e2e::fake_event_hubs::FakeEventHubs;
 use azlog_e2e::kube_cluster::{ADMIN_TOKEN, Cluster};
 use azlog_test_support::collector::{Collector, file_output_ids};
-use azlog_test_support::http::http_get;
+use azlog_test_support::http::healthy;
 use azlog_test_support::ports::free_port;
 use azlog_test_support::wait::wait_until;
 
@@ -74,9 +74,7 @@ impl Setup {
     fn start(&self, yaml: &str) -> Collector {
         let collector = Collector::start(self.path(), yaml);
         wait_until(WAIT, "the collector's health endpoint", || {
-            (std::net::TcpStream::connect(("127.0.0.1", self.health)).is_ok()
-                && http_get(self.health, "/healthz").0 == 200)
-                .then_some(())
+            healthy(self.health).then_some(())
         });
         collector
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use azlog_e2e::fake_azure::{Api, FakeAzure, Fault};
 use azlog_test_support::collector::{Collector, file_output_ids};
 use azlog_test_support::examples::first_record;
-use azlog_test_support::http::http_get;
+use azlog_test_support::http::{healthy, http_get};
 use azlog_test_support::metrics::metric;
 use azlog_test_support::ports::free_port;
 use azlog_test_support::wait::wait_until;
@@ -90,7 +90,7 @@ impl Setup {
     fn start(&self, yaml: &str) -> Collector {
         let collector = Collector::start(self.path(), yaml);
         wait_until(WAIT, "the collector's health endpoint", || {
-            (http_get_ok(self.health)).then_some(())
+            healthy(self.health).then_some(())
         });
         collector
     }
@@ -98,10 +98,6 @@ impl Setup {
     fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         metric(self.health, name, labels)
     }
-}
-
-fn http_get_ok(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").0 == 200
 }
 
 fn iso(t: chrono::DateTime<Utc>) -> String {

@@ -452,7 +452,7 @@ fn source_config(
         }),
         spec.event_hubs.as_ref().map(|hub| {
             window.unused("eventHubs", true, false, errors);
-            let mut c = EventHubsConfig::new(String::new(), hub.hub.clone());
+            let mut c = EventHubsConfig::new(hub.hub.clone());
             c.namespace = hub.namespace.clone();
             c.endpoint = hub.endpoint.clone();
             c.consumer_group = hub.consumer_group.clone().unwrap_or(c.consumer_group);

@@ -3,6 +3,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
+/// Whether something listens on `port` and its `/healthz` answers 200.
+pub fn healthy(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").0 == 200
+}
+
 /// A plain HTTP GET on loopback: the status and the body.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");

@@ -26,8 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::azure::{ApiError, AzureClient};
 use crate::config::{EventHubsConfig, StartAt, TlsConfig};
 use crate::source::{Batch, Fetch, Source, SourceError};
-pub use link::Start;
-use link::{Address, Received};
+use link::{Address, Received, Start};
 use reader::{Command, Reader};
 use sharing::{Reading, Sharing};
 use token::{ConnectionString, Credential};
@@ -43,13 +42,14 @@ const AMQPS_PORT: u16 = 5671;
 struct Cursor {
     /// Where a partition with no position yet starts: fixed at the first start, so that a partition
     /// whose first event comes while the collector is down is still read from then.
-    from: From,
+    from: Unread,
     /// The last sequence number handed over, per partition id.
     partitions: BTreeMap<String, i64>,
 }
 
+/// Where a partition this collector never read starts.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-enum From {
+enum Unread {
     #[default]
     Earliest,
     Enqueued(DateTime<Utc>),
@@ -59,8 +59,8 @@ impl Cursor {
     fn start_of(&self, partition: &str) -> Start {
         match (self.partitions.get(partition), self.from) {
             (Some(sequence), _) => Start::After(*sequence),
-            (None, From::Earliest) => Start::Earliest,
-            (None, From::Enqueued(t)) => Start::Enqueued(t),
+            (None, Unread::Earliest) => Start::Earliest,
+            (None, Unread::Enqueued(t)) => Start::Enqueued(t),
         }
     }
 }
@@ -113,9 +113,9 @@ impl EventHubs {
             ),
             None => {
                 let from = match config.start_at {
-                    StartAt::Earliest => From::Earliest,
-                    StartAt::Now => From::Enqueued(Utc::now()),
-                    StartAt::Time(t) => From::Enqueued(t),
+                    StartAt::Earliest => Unread::Earliest,
+                    StartAt::Now => Unread::Enqueued(Utc::now()),
+                    StartAt::Time(t) => Unread::Enqueued(t),
                 };
                 let cursor = Cursor {
                     from,
@@ -273,8 +273,4 @@ fn connect_to(
         consumer_group: config.consumer_group.clone(),
     };
     Ok((address, credential))
-}
-
-fn lock(positions: &Mutex<Cursor>) -> std::sync::MutexGuard<'_, Cursor> {
-    positions.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, StartAt};
+use super::{Context, StartAt, validate_start};
 use crate::path::{At, Problems};
 use crate::sharing::SharingConfig;
 
@@ -58,10 +58,11 @@ const MAX_NAMESPACE: usize = 50;
 const MAX_NAME: usize = 256;
 
 impl EventHubsConfig {
-    /// `hub` in `namespace`, read by the `$Default` consumer group from now on.
-    pub fn new(namespace: String, hub: String) -> EventHubsConfig {
+    /// `hub`, read by the `$Default` consumer group from now on; the caller sets `namespace` or
+    /// `endpoint`.
+    pub fn new(hub: String) -> EventHubsConfig {
         EventHubsConfig {
-            namespace: Some(namespace),
+            namespace: None,
             endpoint: None,
             hub,
             consumer_group: default_consumer_group(),
@@ -136,15 +137,7 @@ impl EventHubsConfig {
                 );
             }
         }
-        if let StartAt::Time(t) = self.start_at
-            && t > chrono::Utc::now()
-        {
-            problems.add(
-                at,
-                "startAt",
-                "is in the future; use Now to start from the first run",
-            );
-        }
+        validate_start(self.start_at, at, problems);
         if let Some(sharing) = &self.sharing {
             sharing.validate(&at.child("sharing"), problems);
         }

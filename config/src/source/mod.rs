@@ -182,6 +182,18 @@ const DEFAULT_LATE_ARRIVAL: Duration = Duration::from_secs(20 * 60);
 
 /// Checks where a source starts and how late it waits for records.
 fn validate_window(start_at: StartAt, late_arrival: Duration, at: &At, problems: &mut Problems) {
+    validate_start(start_at, at, problems);
+    if late_arrival > Duration::from_secs(86_400) {
+        problems.add(
+            at,
+            "lateArrival",
+            "must be at most 24h; Azure indexes events within minutes",
+        );
+    }
+}
+
+/// Checks where a source starts: not in the future.
+fn validate_start(start_at: StartAt, at: &At, problems: &mut Problems) {
     if let StartAt::Time(t) = start_at
         && t > chrono::Utc::now()
     {
@@ -192,13 +204,6 @@ fn validate_window(start_at: StartAt, late_arrival: Duration, at: &At, problems:
                 "{} is in the future; use Now to start from the first run",
                 String::from(start_at)
             ),
-        );
-    }
-    if late_arrival > Duration::from_secs(86_400) {
-        problems.add(
-            at,
-            "lateArrival",
-            "must be at most 24h; Azure indexes events within minutes",
         );
     }
 }

@@ -49,15 +49,15 @@ impl Address {
     }
 }
 
-/// Where a partition's receiver starts.
+/// Where a partition's receiver starts. (`startAt: Now` is an enqueued time fixed at the first
+/// start, not `@latest`: a partition whose first event comes while the collector is down would
+/// lose it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// After this sequence number (the last one delivered).
     After(i64),
     /// The oldest event the hub retains.
     Earliest,
-    /// Only events enqueued from now on.
-    Latest,
     /// Events enqueued at or after this time.
     Enqueued(DateTime<Utc>),
 }
@@ -70,7 +70,6 @@ impl Start {
                 format!("amqp.annotation.x-opt-sequence-number > '{sequence}'")
             }
             Start::Earliest => "amqp.annotation.x-opt-offset > '-1'".to_owned(),
-            Start::Latest => "amqp.annotation.x-opt-offset > '@latest'".to_owned(),
             Start::Enqueued(t) => format!(
                 "amqp.annotation.x-opt-enqueued-time >= '{}'",
                 t.timestamp_millis()

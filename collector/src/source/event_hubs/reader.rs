@@ -10,9 +10,10 @@ use tokio::task::JoinHandle;
 
 use super::link::{self, Address, Link, Received, Start};
 use super::token::Credential;
-use super::{Cursor, Delivery, lock};
+use super::{Cursor, Delivery};
 use crate::azure::ApiError;
 use crate::backoff::Backoff;
+use crate::checkpoint::lock;
 use crate::metrics::Metrics;
 
 /// How often a connection puts a fresh token, well before the last one expires.

@@ -29,7 +29,7 @@ impl Position<'_> {
 
 /// The kind of a streamed record, by its category: Entra ID's sign-in and audit logs and the
 /// Activity Log keep the folders their REST sources use; everything else is a resource log.
-pub fn kind_of(category: &str) -> EventKind {
+fn kind_of(category: &str) -> EventKind {
     match category {
         "SignInLogs"
         | "NonInteractiveUserSignInLogs"

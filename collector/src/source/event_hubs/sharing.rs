@@ -14,18 +14,20 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::Cursor;
+use super::link::Start;
 use super::reader::Command;
-use super::{Cursor, lock};
+use crate::checkpoint::lock;
 use crate::config::SharingConfig;
 use crate::lease::shares::Shares;
-use crate::source::event_hubs::Start;
 
 /// What the service keeps to end the sharing when the pipeline has stopped.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sharing {
-    inner: Arc<Mutex<Option<Balance>>>,
+    /// Taken by the source when it starts balancing.
+    inner: Mutex<Option<Balance>>,
     finished: watch::Sender<bool>,
-    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The balancing task's state until the source starts it.
@@ -74,39 +76,35 @@ impl Sharing {
             config.lease_duration,
         );
         Sharing {
-            inner: Arc::new(Mutex::new(Some(Balance {
+            inner: Mutex::new(Some(Balance {
                 shares,
                 every: config.lease_duration / 3,
                 committed,
                 taken_at: BTreeMap::new(),
-            }))),
+            })),
             finished: watch::Sender::new(false),
-            task: Arc::default(),
+            task: Mutex::default(),
         }
     }
 
     /// Starts balancing; the source calls this once it has a reader.
     pub(super) fn start(&self, reading: Reading) {
-        let Some(balance) = lock_any(&self.inner).take() else {
+        let Some(balance) = lock(&self.inner).take() else {
             return;
         };
         let finished = self.finished.subscribe();
-        *lock_any(&self.task) = Some(tokio::spawn(balance.run(reading, finished)));
+        *lock(&self.task) = Some(tokio::spawn(balance.run(reading, finished)));
     }
 
     /// After the pipeline stopped with everything delivered committed: releases every partition
     /// at its committed position and leaves the group, so the others take over at once.
     pub async fn finish(&self) {
         self.finished.send_replace(true);
-        let task = lock_any(&self.task).take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }
     }
-}
-
-fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The committed sequence number of each partition.
